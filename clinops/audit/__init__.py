@@ -1,0 +1,44 @@
+"""Layer 3: a tamper-evident, erasable audit trail (docs/audit.md).
+
+Records are hash-chained, sealed per commit with Ed25519, and covered by RFC 6962 Merkle
+checkpoints with inclusion and consistency proofs; feature payloads are encrypted with
+AES-256-GCM under per-subject data keys; subjects appear only as random pseudonyms, and erasure
+deletes the mapping and the keys while every hash and signature still verifies.
+
+Main entry points: :class:`AuditTrail` (open, append, find, show, erase, retention, rotate_key,
+checkpoint, prove, verify), :func:`verify_log` and :func:`verify_bundle` (need only the public
+key), and the ``clinops audit`` command (:mod:`clinops.audit.cli`).
+"""
+from clinops.audit.keys import Ed25519Signer, Keyring, LocalKeyring, Signer
+from clinops.audit.log import (
+    AuditIntegrityError,
+    AuditReceipt,
+    AuditTrail,
+    AuditWriteError,
+    RecordView,
+    RecoveryReport,
+    RetentionReport,
+)
+from clinops.audit.proofs import ProofError, verify_bundle
+from clinops.audit.records import PREDICTION_FIELDS, Checkpoint
+from clinops.audit.verify import VerifyReport, verify_log
+
+__all__ = [
+    "PREDICTION_FIELDS",
+    "AuditIntegrityError",
+    "AuditReceipt",
+    "AuditTrail",
+    "AuditWriteError",
+    "Checkpoint",
+    "Ed25519Signer",
+    "Keyring",
+    "LocalKeyring",
+    "ProofError",
+    "RecordView",
+    "RecoveryReport",
+    "RetentionReport",
+    "Signer",
+    "VerifyReport",
+    "verify_bundle",
+    "verify_log",
+]

@@ -1,0 +1,143 @@
+"""``clinops audit ...``: verify, prove, check-proof, show, erase, retention, rotate-key, checkpoint, recover.
+
+Every subcommand takes ``--root DIR`` (default ``$CLINOPS_AUDIT_ROOT`` or ``./audit``). Exit
+codes: 0 success, 1 the check failed or the operation was refused (message on stderr), 2 usage.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from clinops.audit.log import AuditIntegrityError, AuditTrail
+from clinops.audit.proofs import ProofError, verify_bundle
+from clinops.audit.records import Checkpoint, RecordFormatError
+from clinops.audit.verify import verify_log
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--root", type=Path, default=Path(os.environ.get("CLINOPS_AUDIT_ROOT", "audit")),
+                        help="audit trail directory (default: $CLINOPS_AUDIT_ROOT or ./audit)")
+    parser = argparse.ArgumentParser(prog="clinops audit", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("verify", parents=[common], help="verify records, links, seals, tree and checkpoints")
+    p.add_argument("--start", type=int, default=None, help="first record to verify (default 0)")
+    p.add_argument("--end", type=int, default=None, help="verify records before this one (default: all)")
+    p.add_argument("--public-key", type=Path, default=None,
+                   help="pinned public key (PEM); default: the key named in the log's own header")
+    p.add_argument("--trusted", type=Path, default=None,
+                   help="a checkpoint JSON kept outside the log (witness copy); detects rollback and forks")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    p = sub.add_parser("prove", parents=[common], help="inclusion proof of record N against the latest checkpoint")
+    p.add_argument("seq", type=int, nargs="?", help="record number")
+    p.add_argument("--consistency", type=Path, default=None, metavar="OLD_CHECKPOINT",
+                   help="instead: prove the log extends this earlier checkpoint (JSON file)")
+    p.add_argument("--out", type=Path, default=None, help="write the bundle here instead of stdout")
+
+    p = sub.add_parser("check-proof", help="check a proof bundle offline with the public key")
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--public-key", type=Path, required=True, help="the log's public key (PEM)")
+
+    p = sub.add_parser("show", parents=[common], help="reconstruct a prediction event")
+    p.add_argument("prediction_id")
+    p.add_argument("--no-decrypt", action="store_true", help="do not decrypt the feature payload")
+
+    p = sub.add_parser("erase", parents=[common], help="erase a data subject (crypto-shredding)")
+    p.add_argument("subject", help="the encounter id to erase")
+    p.add_argument("--requester", required=True, help="who requested the erasure (logged)")
+
+    p = sub.add_parser("retention", parents=[common], help="shred payloads older than the retention period")
+    p.add_argument("--days", type=float, required=True, help="retention period in days")
+    p.add_argument("--requester", default="retention-policy")
+
+    p = sub.add_parser("rotate-key", parents=[common], help="rotate the key-encryption key (re-wraps data keys)")
+    p.add_argument("--requester", default="key-rotation")
+
+    p = sub.add_parser("checkpoint", parents=[common], help="sign a checkpoint of the log as it is now")
+    p.add_argument("--out", type=Path, default=None, help="also copy it here (e.g. a witness location)")
+
+    sub.add_parser("recover", parents=[common], help="open for writing: cut and log a torn tail")
+    return parser
+
+
+def _emit(text: str, out: Path | None) -> None:
+    if out is None:
+        print(text)
+    else:
+        out.write_text(text + "\n")
+        print(f"wrote {out}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    cmd = args.command
+    if cmd == "verify":
+        trusted = Checkpoint.from_bytes(args.trusted.read_bytes()) if args.trusted else None
+        report = verify_log(args.root, public_key=args.public_key, start=args.start, end=args.end, trusted=trusted)
+        if args.json:
+            print(json.dumps(report.__dict__, indent=2))
+        else:
+            print(report.summary())
+            if report.ok and not report.key_pinned:
+                print("note: pass --public-key (obtained out of band) to detect a log re-signed with another key",
+                      file=sys.stderr)
+        return 0 if report.ok else 1
+    if cmd == "check-proof":
+        print(verify_bundle(args.bundle, args.public_key))
+        return 0
+    if cmd in ("show",):
+        with AuditTrail.open(args.root, read_only=True) as trail:
+            print(json.dumps(trail.show(args.prediction_id, decrypt=not args.no_decrypt), indent=2))
+        return 0
+    with AuditTrail.open(args.root, create=False) as trail:
+        if cmd == "prove":
+            if args.consistency is not None:
+                old = Checkpoint.from_bytes(args.consistency.read_bytes())
+                bundle = trail.consistency_proof(old)
+            elif args.seq is None:
+                raise ValueError("prove: give a record number N, or --consistency OLD_CHECKPOINT")
+            else:
+                bundle = trail.prove(args.seq)
+            _emit(json.dumps(bundle, indent=1), args.out)
+        elif cmd == "erase":
+            receipt = trail.erase(args.subject, requester=args.requester)
+            print(f"erased: pseudonym mapping and data keys destroyed; logged as record {receipt.seq}")
+        elif cmd == "retention":
+            report = trail.retention(timedelta(days=args.days), requester=args.requester)
+            print(f"retention: {report.data_keys_destroyed} data keys older than {report.cutoff} destroyed; "
+                  f"logged as record {report.receipt.seq}")
+        elif cmd == "rotate-key":
+            receipt = trail.rotate_key(requester=args.requester)
+            print(f"rotated key-encryption key; logged as record {receipt.seq}")
+        elif cmd == "checkpoint":
+            cp = trail.checkpoint()
+            if args.out is not None:
+                args.out.write_bytes(cp.to_bytes())
+            print(f"checkpoint: size {cp.size} root {cp.root} signed {cp.ts} by {cp.kid}")
+        elif cmd == "recover":
+            for r in trail.recoveries:
+                print(f"recovered: cut {r.n_bytes} bytes ({r.n_records_dropped} unacknowledged records) from "
+                      f"segment {r.segment} at byte {r.offset}; saved to {r.quarantine}")
+            if not trail.recoveries:
+                print("nothing to recover")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``clinops audit``; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (ProofError, LookupError, ValueError, PermissionError, FileNotFoundError, FileExistsError,
+            AuditIntegrityError, RecordFormatError) as exc:
+        print(f"clinops audit {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

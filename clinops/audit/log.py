@@ -1,0 +1,1026 @@
+"""The audit trail: an append-only, hash-chained, signed, Merkle-checkpointed log.
+
+:class:`AuditTrail` is the one object callers use (the serving app, governance code, the CLI)::
+
+    with AuditTrail.open(Path("audit")) as trail:
+        receipt = trail.append("prediction", {...metadata...}, subject=hadm_id, payload=features)
+        trail.verify().ok
+
+How an append becomes durable (the "commit"): under an exclusive ``flock`` on ``root/lock`` the
+writer first reads whatever other processes appended since its last look (so two processes
+never fork the chain), then writes its records and one *seal* line (an Ed25519 signature over
+the new chain head and a UTC timestamp) with a single ``write``, then ``fdatasync``s, then
+releases the lock and returns. A record is acknowledged only once its seal is on disk. Threads
+of one process that append at the same time are gathered into one commit (leader/follower
+group commit), as are the records of one :meth:`AuditTrail.append_many` call.
+
+On opening for writing, an unsealed tail left by a killed writer or a torn write is cut off,
+kept under ``quarantine/``, and the cut is itself logged as a ``recovery`` record.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from clinops.audit import records as rf
+from clinops.audit.keys import Ed25519Signer, Keyring, LocalKeyring, Signer, key_id, public_key_pem, public_key_raw
+from clinops.audit.merkle import MerkleTree, leaf_hash
+from clinops.audit.pseudonyms import PseudonymStore
+from clinops.audit.records import Checkpoint
+from clinops.audit.storage import LocalSegmentStore, atomic_write
+from clinops.audit.verify import VerifyReport, verify_log
+
+__all__ = [
+    "AuditIntegrityError",
+    "AuditReceipt",
+    "AuditTrail",
+    "AuditWriteError",
+    "RecordView",
+    "RecoveryReport",
+    "RetentionReport",
+]
+
+_log = logging.getLogger(__name__)
+
+_RECORD_START = b'{"seq":'
+_SEAL_START = b'{"seal":'
+# Records after which cached pseudonyms / data keys / the keyring may be stale.
+_INVALIDATING = (b'"kind":"erasure"', b'"kind":"retention"', b'"kind":"key_rotation"')
+_CACHE_LIMIT = 50_000
+DEFAULT_SEGMENT_RECORDS = 100_000
+DEFAULT_CHECKPOINT_EVERY = 1_000
+
+
+class AuditIntegrityError(RuntimeError):
+    """The log on disk is not a valid chain; the trail refuses to write on top of it."""
+
+
+class AuditWriteError(OSError):
+    """A commit could not be made durable; nothing in it was acknowledged."""
+
+
+@dataclass(frozen=True)
+class AuditReceipt:
+    """What :meth:`AuditTrail.append` returns once the record is durable.
+
+    Attributes
+    ----------
+    seq : int
+        Position of the record in the log (0-based; the Merkle leaf index).
+    record_id : str
+        Random 32-hex id of the record.
+    record_hash : str
+        Leaf hash ``SHA-256(0x00 || record line)``, 64 hex digits.
+    """
+
+    seq: int
+    record_id: str
+    record_hash: str
+
+
+@dataclass(frozen=True)
+class RecordView:
+    """One record as read back from the log (payload still encrypted).
+
+    Attributes
+    ----------
+    seq, record_id, record_hash
+        As in :class:`AuditReceipt`.
+    timestamp : str
+        UTC time the record was committed, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``.
+    kind : str
+    fields : dict
+        The non-identifying metadata as logged.
+    subject : str or None
+        The subject's pseudonym (never the identifier).
+    payload : dict or None
+        The encrypted envelope ``{alg, dk, iv, ct}``; see :meth:`AuditTrail.decrypt_payload`.
+    """
+
+    seq: int
+    record_id: str
+    timestamp: str
+    kind: str
+    fields: dict[str, Any]
+    subject: str | None
+    payload: dict[str, str] | None
+    record_hash: str
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    """An unsealed tail cut off when the trail was opened (a crash or torn write).
+
+    Attributes
+    ----------
+    segment : int
+        First seq of the segment that had the tail.
+    offset : int
+        Byte offset where the kept, sealed part ends.
+    n_bytes : int
+        Bytes cut.
+    n_records_dropped : int
+        Complete but unsealed (never acknowledged) record lines among them.
+    sha256 : str
+        SHA-256 of the cut bytes (also in the ``recovery`` record).
+    quarantine : str
+        File the cut bytes were saved to.
+    """
+
+    segment: int
+    offset: int
+    n_bytes: int
+    n_records_dropped: int
+    sha256: str
+    quarantine: str
+
+
+@dataclass(frozen=True)
+class RetentionReport:
+    """Result of :meth:`AuditTrail.retention`."""
+
+    receipt: AuditReceipt
+    cutoff: str
+    data_keys_destroyed: int
+
+
+@dataclass
+class _Request:
+    kind: str
+    fields_json: str
+    subject: str | None
+    payload: bytes | None
+    receipt: AuditReceipt | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+@dataclass
+class _Paths:
+    root: Path
+    header: Path = field(init=False)
+    public_key: Path = field(init=False)
+    lock: Path = field(init=False)
+    private: Path = field(init=False)
+    signing_key: Path = field(init=False)
+    keyring: Path = field(init=False)
+    subjects: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.header = self.root / "audit.json"
+        self.public_key = self.root / "signing.pub"
+        self.lock = self.root / "lock"
+        self.private = self.root / "private"
+        self.signing_key = self.private / "signing.key"
+        self.keyring = self.private / "keyring.json"
+        self.subjects = self.private / "subjects.sqlite"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class AuditTrail:
+    """A tamper-evident, erasable audit trail rooted at one directory. Use :meth:`open`."""
+
+    def __init__(self, *, paths: _Paths, header: bytes, signer: Signer | None, keyring: Keyring | None,
+                 pseudonyms: PseudonymStore | None, lock_fd: int, clock: Callable[[], datetime],
+                 read_only: bool) -> None:
+        doc = rf.parse_header(header)
+        self.root = paths.root
+        self._paths = paths
+        self._header = header
+        self.log_id: str = doc["log_id"]
+        self.key_id: str = doc["signing_key_id"]
+        self._public_key_b64: str = doc["signing_public_key"]
+        self._segment_records: int = doc["segment_records"]
+        self._checkpoint_every: int = doc["checkpoint_every"]
+        self._signer = signer
+        self._keyring = keyring
+        self._pseudonyms = pseudonyms
+        self._lock_fd = lock_fd
+        self._clock = clock
+        self._read_only = read_only
+        self._store = LocalSegmentStore(paths.root)
+        self._pid = os.getpid()
+        self._mutex = threading.RLock()
+        self._failed: BaseException | None = None
+        self._closed = False
+        # Chain state: everything up to the end of the last seal we have read or written.
+        self._tree = MerkleTree()
+        self._next_seq = 0
+        self._head = rf.genesis_hash(header)
+        self._seg: int | None = None
+        self._offset = 0
+        self._seg_count = 0
+        self.recoveries: list[RecoveryReport] = []
+        self._unlogged_recoveries: list[RecoveryReport] = []
+        self._pseudonym_cache: dict[str, str] = {}
+        self._key_cache: dict[tuple[str, str], tuple[str, bytes]] = {}
+        # Group commit across threads.
+        self._queue: list[_Request] = []
+        self._queue_cv = threading.Condition()
+        self._leader = False
+
+    # -- opening ----------------------------------------------------------------------------
+    @classmethod
+    def open(cls, root: Path | str, *, create: bool = True, keyring: Keyring | None = None,
+             signer: Signer | None = None, segment_records: int | None = None,
+             checkpoint_every: int | None = None, clock: Callable[[], datetime] | None = None,
+             read_only: bool = False) -> "AuditTrail":
+        """Open (and by default create) the audit trail in ``root``.
+
+        Parameters
+        ----------
+        root : Path
+            Directory of the trail (created with mode 700).
+        create : bool
+            Create a new trail if ``root`` holds none; otherwise raise ``FileNotFoundError``.
+        keyring : Keyring, optional
+            Key-encryption keys; default ``root/private/keyring.json`` (created with mode 600).
+        signer : Signer, optional
+            Ed25519 signing key; default ``root/private/signing.key`` (created with mode 600). Must
+            be the key the trail was created with.
+        segment_records : int, optional
+            Records per segment before it is closed and made read-only (creation only; default
+            100,000).
+        checkpoint_every : int, optional
+            A signed checkpoint each time the log crosses a multiple of this many records
+            (creation only; default 1,000). Checkpoints are also written when a segment closes,
+            on :meth:`checkpoint` and on :meth:`close`.
+        clock : callable, optional
+            Returns the current time as an aware ``datetime``; default UTC now. Tests inject one.
+        read_only : bool
+            Open for reading only: no lock held for writing, no recovery, no keys created. The
+            keyring and pseudonym store are used if readable (to decrypt), else left out.
+
+        Raises
+        ------
+        FileNotFoundError
+            ``root`` holds no trail and ``create`` is False (or ``read_only``).
+        ValueError
+            ``segment_records`` / ``checkpoint_every`` differ from the trail's, or the signer is
+            not the trail's key.
+        AuditIntegrityError
+            The log is damaged beyond a torn tail.
+        """
+        paths = _Paths(Path(root))
+        clock = clock or _utcnow
+        rf.utc_text(clock())  # a naive or broken clock fails here, before anything is created
+        for name, value in (("segment_records", segment_records), ("checkpoint_every", checkpoint_every)):
+            if value is not None and (type(value) is not int or value < 1):
+                raise ValueError(f"{name}: must be a positive integer, got {value!r}")
+        if not paths.header.exists() and (read_only or not create):
+            raise FileNotFoundError(f"{paths.root}: no audit trail here (audit.json is missing)")
+        if not read_only:
+            paths.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if read_only and not paths.lock.exists():
+            # A copy handed to an auditor may lack the lock file; with no writers, any file will do.
+            lock_fd = os.open(paths.header, os.O_RDONLY)
+        else:
+            lock_fd = os.open(paths.lock, os.O_RDONLY if read_only else os.O_RDWR | os.O_CREAT, 0o600)
+        trail = None
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_SH if read_only else fcntl.LOCK_EX)
+            try:
+                if not paths.header.exists():
+                    signer, keyring = cls._create(paths, signer, keyring, segment_records or DEFAULT_SEGMENT_RECORDS,
+                                                  checkpoint_every or DEFAULT_CHECKPOINT_EVERY, clock)
+                header = paths.header.read_bytes()
+                doc = rf.parse_header(header)
+                for name, value in (("segment_records", segment_records), ("checkpoint_every", checkpoint_every)):
+                    if value is not None and value != doc[name]:
+                        raise ValueError(f"{name}: this trail was created with {doc[name]}; it cannot change "
+                                         f"(got {value})")
+                signer, keyring, pseudonyms = cls._load_keys(paths, doc, signer, keyring, read_only)
+                trail = cls(paths=paths, header=header, signer=signer, keyring=keyring, pseudonyms=pseudonyms,
+                            lock_fd=lock_fd, clock=clock, read_only=read_only)
+                trail._catch_up(recover=not read_only)
+                if trail._unlogged_recoveries:
+                    trail._commit_locked([])
+            finally:
+                fcntl.flock(lock_fd, fcntl.LOCK_UN)
+        except BaseException:
+            if trail is not None:
+                trail._release()
+            else:
+                os.close(lock_fd)
+            raise
+        return trail
+
+    @staticmethod
+    def _create(paths: _Paths, signer: Signer | None, keyring: Keyring | None, segment_records: int,
+                checkpoint_every: int, clock: Callable[[], datetime]) -> tuple[Signer, Keyring]:
+        paths.private.mkdir(mode=0o700, exist_ok=True)
+        if signer is None:
+            if paths.signing_key.exists():
+                signer = Ed25519Signer.load(paths.signing_key)
+            else:
+                signer = Ed25519Signer.generate()
+                signer.save(paths.signing_key)
+        if keyring is None:
+            keyring = LocalKeyring(paths.keyring) if paths.keyring.exists() else LocalKeyring.create(paths.keyring)
+        LocalSegmentStore(paths.root).init()
+        atomic_write(paths.public_key, public_key_pem(signer.public_key), mode=0o444)
+        header = rf.header_bytes(uuid.uuid4().hex, rf.utc_text(clock()), segment_records, checkpoint_every,
+                                 key_id(signer.public_key), public_key_raw(signer.public_key))
+        # The header is written last: its presence is what makes the directory a trail.
+        atomic_write(paths.header, header, mode=0o444)
+        return signer, keyring
+
+    @staticmethod
+    def _load_keys(paths: _Paths, doc: dict[str, Any], signer: Signer | None, keyring: Keyring | None,
+                   read_only: bool) -> tuple[Signer | None, Keyring | None, PseudonymStore | None]:
+        if signer is None and not read_only:
+            if not paths.signing_key.exists():
+                raise FileNotFoundError(f"{paths.signing_key}: no signing key; pass signer= or restore the key file")
+            signer = Ed25519Signer.load(paths.signing_key)
+        if signer is not None and signer.key_id != doc["signing_key_id"]:
+            raise ValueError(f"signer: key {signer.key_id} is not this trail's signing key {doc['signing_key_id']}")
+        pseudonyms = None
+        try:
+            if keyring is None:
+                keyring = LocalKeyring(paths.keyring)
+            pseudonyms = PseudonymStore(paths.subjects, keyring)
+        except (OSError, ValueError):
+            if not read_only:
+                raise
+            keyring = None  # an auditor without the private keys can still read and verify
+        return signer, keyring, pseudonyms
+
+    # -- locking ----------------------------------------------------------------------------
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise RuntimeError("audit trail is closed")
+        if os.getpid() != self._pid:
+            raise RuntimeError(f"audit trail opened in process {self._pid} is used in process {os.getpid()} "
+                               "(after fork); open one AuditTrail per worker process")
+
+    @contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        if self._read_only:
+            raise PermissionError("audit trail was opened read-only")
+        self._check_usable()
+        if self._failed is not None:
+            raise AuditWriteError(f"an earlier commit failed ({self._failed}); reopen the trail") from self._failed
+        with self._mutex:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    @contextmanager
+    def _read_lock(self) -> Iterator[None]:
+        self._check_usable()
+        with self._mutex:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    # -- reading the tail -------------------------------------------------------------------
+    def _catch_up(self, *, recover: bool) -> None:
+        """Bring the in-memory chain state up to the end of the last seal on disk (lock held)."""
+        while True:
+            if self._seg is None:
+                if not self._store.exists(self._next_seq):
+                    return
+                self._seg, self._offset, self._seg_count = self._next_seq, 0, 0
+            size = self._store.size(self._seg)
+            if size < self._offset:
+                raise AuditIntegrityError(f"segment {self._seg} shrank from {self._offset} to {size} bytes "
+                                          "behind this writer's back: the log was truncated")
+            if size > self._offset:
+                data = self._store.read(self._seg, self._offset, size)
+                used = self._consume(data)
+                if used < len(data):
+                    self._handle_residue(data[used:], recover)
+            if self._store.is_sealed(self._seg):
+                self._seg = None
+                continue
+            if recover and self._seg_count >= self._segment_records:
+                self._close_segment()  # a writer died between its last commit and closing the segment
+            return
+
+    def _consume(self, data: bytes) -> int:
+        """Take every complete, sealed commit from ``data``; returns the bytes used."""
+        pos = used = 0
+        seq, prev = self._next_seq, self._head.hex()
+        pending: list[bytes] = []
+        invalidate = False
+        while True:
+            nl = data.find(b"\n", pos)
+            if nl < 0:
+                break
+            line = data[pos:nl]
+            if line.startswith(_RECORD_START):
+                if not line.startswith(rf.record_prefix(seq, prev)):
+                    break
+                h = hashlib.sha256(b"\x00" + line).digest()
+                pending.append(h)
+                invalidate = invalidate or any(p in line for p in _INVALIDATING)
+                seq += 1
+                prev = h.hex()
+            elif line.startswith(_SEAL_START) and pending:
+                try:
+                    seal = rf.parse_seal(line)
+                except rf.RecordFormatError:
+                    break
+                if seal.seq != seq - 1 or seal.head != prev:
+                    break
+                for h in pending:
+                    self._tree.append(h)
+                self._seg_count += len(pending)
+                self._next_seq, self._head = seq, bytes.fromhex(prev)
+                pending = []
+                used = nl + 1
+            else:
+                break
+            pos = nl + 1
+        self._offset += used
+        if invalidate:
+            self._invalidate_caches()
+        return used
+
+    def _handle_residue(self, tail: bytes, recover: bool) -> None:
+        lines = tail.split(b"\n")
+        complete = lines[:-1]
+        seals = [i for i, line in enumerate(complete) if line.startswith(_SEAL_START)]
+        # A crash leaves at most one unfinished commit at the very end. Anything followed by
+        # further commits was damaged after it was acknowledged: that is not ours to repair.
+        if len(seals) > 1 or (seals and (seals[0] != len(complete) - 1 or lines[-1])):
+            raise AuditIntegrityError(
+                f"segment {self._seg} is damaged at byte {self._offset} and sealed data follows the damage: "
+                "this is not a torn write; run `clinops audit verify` and investigate")
+        assert self._seg is not None
+        if not recover:
+            return
+        if self._store.is_sealed(self._seg):
+            raise AuditIntegrityError(f"segment {self._seg} is closed but has {len(tail)} unsealed bytes at its end")
+        stamp = rf.utc_text(self._clock()).replace(":", "").replace("-", "")
+        path = self._store.quarantine(f"seg-{self._seg:020d}-at-{self._offset}-{stamp}.torn", tail)
+        self._store.truncate(self._seg, self._offset)
+        report = RecoveryReport(segment=self._seg, offset=self._offset, n_bytes=len(tail),
+                                n_records_dropped=sum(1 for line in complete if line.startswith(_RECORD_START)),
+                                sha256=hashlib.sha256(tail).hexdigest(), quarantine=str(path))
+        _log.warning("audit trail %s: cut an unsealed tail of %d bytes (%d unacknowledged records) from "
+                     "segment %d at byte %d; saved to %s", self.root, report.n_bytes, report.n_records_dropped,
+                     report.segment, report.offset, path)
+        self.recoveries.append(report)
+        self._unlogged_recoveries.append(report)
+
+    def _invalidate_caches(self) -> None:
+        self._pseudonym_cache.clear()
+        self._key_cache.clear()
+        reload = getattr(self._keyring, "reload", None)
+        if callable(reload):
+            reload()
+
+    # -- writing ----------------------------------------------------------------------------
+    def _request(self, kind: str, fields: Mapping[str, Any] | None, subject: object, payload: object,
+                 *, internal: bool = False) -> _Request:
+        kind = rf.check_kind(kind, internal=internal)
+        subject_text = None if subject is None else rf.normalise_subject(subject)
+        fields_json = rf.encode_fields(kind, fields, subject_text)
+        payload_bytes = None
+        if payload is not None:
+            if subject_text is None:
+                raise ValueError("payload: needs subject=; payloads are encrypted with the subject's data key "
+                                 "so that they can be erased")
+            payload_bytes = rf.encode_payload(payload, subject_text)  # type: ignore[arg-type]
+        return _Request(kind, fields_json, subject_text, payload_bytes)
+
+    def append(self, kind: str, fields: Mapping[str, Any], *, subject: str | int | None = None,
+               payload: Mapping[str, Any] | None = None) -> AuditReceipt:
+        """Append one record; returns once it is durable (fdatasync'ed and sealed).
+
+        Parameters
+        ----------
+        kind : str
+            ``prediction``, ``override``, ``escalation``, ``review``, ``deployment`` or any
+            ``[a-z][a-z0-9_]{1,31}`` name not reserved by the trail.
+        fields : dict
+            Non-identifying metadata (JSON values). Every kind needs ``requester``; predictions
+            need ``model_version, dataset_sha256, raw_score, probability, conformal_set,
+            requester, purpose, prediction_id``. The UTC timestamp is added by the trail.
+        subject : str or int, optional
+            The encounter id. Never logged: it is mapped to a random pseudonym.
+        payload : dict, optional
+            Feature values; encrypted with AES-256-GCM under the subject's data key for the day.
+
+        Returns
+        -------
+        AuditReceipt
+
+        Raises
+        ------
+        ValueError, TypeError
+            Bad input, naming the field and the rule.
+        AuditWriteError
+            The commit did not reach the disk; the record is not in the log.
+        """
+        return self._submit([self._request(kind, fields, subject, payload)])[0]
+
+    def append_many(self, events: Iterable[Mapping[str, Any]]) -> list[AuditReceipt]:
+        """Append several records in one commit (one write, one fdatasync, one seal).
+
+        Parameters
+        ----------
+        events : iterable of dict
+            Each ``{"kind": str, "fields": dict, "subject": ... (optional), "payload": ... (optional)}``.
+
+        Returns
+        -------
+        list of AuditReceipt
+            In the order given.
+        """
+        requests = []
+        for i, event in enumerate(events):
+            if not isinstance(event, Mapping):
+                raise TypeError(f"events[{i}]: must be a dict with kind, fields, subject, payload")
+            unknown = set(event) - {"kind", "fields", "subject", "payload"}
+            if unknown:
+                raise ValueError(f"events[{i}]: unknown keys {sorted(unknown)}")
+            try:
+                requests.append(self._request(event.get("kind"), event.get("fields"), event.get("subject"),
+                                              event.get("payload")))
+            except (ValueError, TypeError) as exc:
+                raise type(exc)(f"events[{i}].{exc}") from None
+        return self._submit(requests) if requests else []
+
+    def _submit(self, requests: list[_Request]) -> list[AuditReceipt]:
+        if self._read_only:
+            raise PermissionError("audit trail was opened read-only")
+        self._check_usable()
+        with self._queue_cv:
+            self._queue.extend(requests)
+            while not requests[0].done and self._leader:
+                self._queue_cv.wait()
+            if not requests[0].done:
+                # Lead: commit everything queued so far (ours and other threads') in one go.
+                self._leader = True
+                batch, self._queue = self._queue, []
+            else:
+                batch = []
+        if batch:
+            try:
+                with self._write_lock():
+                    self._catch_up(recover=True)
+                    receipts = self._commit_locked(batch)
+                for req, receipt in zip(batch, receipts):
+                    req.receipt = receipt
+            except BaseException as exc:  # every waiter must learn the commit failed
+                for req in batch:
+                    req.error = exc
+            finally:
+                with self._queue_cv:
+                    for req in batch:
+                        req.done = True
+                    self._leader = False
+                    self._queue_cv.notify_all()
+        for req in requests:
+            if req.error is not None:
+                if isinstance(req.error, (AuditIntegrityError, PermissionError, RuntimeError)):
+                    raise type(req.error)(str(req.error)) from req.error
+                raise AuditWriteError(f"commit failed, nothing acknowledged: {req.error}") from req.error
+        return [req.receipt for req in requests]  # type: ignore[misc]
+
+    def _pseudonym_locked(self, subject: str) -> str:
+        pseudonym = self._pseudonym_cache.get(subject)
+        if pseudonym is None:
+            assert self._pseudonyms is not None
+            pseudonym = self._pseudonyms.pseudonym(subject, create=True)
+            assert pseudonym is not None
+            if len(self._pseudonym_cache) >= _CACHE_LIMIT:
+                self._pseudonym_cache.clear()
+            self._pseudonym_cache[subject] = pseudonym
+        return pseudonym
+
+    def _data_key_locked(self, pseudonym: str, day: str) -> tuple[str, bytes]:
+        entry = self._key_cache.get((pseudonym, day))
+        if entry is None:
+            assert self._pseudonyms is not None
+            entry = self._pseudonyms.data_key(pseudonym, day, create=True)
+            assert entry is not None
+            if len(self._key_cache) >= _CACHE_LIMIT:
+                self._key_cache.clear()
+            self._key_cache[(pseudonym, day)] = entry
+        return entry
+
+    def _commit_locked(self, requests: list[_Request]) -> list[AuditReceipt]:
+        """Write ``requests`` (after any pending recovery records) as one sealed commit."""
+        assert self._signer is not None and self._pseudonyms is not None
+        internal = [self._request("recovery", {
+            "segment": r.segment, "offset": r.offset, "bytes": r.n_bytes, "records_dropped": r.n_records_dropped,
+            "sha256": r.sha256, "quarantine": Path(r.quarantine).name}, None, None, internal=True)
+            for r in self._unlogged_recoveries]
+        batch = internal + requests
+        if not batch:
+            return []
+        ts = rf.utc_text(self._clock())
+        day = ts[:10]
+        seq, prev = self._next_seq, self._head.hex()
+        lines, hashes, receipts = [], [], []
+        with self._pseudonyms.batch():
+            for req in batch:
+                record_id = uuid.uuid4().hex
+                pseudonym = None if req.subject is None else self._pseudonym_locked(req.subject)
+                payload = "null"
+                if req.payload is not None:
+                    assert pseudonym is not None
+                    dek_id, key = self._data_key_locked(pseudonym, day)
+                    iv = os.urandom(12)
+                    ct = AESGCM(key).encrypt(iv, req.payload, rf.payload_aad(self.log_id, record_id, pseudonym, dek_id))
+                    payload = rf.payload_json(dek_id, iv, ct)
+                line = rf.record_line(seq, prev, ts, req.kind, record_id, pseudonym, req.fields_json, payload)
+                h = leaf_hash(line)
+                lines.append(line)
+                hashes.append(h)
+                receipts.append(AuditReceipt(seq, record_id, h.hex()))
+                seq += 1
+                prev = h.hex()
+        sig = self._signer.sign(rf.seal_message(self.log_id, seq - 1, prev, ts))
+        blob = b"\n".join(lines) + b"\n" + rf.seal_line(seq - 1, prev, ts, self._signer.key_id, sig) + b"\n"
+        try:
+            if self._seg is None:
+                self._store.create(self._next_seq)
+                self._seg, self._offset, self._seg_count = self._next_seq, 0, 0
+            self._store.append(self._seg, blob)
+        except OSError as exc:
+            # After a failed write or fsync the file's state is unknown: stop writing until reopened.
+            self._failed = exc
+            raise AuditWriteError(f"audit commit not durable: {exc}") from exc
+        old_size = self._next_seq
+        for h in hashes:
+            self._tree.append(h)
+        self._next_seq, self._head = seq, bytes.fromhex(prev)
+        self._offset += len(blob)
+        self._seg_count += len(lines)
+        self._unlogged_recoveries.clear()
+        if self._seg_count >= self._segment_records:
+            self._close_segment()
+        elif seq // self._checkpoint_every > old_size // self._checkpoint_every:
+            self._make_checkpoint(seq)
+        return receipts[len(internal):]
+
+    def _make_checkpoint(self, size: int) -> Checkpoint:
+        assert self._signer is not None
+        ts = rf.utc_text(self._clock())
+        root = self._tree.root(size).hex()
+        sig = self._signer.sign(rf.checkpoint_message(self.log_id, size, root, ts))
+        cp = Checkpoint(self.log_id, size, root, ts, self._signer.key_id, sig)
+        if not self._store.put_checkpoint(size, cp.to_bytes()):
+            cp = Checkpoint.from_bytes(self._store.get_checkpoint(size))
+        return cp
+
+    def _close_segment(self) -> None:
+        assert self._seg is not None
+        cp = self._make_checkpoint(self._next_seq)
+        self._store.seal(self._seg, cp.to_bytes())
+        self._seg = None
+
+    # -- administrative records -------------------------------------------------------------
+    def _admin_commit(self, kind: str, fields: dict[str, Any]) -> AuditReceipt:
+        return self._commit_locked([self._request(kind, fields, None, None, internal=True)])[0]
+
+    def pseudonym(self, subject: str | int, *, create: bool = True) -> str | None:
+        """The pseudonym a subject's records carry (created if ``create`` and unknown, else None)."""
+        subject_text = rf.normalise_subject(subject)
+        if self._pseudonyms is None:
+            raise PermissionError("pseudonym store not available (opened read-only without private/ access)")
+        if not create or self._read_only:
+            return self._pseudonyms.pseudonym(subject_text, create=False)
+        with self._write_lock():
+            self._catch_up(recover=True)
+            with self._pseudonyms.batch():
+                return self._pseudonym_locked(subject_text)
+
+    def erase(self, subject: str | int, *, requester: str) -> AuditReceipt:
+        """Erase a data subject: delete their pseudonym mapping and every data key (crypto-shredding).
+
+        Their payloads become undecryptable; the log's hashes, seals and checkpoints still
+        verify. The erasure is logged as an ``erasure`` record holding the (now unlinkable)
+        pseudonym, the requester and the number of keys destroyed, never the identifier.
+
+        Raises
+        ------
+        LookupError
+            The subject has no pseudonym (never logged, or already erased).
+        """
+        subject_text = rf.normalise_subject(subject)
+        if not isinstance(requester, str) or not requester.strip():
+            raise ValueError("requester: required, a non-empty string (who asked for the erasure)")
+        with self._write_lock():
+            self._catch_up(recover=True)
+            assert self._pseudonyms is not None
+            result = self._pseudonyms.erase(subject_text)
+            if result is None:
+                raise LookupError("erase: this subject has no pseudonym (never logged, or already erased)")
+            pseudonym, n_keys = result
+            self._invalidate_caches()
+            return self._admin_commit("erasure", {"pseudonym": pseudonym, "requester": requester,
+                                                  "data_keys_destroyed": n_keys})
+
+    def retention(self, older_than: timedelta, *, requester: str = "retention-policy") -> RetentionReport:
+        """Shred the payloads of every UTC day that ended more than ``older_than`` ago.
+
+        Data keys are per subject and UTC day, so payloads are shredded by whole days: a day is
+        shredded once all of it is older than ``now - older_than``. Logged as a ``retention`` record.
+        """
+        if not isinstance(older_than, timedelta) or older_than < timedelta(0):
+            raise ValueError(f"older_than: must be a non-negative timedelta, got {older_than!r}")
+        with self._write_lock():
+            self._catch_up(recover=True)
+            assert self._pseudonyms is not None
+            cutoff = self._clock() - older_than
+            n_keys = self._pseudonyms.shred_before(cutoff.astimezone(timezone.utc).date())
+            self._invalidate_caches()
+            receipt = self._admin_commit("retention", {"cutoff": rf.utc_text(cutoff), "requester": requester,
+                                                       "data_keys_destroyed": n_keys})
+        return RetentionReport(receipt, rf.utc_text(cutoff), n_keys)
+
+    def rotate_key(self, *, requester: str = "key-rotation") -> AuditReceipt:
+        """Rotate the key-encryption key: new KEK active, every data key re-wrapped under it.
+
+        The old KEK stays in the keyring as retired, so nothing becomes unreadable. Logged as a
+        ``key_rotation`` record with the old and new key ids.
+        """
+        with self._write_lock():
+            self._catch_up(recover=True)
+            assert self._keyring is not None and self._pseudonyms is not None
+            old = self._keyring.active_key_id
+            new = self._keyring.rotate()
+            n_keys = self._pseudonyms.rewrap()
+            self._invalidate_caches()
+            return self._admin_commit("key_rotation", {"old_kek_id": old, "new_kek_id": new,
+                                                       "data_keys_rewrapped": n_keys, "requester": requester})
+
+    def checkpoint(self) -> Checkpoint:
+        """Sign a checkpoint (tree size + Merkle root) for the log as it is now and store it."""
+        with self._write_lock():
+            self._catch_up(recover=True)
+            return self._make_checkpoint(self._next_seq)
+
+    # -- reading ----------------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        """Number of committed records."""
+        with self._read_lock():
+            self._catch_up(recover=False)
+            return self._next_seq
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        """The stored checkpoint with the largest tree size, or None."""
+        sizes = self._store.checkpoints()
+        return Checkpoint.from_bytes(self._store.get_checkpoint(sizes[-1])) if sizes else None
+
+    def _snapshot(self) -> list[tuple[int, int | None]]:
+        """(segment, end offset or None for all) covering exactly the committed records."""
+        with self._read_lock():
+            self._catch_up(recover=False)
+            return [(first, self._offset if first == self._seg else None)
+                    for first in self._store.segments() if first < self._next_seq or first == self._seg]
+
+    def _record_lines(self, snapshot: list[tuple[int, int | None]] | None = None) -> Iterator[tuple[int, bytes]]:
+        for first, end in snapshot if snapshot is not None else self._snapshot():
+            seq = first
+            for line in self._store.read(first, 0, end).split(b"\n"):
+                if line.startswith(_RECORD_START):
+                    yield seq, line
+                    seq += 1
+
+    @staticmethod
+    def _view(line: bytes) -> RecordView:
+        obj = rf.parse_record(line)
+        return RecordView(seq=obj["seq"], record_id=obj["id"], timestamp=obj["ts"], kind=obj["kind"],
+                          fields=obj["fields"], subject=obj["subject"], payload=obj["payload"],
+                          record_hash=leaf_hash(line).hex())
+
+    def find(self, kind: str | None = None, **equals: Any) -> list[RecordView]:
+        """Records of ``kind`` (any if None) whose fields equal ``equals``, in log order.
+
+        Example: ``trail.find("prediction", prediction_id="p-17")``. ``subject=`` matches the
+        pseudonym column instead of a field.
+        """
+        subject = equals.pop("subject", None)
+        needles = []
+        if kind is not None:
+            needles.append(b'"kind":' + rf.canonical_json(kind).encode())
+        wanted = {}
+        for name, value in equals.items():
+            text = rf.canonical_json(rf._normalise(value, f"find.{name}", None))
+            wanted[name] = text
+            needles.append(rf.canonical_json(name).encode() + b":" + text.encode())
+        if subject is not None:
+            needles.append(b'"subject":' + rf.canonical_json(subject).encode())
+        out = []
+        for _, line in self._record_lines():
+            if all(n in line for n in needles):  # cheap byte filter before parsing
+                view = self._view(line)
+                if ((kind is None or view.kind == kind) and (subject is None or view.subject == subject)
+                        and all(name in view.fields and rf.canonical_json(view.fields[name]) == text
+                                for name, text in wanted.items())):
+                    out.append(view)
+        return out
+
+    def record(self, seq: int) -> RecordView:
+        """The record at position ``seq``."""
+        line = self._line(seq)
+        return self._view(line)
+
+    def _line(self, seq: int) -> bytes:
+        snapshot = self._snapshot()
+        if not 0 <= seq < self._next_seq:
+            raise IndexError(f"seq {seq}: the log has records 0..{self._next_seq - 1}")
+        firsts = [first for first, _ in snapshot if first <= seq]
+        chosen = [item for item in snapshot if item[0] == firsts[-1]]
+        for s, line in self._record_lines(chosen):
+            if s == seq:
+                return line
+        raise AuditIntegrityError(f"record {seq} not found in its segment")
+
+    def decrypt_payload(self, record: RecordView) -> dict[str, Any] | None:
+        """The decrypted payload of ``record``, or None if its data key was shredded.
+
+        Raises
+        ------
+        ValueError
+            The record has no payload.
+        PermissionError
+            The keyring / pseudonym store is not available.
+        AuditIntegrityError
+            The ciphertext does not open under its key (altered).
+        """
+        if record.payload is None:
+            raise ValueError(f"record {record.seq} has no payload")
+        if self._pseudonyms is None:
+            raise PermissionError("decryption needs the keyring and pseudonym store (root/private)")
+        env = record.payload
+        key = self._pseudonyms.key_by_id(env["dk"])
+        if key is None:
+            return None
+        assert record.subject is not None
+        try:
+            plain = AESGCM(key).decrypt(rf.unb64(env["iv"]), rf.unb64(env["ct"]),
+                                        rf.payload_aad(self.log_id, record.record_id, record.subject, env["dk"]))
+        except (InvalidTag, ValueError):
+            raise AuditIntegrityError(f"payload of record {record.seq} does not decrypt: ciphertext altered") from None
+        return json.loads(plain)
+
+    def show(self, prediction_id: str, *, decrypt: bool = True) -> dict[str, Any]:
+        """Reconstruct one prediction event from the log.
+
+        Returns
+        -------
+        dict
+            ``prediction_id, seq, record_id, record_hash, timestamp, model_version,
+            dataset_sha256, raw_score, probability, conformal_set, requester, purpose,
+            subject_pseudonym, fields`` (everything logged), ``features`` (decrypted, or None),
+            ``features_status`` (``decrypted``, ``withheld`` when ``decrypt`` is False,
+            ``shredded`` after erasure or retention, ``none`` without payload), ``shredded_by``
+            (the erasure / retention record responsible, if found) and ``related``: the other
+            records (overrides, escalations, reviews) that name the same ``prediction_id``.
+
+        Raises
+        ------
+        LookupError
+            No prediction record, or more than one, has this ``prediction_id``.
+        """
+        views = self.find(prediction_id=prediction_id)
+        preds = [v for v in views if v.kind == "prediction"]
+        if not preds:
+            raise LookupError(f"no prediction record with prediction_id {prediction_id!r}")
+        if len(preds) > 1:
+            raise LookupError(f"prediction_id {prediction_id!r} is ambiguous: prediction records "
+                              f"{[v.seq for v in preds]}")
+        rec = preds[0]
+        features, status, shredded_by = None, "none", None
+        if rec.payload is not None:
+            if not decrypt:
+                status = "withheld"
+            else:
+                features = self.decrypt_payload(rec)
+                status = "decrypted" if features is not None else "shredded"
+        if status == "shredded":
+            shredded_by = self._shredder(rec)
+        fields = dict(rec.fields)
+        return {
+            "prediction_id": prediction_id, "seq": rec.seq, "record_id": rec.record_id,
+            "record_hash": rec.record_hash, "timestamp": rec.timestamp,
+            **{name: fields.get(name) for name in rf.PREDICTION_FIELDS if name != "prediction_id"},
+            "subject_pseudonym": rec.subject, "fields": fields,
+            "features": features, "features_status": status, "shredded_by": shredded_by,
+            "related": [{"seq": v.seq, "kind": v.kind, "timestamp": v.timestamp, "fields": v.fields}
+                        for v in views if v.seq != rec.seq],
+        }
+
+    def _shredder(self, rec: RecordView) -> dict[str, Any] | None:
+        for view in self.find("erasure", pseudonym=rec.subject):
+            return {"kind": "erasure", "seq": view.seq, "timestamp": view.timestamp}
+        for view in self.find("retention"):
+            if view.seq > rec.seq and str(view.fields.get("cutoff", ""))[:10] > rec.timestamp[:10]:
+                return {"kind": "retention", "seq": view.seq, "timestamp": view.timestamp}
+        return None
+
+    # -- proofs and verification ------------------------------------------------------------
+    def prove(self, seq: int) -> dict[str, Any]:
+        """Inclusion proof bundle for record ``seq`` against the latest checkpoint covering it.
+
+        A new checkpoint is signed first if none covers ``seq`` yet (writers only). The bundle
+        (JSON-serialisable) holds the record line, the audit path and the signed checkpoint, and
+        is checked offline with :func:`clinops.audit.proofs.verify_bundle` and the public key.
+        """
+        line = self._line(seq)
+        cp = self.latest_checkpoint()
+        if cp is None or cp.size <= seq:
+            if self._read_only:
+                raise LookupError(f"no checkpoint covers record {seq} yet; a writer must run `clinops audit checkpoint`")
+            cp = self.checkpoint()
+        with self._read_lock():
+            self._catch_up(recover=False)
+            if cp.size > len(self._tree):
+                raise AuditIntegrityError(f"checkpoint size {cp.size} exceeds the log ({len(self._tree)} records)")
+            path = self._tree.inclusion_proof(seq, cp.size)
+        return {"type": "clinops-audit inclusion proof", "version": 1, "log_id": self.log_id, "seq": seq,
+                "record": line.decode("ascii"), "tree_size": cp.size, "proof": [p.hex() for p in path],
+                "checkpoint": cp.to_dict()}
+
+    def consistency_proof(self, old: Checkpoint, new: Checkpoint | None = None) -> dict[str, Any]:
+        """Consistency proof bundle between an earlier checkpoint ``old`` and ``new`` (default latest).
+
+        A witness that kept ``old`` checks with :func:`clinops.audit.proofs.verify_bundle` that
+        the log only grew since: no record was changed, removed or reordered (no fork, no rollback).
+        """
+        if new is None:
+            new = self.latest_checkpoint() if self._read_only else self.checkpoint()
+            assert new is not None
+        with self._read_lock():
+            self._catch_up(recover=False)
+            if not old.size <= new.size <= len(self._tree):
+                raise ValueError(f"old.size: need old.size <= new.size <= log size, got {old.size}, {new.size}, "
+                                 f"{len(self._tree)}")
+            proof = self._tree.consistency_proof(old.size, new.size)
+        return {"type": "clinops-audit consistency proof", "version": 1, "log_id": self.log_id,
+                "old": old.to_dict(), "new": new.to_dict(), "proof": [p.hex() for p in proof]}
+
+    def verify(self, start: int | None = None, end: int | None = None, *,
+               trusted: Checkpoint | None = None, workers: int = 2) -> VerifyReport:
+        """Verify records ``[start, end)`` (default all), their links, seals, the tree and checkpoints.
+
+        Uses this trail's own public key as the pinned key. ``trusted`` is a checkpoint kept
+        outside the log (a witness copy): it detects rollback and rewriting that the operator's
+        key could otherwise hide. See :func:`clinops.audit.verify.verify_log`.
+        """
+        self._check_usable()
+        public = self._signer.public_key if self._signer is not None else rf.unb64(self._public_key_b64)
+        return verify_log(self.root, public_key=public, start=start, end=end, trusted=trusted, workers=workers)
+
+    # -- closing ----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Checkpoint the log if it grew since the last checkpoint, then release files and locks."""
+        if self._closed:
+            return
+        try:
+            if (not self._read_only and self._failed is None and os.getpid() == self._pid):
+                with self._write_lock():
+                    self._catch_up(recover=True)
+                    sizes = self._store.checkpoints()
+                    if self._next_seq and (not sizes or sizes[-1] < self._next_seq):
+                        self._make_checkpoint(self._next_seq)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        self._closed = True
+        self._store.close()
+        if self._pseudonyms is not None:
+            self._pseudonyms.close()
+        try:
+            os.close(self._lock_fd)
+        except OSError:
+            pass
+
+    def __enter__(self) -> "AuditTrail":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"AuditTrail({str(self.root)!r}, log_id={self.log_id}, records={self._next_seq})"

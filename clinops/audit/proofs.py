@@ -1,0 +1,117 @@
+"""Check proof bundles offline, with only the log's public key.
+
+:meth:`clinops.audit.AuditTrail.prove` and :meth:`~clinops.audit.AuditTrail.consistency_proof`
+produce JSON bundles; :func:`verify_bundle` checks one without the log, the private keys or
+network access. This file needs only ``hashlib``, ``json`` and ``cryptography``; docs/audit.md
+shows the same check done by hand.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from clinops.audit import records as rf
+from clinops.audit.keys import key_id, load_public_key
+from clinops.audit.merkle import leaf_hash, root_from_inclusion_proof, verify_consistency
+from clinops.audit.records import Checkpoint, RecordFormatError
+
+__all__ = ["ProofError", "verify_bundle"]
+
+INCLUSION = "clinops-audit inclusion proof"
+CONSISTENCY = "clinops-audit consistency proof"
+
+
+class ProofError(ValueError):
+    """A proof bundle does not prove what it claims."""
+
+
+def _checkpoint(obj: Any, what: str, public: Ed25519PublicKey, log_id: str) -> Checkpoint:
+    try:
+        cp = Checkpoint.from_dict(obj)
+    except RecordFormatError as exc:
+        raise ProofError(f"{what}: {exc}") from None
+    if cp.log_id != log_id:
+        raise ProofError(f"{what}: belongs to log {cp.log_id}, the bundle claims {log_id}")
+    if cp.kid != key_id(public):
+        raise ProofError(f"{what}: signed by key {cp.kid}, not by the given public key {key_id(public)}")
+    if not cp.verify(public):
+        raise ProofError(f"{what}: Ed25519 signature does not verify under the given public key")
+    return cp
+
+
+def _hashes(values: Any, what: str) -> list[bytes]:
+    if not isinstance(values, list):
+        raise ProofError(f"{what}: must be a list of hex hashes")
+    try:
+        out = [bytes.fromhex(v) for v in values]
+    except (TypeError, ValueError):
+        raise ProofError(f"{what}: every element must be 64 hex digits") from None
+    if any(len(h) != 32 for h in out):
+        raise ProofError(f"{what}: every element must be 64 hex digits")
+    return out
+
+
+def verify_bundle(bundle: dict[str, Any] | str | Path,
+                  public_key: Ed25519PublicKey | bytes | str | Path) -> str:
+    """Check an inclusion or consistency proof bundle; returns a one-line description.
+
+    Parameters
+    ----------
+    bundle : dict, JSON text or Path
+        What ``clinops audit prove`` printed.
+    public_key : Ed25519PublicKey, PEM path, PEM/raw bytes or base64
+        The log's signing key, obtained out of band.
+
+    Raises
+    ------
+    ProofError
+        Naming the part that does not check out.
+    """
+    public = load_public_key(public_key)
+    if isinstance(bundle, Path):
+        bundle = bundle.read_text()
+    if isinstance(bundle, str):
+        try:
+            bundle = json.loads(bundle)
+        except ValueError as exc:
+            raise ProofError(f"bundle: not valid JSON ({exc})") from None
+    if not isinstance(bundle, dict):
+        raise ProofError("bundle: must be a JSON object")
+    kind = bundle.get("type")
+    log_id = bundle.get("log_id")
+    if not isinstance(log_id, str):
+        raise ProofError("bundle.log_id: required")
+    if kind == INCLUSION:
+        cp = _checkpoint(bundle.get("checkpoint"), "bundle.checkpoint", public, log_id)
+        seq, size, record = bundle.get("seq"), bundle.get("tree_size"), bundle.get("record")
+        if type(seq) is not int or type(size) is not int or not isinstance(record, str):
+            raise ProofError("bundle: seq and tree_size must be integers, record a string")
+        if size != cp.size:
+            raise ProofError(f"bundle.tree_size {size} differs from the checkpoint's size {cp.size}")
+        try:
+            parsed = rf.parse_record(record.encode("ascii"))
+        except (RecordFormatError, UnicodeEncodeError) as exc:
+            raise ProofError(f"bundle.record: {exc}") from None
+        if parsed["seq"] != seq:
+            raise ProofError(f"bundle.record has seq {parsed['seq']}, the bundle claims {seq}")
+        path = _hashes(bundle.get("proof"), "bundle.proof")
+        try:
+            root = root_from_inclusion_proof(seq, size, leaf_hash(record.encode("ascii")), path)
+        except ValueError as exc:
+            raise ProofError(f"bundle.proof: {exc}") from None
+        if root.hex() != cp.root:
+            raise ProofError("bundle.proof: the record and audit path do not lead to the checkpoint's root")
+        return (f"record {seq} ({parsed['kind']}, {parsed['ts']}) is included in log {log_id} at tree size "
+                f"{size}, root {cp.root}, checkpoint signed {cp.ts} by key {cp.kid}")
+    if kind == CONSISTENCY:
+        old = _checkpoint(bundle.get("old"), "bundle.old", public, log_id)
+        new = _checkpoint(bundle.get("new"), "bundle.new", public, log_id)
+        path = _hashes(bundle.get("proof"), "bundle.proof")
+        if not verify_consistency(old.size, new.size, bytes.fromhex(old.root), bytes.fromhex(new.root), path):
+            raise ProofError(f"bundle.proof: the log at size {new.size} does not extend the log at size {old.size}: "
+                             "it was rewritten or rolled back (a fork)")
+        return f"log {log_id} at size {new.size} (signed {new.ts}) extends size {old.size} (signed {old.ts})"
+    raise ProofError(f"bundle.type: must be {INCLUSION!r} or {CONSISTENCY!r}, got {kind!r}")

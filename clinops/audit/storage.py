@@ -1,0 +1,250 @@
+"""Where the log's bytes live: segment files, checkpoints, and write-once (WORM) sealing.
+
+The log only talks to a :class:`SegmentStore`. :class:`LocalSegmentStore` keeps everything in a
+directory:
+
+``log/seg-<FIRST SEQ, 20 digits>.jsonl``
+    a segment: record and seal lines, appended with ``fdatasync`` before any append returns.
+``log/seg-<FIRST SEQ>.checkpoint.json``
+    the signed checkpoint written when the segment is closed; its presence marks the segment
+    closed, and both files are then made read-only (mode 400).
+``checkpoints/<TREE SIZE, 20 digits>.json``
+    every signed checkpoint, written once, read-only.
+
+An S3 implementation would keep the active segment on local disk and implement ``seal`` and
+``put_checkpoint`` as uploads to a bucket with Object Lock in COMPLIANCE mode (retention set to
+the legal retention period), so that not even the account owner can delete or overwrite a closed
+segment before it expires; ``segments``/``read`` would list and fetch objects.
+"""
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+__all__ = ["LocalSegmentStore", "SegmentStore", "atomic_write", "fsync_dir"]
+
+_SEG_PREFIX = "seg-"
+_SEG_SUFFIX = ".jsonl"
+_SEG_CP_SUFFIX = ".checkpoint.json"
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so a file created or renamed in it survives a crash."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Write ``data`` to ``path`` via a temporary file, fsync and rename; the file gets ``mode``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+@runtime_checkable
+class SegmentStore(Protocol):
+    """Storage for the log: numbered segments (append-only, then sealed) and checkpoints."""
+
+    def segments(self) -> list[int]: ...
+
+    def exists(self, first: int) -> bool: ...
+
+    def size(self, first: int) -> int: ...
+
+    def read(self, first: int, start: int = 0, end: int | None = None) -> bytes: ...
+
+    def create(self, first: int) -> None: ...
+
+    def append(self, first: int, data: bytes) -> None: ...
+
+    def truncate(self, first: int, size: int) -> None: ...
+
+    def is_sealed(self, first: int) -> bool: ...
+
+    def seal(self, first: int, checkpoint: bytes) -> None: ...
+
+    def segment_checkpoint(self, first: int) -> bytes | None: ...
+
+    def put_checkpoint(self, size: int, data: bytes) -> bool: ...
+
+    def checkpoints(self) -> list[int]: ...
+
+    def get_checkpoint(self, size: int) -> bytes: ...
+
+    def quarantine(self, name: str, data: bytes) -> Path: ...
+
+
+class LocalSegmentStore:
+    """A :class:`SegmentStore` in a local directory (see the module docstring for the layout).
+
+    Parameters
+    ----------
+    root : Path
+        The audit trail's root directory; ``log/``, ``checkpoints/`` and ``quarantine/`` go in it.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.log_dir = self.root / "log"
+        self.checkpoint_dir = self.root / "checkpoints"
+        self.quarantine_dir = self.root / "quarantine"
+        self._fd: int | None = None
+        self._fd_first: int | None = None
+
+    def init(self) -> None:
+        """Create the directories (mode 700)."""
+        for d in (self.log_dir, self.checkpoint_dir, self.quarantine_dir):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fsync_dir(self.root)
+
+    # -- segments ---------------------------------------------------------------------------
+    def path(self, first: int) -> Path:
+        """Path of the segment whose first record has sequence number ``first``."""
+        return self.log_dir / f"{_SEG_PREFIX}{first:020d}{_SEG_SUFFIX}"
+
+    def checkpoint_path(self, first: int) -> Path:
+        """Path of the closing checkpoint of segment ``first``."""
+        return self.log_dir / f"{_SEG_PREFIX}{first:020d}{_SEG_CP_SUFFIX}"
+
+    def segments(self) -> list[int]:
+        """First sequence numbers of every segment, ascending."""
+        firsts = []
+        for p in self.log_dir.glob(f"{_SEG_PREFIX}*{_SEG_SUFFIX}"):
+            digits = p.name[len(_SEG_PREFIX):-len(_SEG_SUFFIX)]
+            if len(digits) == 20 and digits.isdigit():
+                firsts.append(int(digits))
+        return sorted(firsts)
+
+    def exists(self, first: int) -> bool:
+        """True when a segment starting at record ``first`` exists."""
+        return self.path(first).exists()
+
+    def size(self, first: int) -> int:
+        """Size of segment ``first`` in bytes."""
+        return self.path(first).stat().st_size
+
+    def read(self, first: int, start: int = 0, end: int | None = None) -> bytes:
+        """Bytes ``[start, end)`` of segment ``first``."""
+        with open(self.path(first), "rb") as fh:
+            fh.seek(start)
+            return fh.read() if end is None else fh.read(max(0, end - start))
+
+    def create(self, first: int) -> None:
+        """Create an empty segment (fails if it exists) and make its name durable."""
+        fd = os.open(self.path(first), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        fsync_dir(self.log_dir)
+
+    def _append_fd(self, first: int) -> int:
+        if self._fd_first != first:
+            self.close()
+            self._fd = os.open(self.path(first), os.O_WRONLY | os.O_APPEND)
+            self._fd_first = first
+        assert self._fd is not None
+        return self._fd
+
+    def append(self, first: int, data: bytes) -> None:
+        """Append ``data`` to segment ``first`` and ``fdatasync`` it before returning."""
+        fd = self._append_fd(first)
+        _write_all(fd, data)
+        # fdatasync also flushes the file size, which is all an append changes besides data.
+        os.fdatasync(fd)
+
+    def truncate(self, first: int, size: int) -> None:
+        """Cut segment ``first`` to ``size`` bytes, durably (recovery of a torn tail only)."""
+        fd = os.open(self.path(first), os.O_WRONLY)
+        try:
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def is_sealed(self, first: int) -> bool:
+        """True when segment ``first`` has its closing checkpoint (it is then read-only)."""
+        return self.checkpoint_path(first).exists()
+
+    def seal(self, first: int, checkpoint: bytes) -> None:
+        """Close segment ``first``: store its checkpoint next to it and make both read-only.
+
+        Idempotent, so a sealing interrupted by a crash is finished by the next writer.
+        """
+        if self._fd_first == first:
+            self.close()
+        seg = self.path(first)
+        fd = os.open(seg, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        cp = self.checkpoint_path(first)
+        if not cp.exists():
+            atomic_write(cp, checkpoint, mode=0o400)
+        os.chmod(seg, 0o400)
+        fsync_dir(self.log_dir)
+
+    def segment_checkpoint(self, first: int) -> bytes | None:
+        """The closing checkpoint of segment ``first``, or None while it is open."""
+        try:
+            return self.checkpoint_path(first).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def is_read_only(self, first: int) -> bool:
+        """True when nobody has write permission on segment ``first``."""
+        return not stat.S_IMODE(self.path(first).stat().st_mode) & 0o222
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def put_checkpoint(self, size: int, data: bytes) -> bool:
+        """Store the checkpoint for tree size ``size`` once; False if one already exists."""
+        path = self.checkpoint_dir / f"{size:020d}.json"
+        if path.exists():
+            return False
+        atomic_write(path, data, mode=0o400)
+        return True
+
+    def checkpoints(self) -> list[int]:
+        """Tree sizes of every stored checkpoint, ascending."""
+        sizes = []
+        for p in self.checkpoint_dir.glob("*.json"):
+            if len(p.stem) == 20 and p.stem.isdigit():
+                sizes.append(int(p.stem))
+        return sorted(sizes)
+
+    def get_checkpoint(self, size: int) -> bytes:
+        """The stored checkpoint for tree size ``size``."""
+        return (self.checkpoint_dir / f"{size:020d}.json").read_bytes()
+
+    # -- recovery ---------------------------------------------------------------------------
+    def quarantine(self, name: str, data: bytes) -> Path:
+        """Keep bytes cut from a torn tail for forensics; returns the file written."""
+        self.quarantine_dir.mkdir(mode=0o700, exist_ok=True)
+        path = self.quarantine_dir / name
+        atomic_write(path, data, mode=0o400)
+        return path
+
+    def close(self) -> None:
+        """Close the cached append descriptor."""
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = None
+        self._fd_first = None

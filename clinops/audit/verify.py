@@ -1,0 +1,519 @@
+"""Verify an audit trail directory with nothing but its public key.
+
+:func:`verify_log` recomputes everything the log claims, in log order, and reports the first
+record whose evidence fails:
+
+1. the header (``audit.json``) parses, names the pinned key, and matches ``signing.pub``;
+2. segments are contiguous (each starts where the previous one ended);
+3. every record line is in the exact layout the writer produces, has the next ``seq``, and its
+   ``prev`` is the leaf hash of the record before it (record 0: the genesis hash of the header);
+4. every commit ends with a seal whose head is the hash of its last record and whose Ed25519
+   signature, by the pinned key, is valid; no record is left unsealed;
+5. every closed segment has its closing checkpoint at the right size;
+6. every stored checkpoint (and the caller's ``trusted`` one, kept outside the log) is signed
+   by the pinned key and equals the RFC 6962 root recomputed from the records.
+
+Large logs are cut into chunks at seal boundaries and verified by ``workers`` processes (records,
+links inside the chunk, seals and their signatures); the parent then checks the link across
+every chunk boundary and builds the Merkle tree from the leaf hashes the workers return.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import multiprocessing
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from clinops.audit import records as rf
+from clinops.audit.keys import key_id, load_public_key, public_key_pem, public_key_raw
+from clinops.audit.merkle import MerkleTree
+from clinops.audit.records import Checkpoint, RecordFormatError
+from clinops.audit.storage import LocalSegmentStore
+
+__all__ = ["VerifyReport", "verify_log"]
+
+_RECORD_START = b'{"seq":'
+_SEAL_START = b'{"seal":'
+PARALLEL_MIN_BYTES = 8 << 20  # below this, starting worker processes costs more than it saves
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Outcome of a verification.
+
+    Attributes
+    ----------
+    ok : bool
+        True only if every record, link, seal, tree root and checkpoint checked out.
+    n_records : int
+        Records verified in the requested range.
+    first_bad_seq : int or None
+        The first record whose evidence failed (None when ``ok``, or when the problem is not
+        one record's: the header or a checkpoint).
+    problem : str or None
+        What is wrong, in words.
+    log_size : int
+        Records read from the log (the whole prefix up to the range end).
+    n_seals : int
+        Seal signatures verified.
+    n_checkpoints : int
+        Checkpoints verified (stored, segment-closing and trusted).
+    key_id : str or None
+        Key id of the public key used.
+    key_pinned : bool
+        False when the key was taken from the log's own header (trust on first use).
+    """
+
+    ok: bool
+    n_records: int
+    first_bad_seq: int | None
+    problem: str | None
+    log_size: int = 0
+    n_seals: int = 0
+    n_checkpoints: int = 0
+    key_id: str | None = None
+    key_pinned: bool = False
+
+    def summary(self) -> str:
+        """One line for humans."""
+        if self.ok:
+            pin = "pinned key" if self.key_pinned else "key from the log's own header (not pinned)"
+            return (f"OK: {self.n_records} records, {self.n_seals} seals, {self.n_checkpoints} checkpoints "
+                    f"verified with {pin} {self.key_id}")
+        where = "" if self.first_bad_seq is None else f"record {self.first_bad_seq}: "
+        return f"FAILED: {where}{self.problem}"
+
+
+class _Problem(Exception):
+    def __init__(self, seq: int | None, text: str) -> None:
+        super().__init__(text)
+        self.seq = seq
+        self.text = text
+
+
+# -- one chunk: runs in a worker process or in-process ----------------------------------------
+@dataclass(frozen=True)
+class _Chunk:
+    segment: int        # first seq of the segment
+    path: str
+    name: str
+    start: int          # byte range [start, end) of the segment, starting at a line
+    end: int
+    seq0: int           # seq of the chunk's first record
+    last_of_segment: bool
+    log_id: str
+    public: bytes       # raw Ed25519 public key
+    kid: str
+    range_start: int
+    range_end: int | None
+
+
+@dataclass
+class _ChunkResult:
+    seq0: int
+    n_records: int = 0
+    n_checked: int = 0
+    n_seals: int = 0
+    first_prev: str | None = None
+    first_commit_authentic: bool = False
+    leaves: bytes = b""
+    last_hash: str | None = None
+    problem: tuple[int | None, str] | None = None
+
+
+def _verify_chunk(chunk: _Chunk) -> _ChunkResult:
+    """Check the records and seals of one chunk; the link into its first record is left to the caller."""
+    with open(chunk.path, "rb") as fh:
+        fh.seek(chunk.start)
+        data = fh.read(chunk.end - chunk.start)
+    public = Ed25519PublicKey.from_public_bytes(chunk.public)
+    res = _ChunkResult(seq0=chunk.seq0)
+    leaves = bytearray()
+    seq, prev_hex = chunk.seq0, None
+    commit_first: int | None = None
+    lo, hi = chunk.range_start, chunk.range_end
+    name = chunk.name
+    pos = 0
+    try:
+        while pos < len(data):
+            nl = data.find(b"\n", pos)
+            if nl < 0:
+                raise _Problem(seq, f"{name} ends in the middle of a line at byte {chunk.start + pos}: torn write "
+                                    "(opening the trail for writing recovers it)")
+            line = data[pos:nl]
+            if line.startswith(_RECORD_START):
+                if prev_hex is None:
+                    res.first_prev = _first_prev(line, seq, name)
+                elif not line.startswith(rf.record_prefix(seq, prev_hex)):
+                    _bad_link(line, seq, data, pos, name, chunk, public)
+                if seq >= lo and (hi is None or seq < hi):
+                    why = rf.check_record_layout(line)
+                    if why is not None:
+                        raise _Problem(seq, f"record {seq} is malformed: {why}")
+                    res.n_checked += 1
+                h = hashlib.sha256(b"\x00" + line).digest()
+                leaves += h
+                prev_hex = h.hex()
+                if commit_first is None:
+                    commit_first = seq
+                seq += 1
+            elif line.startswith(_SEAL_START):
+                if commit_first is None:
+                    raise _Problem(seq, f"{name} byte {chunk.start + pos}: a seal with no record before it "
+                                        "(duplicated or inserted seal)")
+                assert prev_hex is not None
+                _check_seal(line, commit_first, seq, prev_hex, chunk, public, verify_sig=seq - 1 >= lo)
+                if commit_first == chunk.seq0:
+                    res.first_commit_authentic = True
+                res.n_seals += seq - 1 >= lo
+                commit_first = None
+                if hi is not None and seq >= hi:
+                    break
+            else:
+                raise _Problem(seq, f"{name} byte {chunk.start + pos}: a line that is neither a record nor a seal "
+                                    "(inserted or damaged)")
+            pos = nl + 1
+        if commit_first is not None:
+            raise _Problem(commit_first, f"records {commit_first}..{seq - 1} at the end of {name} are not sealed: "
+                                         "a torn or unacknowledged write (opening the trail for writing recovers "
+                                         "it), or records appended without the key")
+    except _Problem as p:
+        res.problem = (p.seq, p.text)
+    res.n_records = seq - chunk.seq0
+    res.leaves = bytes(leaves)
+    res.last_hash = prev_hex
+    return res
+
+
+def _first_prev(line: bytes, seq: int, name: str) -> str:
+    """The prev of a chunk's first record (checked by the caller), after checking its seq."""
+    prefix = b'{"seq":%d,"prev":"' % seq
+    if line.startswith(prefix) and line[len(prefix) + 64:len(prefix) + 66] == b'",':
+        return line[len(prefix):len(prefix) + 64].decode("ascii", "replace")
+    try:
+        obj = rf.parse_record(line)
+    except RecordFormatError as exc:
+        raise _Problem(seq, f"record {seq} is malformed: {exc}") from None
+    raise _Problem(seq, f"expected record {seq} at the start of {name}'s data, found record {obj['seq']}: "
+                        "records were deleted, inserted, duplicated or reordered")
+
+
+def _check_seal(line: bytes, commit_first: int, seq: int, prev_hex: str, chunk: _Chunk, public: Ed25519PublicKey,
+                *, verify_sig: bool) -> None:
+    try:
+        seal = rf.parse_seal(line)
+    except RecordFormatError as exc:
+        raise _Problem(commit_first, f"the seal over records {commit_first}..{seq - 1} is malformed: {exc}") from None
+    if seal.seq > seq - 1:
+        raise _Problem(seq, f"records {seq}..{seal.seq} are missing: the seal after record {seq - 1} covers up to "
+                            f"record {seal.seq} (records deleted or moved)")
+    if seal.seq < seq - 1:
+        first_extra = max(seal.seq + 1, commit_first)
+        raise _Problem(first_extra, f"records {first_extra}..{seq - 1} are not covered by the seal that follows "
+                                    f"them, which ends at record {seal.seq} (records inserted or moved)")
+    if seal.head != prev_hex:
+        try:
+            public.verify(seal.sig, seal.message(chunk.log_id))
+        except InvalidSignature:
+            raise _Problem(commit_first, f"the seal over records {commit_first}..{seq - 1} was altered: its head "
+                                         "and signature do not match") from None
+        raise _Problem(seq - 1, f"record {seq - 1} no longer hashes to the head its seal signed: it was altered "
+                                "after it was written")
+    if seal.kid != chunk.kid:
+        raise _Problem(commit_first, f"records {commit_first}..{seq - 1} are sealed by key {seal.kid}, not by the "
+                                     f"log's key {chunk.kid}: re-signed with another key")
+    if verify_sig:
+        try:
+            public.verify(seal.sig, seal.message(chunk.log_id))
+        except InvalidSignature:
+            raise _Problem(commit_first, f"the seal over records {commit_first}..{seq - 1} has an invalid Ed25519 "
+                                         "signature: the seal was replaced or forged, or these records were "
+                                         "altered and re-chained") from None
+
+
+def _bad_link(line: bytes, seq: int, data: bytes, pos: int, name: str, chunk: _Chunk,
+              public: Ed25519PublicKey) -> None:
+    """Name the culprit when a record's seq or prev is not what the chain expects."""
+    try:
+        obj = rf.parse_record(line)
+    except RecordFormatError as exc:
+        raise _Problem(seq, f"record {seq} is malformed: {exc}") from None
+    if obj["seq"] != seq:
+        raise _Problem(seq, f"expected record {seq} here in {name}, found record {obj['seq']}: records were "
+                            "deleted, inserted, duplicated or reordered")
+    if _authentic_from(data, pos, chunk, public):
+        raise _Problem(seq - 1, f"record {seq - 1} was altered: its hash no longer matches the prev that record "
+                                f"{seq} (intact under its seal) recorded")
+    raise _Problem(seq, f"record {seq} was altered: its prev does not link to record {seq - 1} and its commit "
+                        "does not match its seal")
+
+
+def _authentic_from(data: bytes, pos: int, chunk: _Chunk, public: Ed25519PublicKey) -> bool:
+    """True when the records from ``pos`` to the next seal are exactly what that seal signed."""
+    prev_hex: str | None = None
+    while True:
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            return False
+        line = data[pos:nl]
+        if line.startswith(_RECORD_START):
+            if prev_hex is not None:
+                try:
+                    if rf.parse_record(line)["prev"] != prev_hex:
+                        return False
+                except RecordFormatError:
+                    return False
+            prev_hex = hashlib.sha256(b"\x00" + line).hexdigest()
+        elif line.startswith(_SEAL_START):
+            try:
+                seal = rf.parse_seal(line)
+                public.verify(seal.sig, seal.message(chunk.log_id))
+            except (RecordFormatError, InvalidSignature):
+                return False
+            return seal.head == prev_hex and seal.kid == chunk.kid
+        else:
+            return False
+        pos = nl + 1
+
+
+# -- the whole log ---------------------------------------------------------------------------
+class _Verifier:
+    def __init__(self, root: Path, public: Ed25519PublicKey | None, start: int, end: int | None,
+                 trusted: Checkpoint | None, workers: int, parallel_min_bytes: int) -> None:
+        self.root = root
+        self.store = LocalSegmentStore(root)
+        self.pinned = public
+        self.start = start
+        self.end = end
+        self.trusted = trusted
+        self.workers = max(1, workers)
+        self.parallel_min_bytes = parallel_min_bytes
+        self.tree = MerkleTree()
+        self.n_seals = 0
+        self.n_checkpoints = 0
+        self.n_checked = 0
+
+    def run(self) -> VerifyReport:
+        try:
+            self._header()
+        except _Problem as p:
+            return VerifyReport(False, 0, p.seq, p.text, key_pinned=self.pinned is not None)
+        problem = None
+        try:
+            self._records(self._snapshot())
+            self._checkpoints()
+        except _Problem as p:
+            problem = p
+        return VerifyReport(problem is None, self.n_checked, None if problem is None else problem.seq,
+                            None if problem is None else problem.text, len(self.tree), self.n_seals,
+                            self.n_checkpoints, self.kid, self.pinned is not None)
+
+    def _header(self) -> None:
+        try:
+            self.header = (self.root / "audit.json").read_bytes()
+        except FileNotFoundError:
+            raise _Problem(None, f"{self.root}: no audit.json: not an audit trail (or its header was deleted)") from None
+        try:
+            doc = rf.parse_header(self.header)
+            header_key = load_public_key(rf.unb64(doc["signing_public_key"]))
+        except (RecordFormatError, ValueError) as exc:
+            raise _Problem(None, f"audit.json: {exc}") from None
+        self.log_id = doc["log_id"]
+        if key_id(header_key) != doc["signing_key_id"]:
+            raise _Problem(None, "audit.json: signing_key_id does not match signing_public_key")
+        if self.pinned is not None and public_key_raw(self.pinned) != public_key_raw(header_key):
+            raise _Problem(None, f"audit.json names signing key {key_id(header_key)}, but the pinned key is "
+                                 f"{key_id(self.pinned)}: the log was re-keyed (re-signed), or it is another log")
+        self.public = self.pinned or header_key
+        self.kid = key_id(self.public)
+        pub_file = self.root / "signing.pub"
+        if pub_file.exists() and pub_file.read_bytes() != public_key_pem(self.public):
+            raise _Problem(None, f"signing.pub is not the PEM of the log's key {self.kid} (altered or replaced)")
+        self.genesis = rf.genesis_hash(self.header)
+
+    def _snapshot(self) -> list[tuple[int, int, bool]]:
+        """(segment, size, closed) taken under a shared lock, so no commit is half-seen."""
+        lock = self.root / "lock"
+        fd = os.open(lock, os.O_RDONLY) if lock.exists() else None
+        try:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+            segs = self.store.segments() if self.store.log_dir.exists() else []
+            return [(f, self.store.size(f), self.store.is_sealed(f)) for f in segs]
+        finally:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+
+    def _plan(self, snapshot: list[tuple[int, int, bool]], parallel: bool) -> list[_Chunk]:
+        """Cut segments into chunks that start right after a seal line."""
+        total = sum(size for _, size, _ in snapshot)
+        target = max(1 << 20, total // (self.workers * 2) + 1) if parallel else None
+        chunks = []
+        for first, size, _closed in snapshot:
+            if self.end is not None and first >= self.end:
+                break
+            path, name = str(self.store.path(first)), f"log/seg-{first:020d}.jsonl"
+            cuts = [0]
+            if target is not None and size > target:
+                data = self.store.read(first, 0, size)
+                at = target
+                while at < size:
+                    i = data.find(b"\n" + _SEAL_START, at)
+                    j = -1 if i < 0 else data.find(b"\n", i + 1)
+                    if j < 0 or j + 1 >= size:
+                        break
+                    cuts.append(j + 1)
+                    at = j + 1 + target
+                seqs = [first]
+                for a, b in zip(cuts, cuts[1:]):
+                    seqs.append(seqs[-1] + data.count(b"\n" + _RECORD_START, a - 1 if a else 0, b - 1)
+                                + (1 if a == 0 and data.startswith(_RECORD_START) else 0))
+            else:
+                seqs = [first]
+            bounds = cuts + [size]
+            for k, seq0 in enumerate(seqs):
+                chunks.append(_Chunk(first, path, name, bounds[k], bounds[k + 1], seq0, k == len(seqs) - 1, self.log_id,
+                                     public_key_raw(self.public), self.kid, self.start, self.end))
+        return chunks
+
+    def _records(self, snapshot: list[tuple[int, int, bool]]) -> None:
+        parallel = self.workers > 1 and sum(s for _, s, _ in snapshot) >= self.parallel_min_bytes
+        chunks = self._plan(snapshot, parallel)
+        closed = {first: c for first, _, c in snapshot}
+        firsts = [first for first, _, _ in snapshot]
+        if parallel:
+            # fork is cheap and safe when this process runs no other thread; otherwise spawn.
+            method = "fork" if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods() \
+                else "spawn"
+            with ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method)) as pool:
+                self._assemble(chunks, pool.map(_verify_chunk, chunks), closed, firsts)
+        else:
+            self._assemble(chunks, map(_verify_chunk, chunks), closed, firsts)
+
+    def _assemble(self, chunks: list[_Chunk], results, closed: dict[int, bool], firsts: list[int]) -> None:
+        seq, prev_hex = 0, self.genesis.hex()
+        for chunk, res in zip(chunks, results):
+            first = chunk.segment
+            if chunk.start == 0 and first != seq:
+                raise _Problem(seq, f"{chunk.name} starts at record {first}, but the previous segments end before "
+                                    f"record {seq}: records are missing or duplicated between segments")
+            if chunk.seq0 != seq:
+                raise _Problem(seq, f"{chunk.name}: expected record {seq} at byte {chunk.start}, found {chunk.seq0}")
+            if res.first_prev is not None and res.first_prev != prev_hex:
+                if res.first_commit_authentic:
+                    if seq == 0:
+                        raise _Problem(None, "audit.json was altered: record 0 (intact under its seal) was chained "
+                                             "to a different header")
+                    raise _Problem(seq - 1, f"record {seq - 1} was altered: its hash no longer matches the prev that "
+                                            f"record {seq} (intact under its seal) recorded")
+                raise _Problem(seq, f"record {seq} was altered: its prev does not link to the record before it and "
+                                    "its commit does not match its seal")
+            self.tree.extend_hashes(res.leaves)
+            self.n_checked += res.n_checked
+            self.n_seals += res.n_seals
+            if res.problem is not None:
+                raise _Problem(*res.problem)
+            seq += res.n_records
+            if res.last_hash is not None:
+                prev_hex = res.last_hash
+            if self.end is not None and seq >= self.end:
+                return
+            if chunk.last_of_segment:
+                if closed[first]:
+                    self._segment_checkpoint(first, seq)
+                elif first != firsts[-1]:
+                    raise _Problem(seq, f"{chunk.name} is not closed (no checkpoint beside it) but another segment "
+                                        "follows")
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def _check_checkpoint(self, cp: Checkpoint, what: str) -> None:
+        if cp.log_id != self.log_id:
+            raise _Problem(None, f"{what} belongs to log {cp.log_id}, not {self.log_id}")
+        if cp.kid != self.kid:
+            raise _Problem(None, f"{what} is signed by key {cp.kid}, not the log's key {self.kid}")
+        if not cp.verify(self.public):
+            raise _Problem(None, f"{what} has an invalid Ed25519 signature (replaced or forged)")
+        if cp.size > len(self.tree):
+            raise _Problem(None, f"{what} covers {cp.size} records but the log has only {len(self.tree)}: "
+                                 "the log was truncated or rolled back")
+        if self.tree.root(cp.size).hex() != cp.root:
+            raise _Problem(None, f"{what} (size {cp.size}) does not match the root recomputed from the records: "
+                                 "the log was rewritten (forked) after that checkpoint was signed")
+        self.n_checkpoints += 1
+
+    def _segment_checkpoint(self, first: int, seq: int) -> None:
+        what = f"log/seg-{first:020d}.checkpoint.json"
+        last = seq - 1 if seq else None
+        try:
+            cp = Checkpoint.from_bytes(self.store.segment_checkpoint(first) or b"")
+        except RecordFormatError as exc:
+            raise _Problem(last, f"{what}: {exc}") from None
+        if cp.size != seq:
+            raise _Problem(last, f"{what} covers {cp.size} records, but the segment ends at record {last}: records "
+                                 "were added to or removed from a closed segment")
+        self._check_checkpoint(cp, what)
+
+    def _checkpoints(self) -> None:
+        limit = len(self.tree)
+        for size in self.store.checkpoints() if self.store.checkpoint_dir.exists() else []:
+            what = f"checkpoints/{size:020d}.json"
+            try:
+                cp = Checkpoint.from_bytes(self.store.get_checkpoint(size))
+            except RecordFormatError as exc:
+                raise _Problem(None, f"{what}: {exc}") from None
+            if cp.size != size:
+                raise _Problem(None, f"{what} holds a checkpoint for size {cp.size} (renamed or replaced)")
+            if self.end is not None and size > limit:
+                continue  # beyond the verified range
+            self._check_checkpoint(cp, what)
+        if self.trusted is not None and not (self.end is not None and self.trusted.size > limit):
+            self._check_checkpoint(self.trusted, "the trusted checkpoint")
+
+
+def verify_log(root: Path | str, *, public_key: Ed25519PublicKey | bytes | str | Path | None = None,
+               start: int | None = None, end: int | None = None, trusted: Checkpoint | None = None,
+               workers: int = 2, parallel_min_bytes: int = PARALLEL_MIN_BYTES) -> VerifyReport:
+    """Verify the audit trail in ``root``; needs no private key.
+
+    Parameters
+    ----------
+    root : Path
+        The trail's directory.
+    public_key : Ed25519PublicKey, PEM path, PEM/raw bytes or base64, optional
+        The signing key obtained out of band (pinned). Without it the key named in the log's own
+        header is trusted, which cannot detect a log re-signed wholesale with another key.
+    start, end : int, optional
+        Verify records ``[start, end)`` in full; records before ``start`` are still hashed (the
+        chain and the tree need them) but their seals are not re-checked.
+    trusted : Checkpoint, optional
+        A checkpoint obtained earlier and kept outside the log (a witness). The log must still
+        contain it: detects rollback to an older state and rewriting by a key holder.
+    workers : int
+        Worker processes for logs of at least ``parallel_min_bytes`` (default 2: the target
+        machine has 2 cores); smaller logs are verified in-process.
+    parallel_min_bytes : int
+        Log size (bytes) from which worker processes are used.
+
+    Returns
+    -------
+    VerifyReport
+        ``ok`` is True only if everything checked out; otherwise ``first_bad_seq`` and ``problem``
+        name the first failure.
+    """
+    if start is not None and (type(start) is not int or start < 0):
+        raise ValueError(f"start: must be a non-negative integer, got {start!r}")
+    if end is not None and (type(end) is not int or end < (start or 0)):
+        raise ValueError(f"end: must be an integer >= start, got {end!r}")
+    if type(workers) is not int or workers < 1:
+        raise ValueError(f"workers: must be a positive integer, got {workers!r}")
+    pinned = None if public_key is None else load_public_key(public_key)
+    return _Verifier(Path(root), pinned, start or 0, end, trusted, workers, parallel_min_bytes).run()
+

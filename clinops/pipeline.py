@@ -1,0 +1,679 @@
+"""The workflow's stages: parameter file in, artifacts in build/ and tables in reports/ out.
+
+Each notebook calls one or two of these functions and displays what they return, so the
+notebooks stay thin and the logic stays testable. A *task* is a configuration of the same
+modules: ``primary`` (ICU mortality, or a hospital's own cohort table) and ``readmission``
+(30-day readmission); nothing here is specific to one task beyond its cohort/feature source.
+
+Artifacts (``build/<run>/<task>/``): ``cohort.parquet``, ``task_table.parquet`` (one row per
+stay: ``id``, the manifest's features in raw units, ``label``, ``split``, ``sensitive_sex``
+(M/F), ``sensitive_age`` (years), optional ``group_<name>`` columns),
+``bundle/`` (the model bundle), ``test_predictions.parquet``.
+
+Command line (used by the Snakefile): ``python -m clinops.pipeline data|task-table|compare|where PARAMS``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clinops.config import Params, _deep_merge, load_params
+from clinops.report import record_values, to_markdown, write_paper_comparison, write_table
+
+log = logging.getLogger("clinops.pipeline")
+
+
+# ---------------------------------------------------------------------------------------------
+# parameters, banner, progress
+# ---------------------------------------------------------------------------------------------
+def load(params_file: str | Path) -> Params:
+    """Load and validate a parameter file (notebooks call this first)."""
+    return load_params(params_file)
+
+
+def banner(P: Params) -> str:
+    """One Markdown line naming the run and, above all, the data it ran on."""
+    warn = " **These are not real patients; no number here is a clinical result.**" if P.is_synthetic else ""
+    return f"Run `{P.name}` · parameters `{P.path.name}` · data: **{P.data_label}**.{warn}"
+
+
+def _progress(stage: str):
+    start = time.monotonic()
+
+    def report(*args: Any) -> None:
+        msg = " ".join(str(a) for a in args)
+        print(f"[{stage} {time.monotonic() - start:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    return report
+
+
+def _write_figure(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------------
+def _query_dir(P: Params) -> Path:
+    """The directory the SQL reads: the parquet copy when ``data.parquet`` is on."""
+    if not P["data"].get("parquet", False):
+        return P.mimic_dir
+    tag = P.mimic_dir.name if P.is_synthetic else P.name
+    return P.root / "data" / "parquet" / tag
+
+
+def ensure_data(P: Params) -> SimpleNamespace:
+    """Make sure the MIMIC-IV tables exist (generating the synthetic ones if needed).
+
+    Idempotent: a synthetic directory is generated once per (scale, seed); the parquet copy is
+    made once. Writes ``build/<run>/stamps/data.json`` with the SHA-256 of every source file.
+    """
+    from clinops.data import mimic
+
+    progress = _progress("data")
+    stamp = P.build_dir / "stamps" / "data.json"
+    if P.source == "table":
+        from clinops import cohort_table
+        info = cohort_table.describe_source(P)
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(json.dumps(info, indent=1, default=str))
+        return SimpleNamespace(stamp=stamp, info=info, summary_markdown=f"User table `{info['path']}`.")
+    src = P.mimic_dir
+    if P.is_synthetic:
+        from clinops.data import synthetic
+        if not (src / "SYNTHETIC.json").is_file():
+            syn = P["data"].get("synthetic", {})
+            progress(f"generating synthetic MIMIC-IV (scale {syn.get('scale', 1.0)}) into {src}")
+            synthetic.generate(src, scale=float(syn.get("scale", 1.0)), seed=int(syn.get("seed", P.seed)),
+                               progress=progress)
+    elif not src.is_dir():
+        raise FileNotFoundError(f"data.mimic_dir: {src} does not exist (edit {P.path.name}: it must be the "
+                                "PhysioNet MIMIC-IV v2.2 folder holding hosp/ and icu/)")
+    query_dir = _query_dir(P)
+    # Check the source before converting: one message listing every missing table/column.
+    db = mimic.open_mimic(src, required=mimic.pipeline_requirements("all"))
+    hashes = db.file_sha256()
+    if query_dir != src and not (query_dir / "hosp").is_dir():
+        progress(f"converting to parquet -> {query_dir}")
+        mimic.convert_to_parquet(src, query_dir, progress=lambda t, i, n: progress(f"[{i}/{n}] {t}"))
+    info = {"source": P.source, "data_label": P.data_label, "mimic_dir": str(src), "query_dir": str(query_dir),
+            "sha256": hashes}
+    if P.is_synthetic:
+        info["synthetic"] = json.loads((src / "SYNTHETIC.json").read_text())
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(info, indent=1, default=str))
+    n_files = len(hashes)
+    summary = (f"Tables read from `{query_dir}` ({n_files} source files hashed with SHA-256 for lineage)."
+               + (" Synthetic data generated by `clinops synth`: see its SYNTHETIC.json." if P.is_synthetic else ""))
+    return SimpleNamespace(stamp=stamp, info=info, summary_markdown=summary)
+
+
+def open_database(P: Params, *, task: str = "all"):
+    """The DuckDB views over this run's MIMIC-IV (parquet copy if configured)."""
+    from clinops.data import mimic
+    return mimic.open_mimic(_query_dir(P), required=mimic.pipeline_requirements(task))
+
+
+def dataset_sha256(P: Params) -> dict[str, str]:
+    stamp = P.build_dir / "stamps" / "data.json"
+    if not stamp.is_file():
+        ensure_data(P)
+    return json.loads(stamp.read_text())["sha256"]
+
+
+# ---------------------------------------------------------------------------------------------
+# tasks
+# ---------------------------------------------------------------------------------------------
+SECTIONS = ("modeling", "uncertainty", "fairness", "drift", "mlflow")
+
+
+@dataclass
+class TaskConfig:
+    """One prediction task: where its table lives, its manifest and its settings."""
+
+    key: str
+    title: str
+    manifest_source: Any
+    settings: dict
+    build_dir: Path
+    reports_dir: Path
+    comparison: bool
+    id_prefix: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def table_path(self) -> Path:
+        return self.build_dir / "task_table.parquet"
+
+    @property
+    def bundle_dir(self) -> Path:
+        return self.build_dir / "bundle"
+
+    @property
+    def predictions_path(self) -> Path:
+        return self.build_dir / "test_predictions.parquet"
+
+    def manifest(self):
+        from clinops.features import FeatureManifest
+        src = self.manifest_source
+        return FeatureManifest.from_dict(src) if isinstance(src, dict) else FeatureManifest.load(src)
+
+
+def task_config(P: Params, key: str) -> TaskConfig:
+    """Settings of a task: the top-level sections, overridden by the task's own section."""
+    base = {s: dict(P.get(s, {}) or {}) for s in SECTIONS}
+    if key == "primary":
+        if P.source == "table":
+            from clinops import cohort_table
+            manifest = cohort_table.manifest_dict(P)
+            title = f"user cohort ({P['data']['table']['outcome_column']})"
+        else:
+            manifest, title = "mortality", "ICU mortality"
+        return TaskConfig(key, title, manifest, base, P.build_dir / "primary", P.reports_dir,
+                          comparison=P.source != "table")
+    if key == "readmission":
+        section = P.get("readmission", {}) or {}
+        settings = {s: _deep_merge(base[s], section.get(s, {}) or {}) for s in SECTIONS}
+        return TaskConfig(key, "30-day readmission", "readmission", settings, P.build_dir / "readmission",
+                          P.reports_dir / "readmission", comparison=P.source != "table", id_prefix="readm_",
+                          extra={k: v for k, v in section.items() if k not in SECTIONS})
+    raise ValueError(f"task: unknown task {key!r} (known: primary, readmission)")
+
+
+def load_task_table(task: TaskConfig) -> pd.DataFrame:
+    if not task.table_path.is_file():
+        raise FileNotFoundError(f"{task.table_path} is missing: run the step that builds the {task.title} table first")
+    return pd.read_parquet(task.table_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# 01 cohort
+# ---------------------------------------------------------------------------------------------
+def run_cohort(P: Params) -> SimpleNamespace:
+    """ICU cohort with its flow table, flow figure and the label-horizon table (notebook 01)."""
+    from clinops import cohort as cohort_mod
+
+    ensure_data(P)
+    task = task_config(P, "primary")
+    db = open_database(P, task="mortality")
+    c = P["cohort"]
+    cohort, flow = cohort_mod.build_icu_cohort(
+        db, min_age=c["min_age"], min_icu_los_hours=c["min_icu_los_hours"], window_hours=c["window_hours"],
+        horizon_hours=P["label"]["horizon_hours"], train_groups=c["train_groups"], test_groups=c["test_groups"])
+    task.build_dir.mkdir(parents=True, exist_ok=True)
+    cohort.to_parquet(task.build_dir / "cohort.parquet")
+    flow.to_parquet(task.build_dir / "cohort_flow.parquet")
+    horizons = sorted({24, 48, 72} | ({P["label"]["horizon_hours"]} - {None})) + [None]
+    label_table = cohort_mod.label_prevalence_by_horizon(db, cohort, horizons, window_hours=c["window_hours"])
+    out = P.reports_dir / "cohort"
+    write_table(flow, out / "flow", title="ICU cohort flow (before the missing-feature exclusion)",
+                data_label=P.data_label)
+    fig = cohort_mod.plot_flow(flow)
+    _write_figure(fig, out / "flow.png")
+    note = label_note(P, label_table)
+    write_table(label_table, out / "label_ambiguity", title="Label prevalence by horizon", data_label=P.data_label,
+                note=note)
+    return SimpleNamespace(cohort=cohort, flow=flow, figure=fig, label_prevalence=label_table, label_note=note)
+
+
+def label_note(P: Params, table: pd.DataFrame) -> str:
+    h = P["label"]["horizon_hours"]
+    chosen = "any in-hospital death" if h is None else f"death within {h:g} h after the {P['cohort']['window_hours']:g} h window"
+    text = (f"This run's label: **{chosen}** (`label.horizon_hours` = {h}). The paper states both 'in-hospital "
+            "mortality within 48 hours' and a prevalence of 11.3 %. On real MIMIC-IV ICU cohorts about 11 % matches "
+            "*any* in-hospital death after the first day, while deaths within 48 h of the window are far fewer, so "
+            "the paper's two statements cannot both hold there.")
+    if P.is_synthetic:
+        text += (" The synthetic generator is calibrated so that the paper's wording (48 h) gives 11.3 %, which "
+                 "makes any-in-hospital death more frequent here than in real MIMIC-IV.")
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# 02 features
+# ---------------------------------------------------------------------------------------------
+def manifest_table(manifest) -> pd.DataFrame:
+    rows = []
+    for s in manifest.specs:
+        d = s.to_dict()
+        rows.append({"feature": d.get("name"), "kind": d.get("kind"), "unit": d.get("unit"),
+                     "aggregate": d.get("aggregate"), "source": json.dumps(d.get("source"), default=str)
+                     if not isinstance(d.get("source"), str) else d.get("source"),
+                     "plausible range": s.range_text() if hasattr(s, "range_text") else d.get("plausible_range"),
+                     "justification": d.get("justification")})
+    return pd.DataFrame(rows)
+
+
+def _age_sex_frame(df: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame(index=df.index)
+    out["sex"] = df["gender"].astype("string") if "gender" in df else pd.Series(pd.NA, index=df.index, dtype="string")
+    out["age"] = df["age"].astype(float) if "age" in df else np.nan
+    return out
+
+
+def run_features(P: Params) -> SimpleNamespace:
+    """The 17 window features, the >50 % missing exclusion and the missingness table (notebook 02)."""
+    from clinops import cohort as cohort_mod
+    from clinops import features as feat
+
+    task = task_config(P, "primary")
+    cohort = pd.read_parquet(task.build_dir / "cohort.parquet")
+    flow = pd.read_parquet(task.build_dir / "cohort_flow.parquet")
+    manifest = task.manifest()
+    db = open_database(P, task="mortality")
+    X, step = feat.extract_features(db, cohort, manifest=manifest, window_hours=P["cohort"]["window_hours"],
+                                    max_missing_fraction=P["cohort"]["max_missing_fraction"],
+                                    progress=_progress("features"))
+    flow = cohort_mod.append_flow_step(flow, step)
+    kept = cohort.set_index("stay_id").loc[X.index]
+    table = X.copy()
+    table.insert(0, "id", X.index.astype("int64"))
+    table["label"] = kept["label"].astype(int).to_numpy()
+    table["split"] = kept["split"].to_numpy()
+    groups = _age_sex_frame(kept)
+    table["sensitive_sex"] = groups["sex"].to_numpy()
+    table["sensitive_age"] = groups["age"].to_numpy()
+    table = table.reset_index(drop=True)
+    table.to_parquet(task.table_path)
+    flow.to_parquet(task.build_dir / "cohort_flow_final.parquet")
+
+    out = P.reports_dir / "features"
+    is_train = table["split"].eq("train").to_numpy()
+    missing = feat.missingness_table(table.set_index("id")[manifest.names], is_train)
+    write_table(missing, out / "missingness", title="Missing in the first 24 h (training years)",
+                data_label=P.data_label)
+    write_table(flow, P.reports_dir / "cohort" / "flow_final", title="ICU cohort flow (all criteria)",
+                data_label=P.data_label)
+    mt = manifest_table(manifest)
+    write_table(mt, out / "manifest", title="Feature manifest (Layer 1: data minimisation)", data_label="manifest")
+    summary = (table.groupby("split")
+               .agg(n=("id", "size"), deaths=("label", "sum"), prevalence=("label", "mean"),
+                    age_median=("sensitive_age", "median"),
+                    male_share=("sensitive_sex", lambda s: float((s == "M").mean())))
+               .reset_index())
+    write_table(summary, out / "split_summary", title="Temporal split", data_label=P.data_label)
+
+    if task.comparison:
+        values = {"cohort_n": int(len(table)), "cohort_train_n": int(is_train.sum()),
+                  "cohort_test_n": int((~is_train).sum()), "prevalence": float(table["label"].mean()),
+                  "positives_n": int(table["label"].sum())}
+        miss = missing.set_index("feature")
+        for f in ("lactate", "albumin", "bilirubin", "gcs", "heart_rate", "resp_rate", "map", "spo2",
+                  "mech_vent", "vasopressor"):
+            if f in miss.index:
+                values[f"missing_{f}"] = float(miss.loc[f, "n_missing"] / miss.loc[f, "n"])
+        test = table[~is_train]
+        if "mech_vent" in test:
+            values["vent_prevalence_test"] = float(test["mech_vent"].mean())
+        record_values(P.build_dir, "features", values)
+    return SimpleNamespace(table=table, flow=flow, missingness=missing, manifest_table=mt, summary=summary)
+
+
+# ---------------------------------------------------------------------------------------------
+# 03 model selection, final model, calibration, conformal sets, lineage
+# ---------------------------------------------------------------------------------------------
+def _task_seed(P: Params, task: TaskConfig) -> int:
+    # Different tasks get different but fixed seeds derived from the one master seed.
+    return int(P.seed + (0 if task.key == "primary" else 1009))
+
+
+def _groups_for(P: Params, task: TaskConfig, frame: pd.DataFrame) -> dict[str, pd.Series]:
+    from clinops import fairness
+
+    edges = task.settings["fairness"].get("age_edges", [18, 45, 65, 80])
+    groups: dict[str, pd.Series] = {}
+    sex, age = frame["sensitive_sex"], frame["sensitive_age"]
+    if sex.notna().any():
+        groups["sex"] = sex.map({"M": "male", "F": "female"}).fillna(sex).astype(str)
+    if age.notna().any():
+        groups["age_group"] = fairness.age_groups(age.to_numpy(), edges=edges).astype(str)
+        groups["age_group"].index = frame.index
+    for col in [c for c in frame.columns if c.startswith("group_")]:
+        groups[col[len("group_"):]] = frame[col].astype(str)
+    return groups
+
+
+def _feature_hashes(task: TaskConfig, manifest) -> dict[str, str]:
+    from clinops.features import feature_sql_sha256
+
+    hashes = {"manifest": manifest.sha256}
+    if task.key == "primary" and not isinstance(task.manifest_source, dict):
+        hashes["feature_sql"] = feature_sql_sha256(manifest)
+    elif task.key == "readmission":
+        from clinops import readmission
+        hashes["feature_sql"] = readmission.feature_sql_sha256(manifest)
+    return hashes
+
+
+def run_model_selection(P: Params, task: str = "primary") -> SimpleNamespace:
+    """Stage 1 (candidates), stage 2 (random search), final fit, one test evaluation (notebook 03)."""
+    from clinops import lineage, modeling, uncertainty
+
+    t = task_config(P, task)
+    m, u = t.settings["modeling"], t.settings["uncertainty"]
+    seed = _task_seed(P, t)
+    progress = _progress(f"model:{t.key}")
+    table = load_task_table(t)
+    manifest = t.manifest()
+    X = manifest.encode(table[manifest.names])
+    y = table["label"].to_numpy(dtype=int)
+    train = table["split"].eq("train").to_numpy()
+    X_train, y_train = X[train], y[train]
+
+    progress(f"stage 1: {len(m.get('candidates', []))} candidates, {m['cv_folds']}-fold CV on {train.sum():,} rows")
+    candidates = modeling.cross_validate_candidates(X_train, y_train, n_splits=m["cv_folds"], seed=seed,
+                                                    models={k: v for k, v in modeling.candidate_models(seed).items()
+                                                            if k in m.get("candidates", [k])})
+    progress(f"stage 2: random search, {m['n_iter']} configurations")
+    best, search = modeling.random_search_xgb(
+        X_train, y_train, n_iter=m["n_iter"], n_splits=m["cv_folds"], seed=seed, manifest=manifest,
+        progress=lambda i, n: progress(f"configuration {i}/{n}") if i % 10 == 0 or i == n else None)
+    X_fit, X_cal, y_fit, y_cal = modeling.split_for_calibration(X_train, y_train, fraction=m["calibration_fraction"],
+                                                                seed=seed)
+    hashes = dataset_sha256(P)
+    feature_hashes = _feature_hashes(t, manifest)
+    bundle = modeling.fit_final(X_fit, y_fit, X_cal, y_cal, params=best, manifest=manifest, seed=seed,
+                                confidence_level=u["confidence_level"], threshold=m["threshold"],
+                                lineage={"dataset_sha256": hashes, "feature_sha256": feature_hashes,
+                                         "data_source": P.data_label, "task": t.key, "params_file": P.path.name})
+
+    progress("final evaluation on the test years (touched once)")
+    predictor = uncertainty.RiskPredictor(bundle)
+    test = table[~train].reset_index(drop=True)
+    pred = predictor.predict_frame(X[~train].reset_index(drop=True), encoded=True)
+    y_test = test["label"].to_numpy(dtype=int)
+    prob, raw = pred["probability"].to_numpy(), pred["raw_score"].to_numpy()
+    metrics = modeling.evaluate(y_test, prob, threshold=m["threshold"], n_boot=m["n_boot"], seed=seed)
+    bins, strategy = u.get("ece_bins", 10), u.get("ece_strategy", "uniform")
+    ece = uncertainty.expected_calibration_error(y_test, prob, n_bins=bins, strategy=strategy)
+    ece_raw = uncertainty.expected_calibration_error(y_test, raw, n_bins=bins, strategy=strategy)
+    reliability = uncertainty.reliability_table(y_test, prob, n_bins=bins, strategy=strategy)
+    rel_fig = uncertainty.plot_reliability(y_test, {"raw XGBoost score": raw, "isotonic-calibrated": prob},
+                                           n_bins=bins, strategy=strategy,
+                                           title=f"Reliability, test years ({P.data_label})")
+    sets = pred[["in_set_0", "in_set_1"]].to_numpy(dtype=bool)
+    groups = _groups_for(P, t, test)
+    coverage = uncertainty.coverage_table(y_test, sets, {k: v.to_numpy() for k, v in groups.items()})
+
+    run_id = lineage.log_training_run(
+        bundle, project_root=P.root,
+        params={"task": t.key, "seed": seed, "params_file": P.path.name, "params_sha256": P.sha256(),
+                "n_train": int(train.sum()), "n_test": int((~train).sum()), **{f"xgb_{k}": v for k, v in best.items()},
+                **{f"modeling_{k}": v for k, v in m.items()}},
+        metrics={**{f"test_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))},
+                 "test_ece": ece, "cv_best_mean_auroc": float(search["mean_auroc"].iloc[0]),
+                 "test_conformal_coverage": float(coverage.iloc[0]["coverage"]) if "coverage" in coverage else float("nan")},
+        dataset_sha256=hashes, feature_sha256=feature_hashes,
+        experiment=t.settings["mlflow"]["experiment"], registered_model_name=t.settings["mlflow"]["registered_model"],
+        tags={"data_source": P.data_label, "task": t.key, "run_name": P.name})
+    bundle.save(t.bundle_dir)
+    # A new model version starts ACTIVE with a fresh governance history.
+    (t.build_dir / "governance_state.json").unlink(missing_ok=True)
+
+    out_pred = test[["id", "label", "sensitive_sex", "sensitive_age"]
+                    + [c for c in test.columns if c.startswith("group_")]].copy()
+    out_pred = pd.concat([out_pred, pred.reset_index(drop=True), test[manifest.names].reset_index(drop=True)], axis=1)
+    out_pred.to_parquet(t.predictions_path)
+
+    chosen = modeling.compare_with_paper(best)
+    test_metrics = pd.DataFrame([{"metric": k, "value": v} for k, v in metrics.items()]
+                                + [{"metric": "ece (isotonic)", "value": ece},
+                                   {"metric": "ece (raw score)", "value": ece_raw}])
+    calibration = pd.DataFrame([{"ECE binning": f"{bins} {strategy} bins", "ECE isotonic": ece, "ECE raw score": ece_raw,
+                                 "isotonic fitted on": "held-out slice of the training years "
+                                 f"({m['calibration_fraction']:.0%}), never the test years"}])
+    lineage_table = pd.DataFrame([{"item": "MLflow run id (model version)", "value": run_id},
+                                  {"item": "registered model", "value": t.settings["mlflow"]["registered_model"]},
+                                  *[{"item": f"feature hash: {k}", "value": v} for k, v in feature_hashes.items()],
+                                  {"item": "dataset files hashed", "value": len(hashes)},
+                                  {"item": "tracking store", "value": lineage.tracking_uri(P.root)}])
+    out = t.reports_dir / "model"
+    dl = P.data_label
+    write_table(candidates, out / "cv_candidates", title=f"Stage 1: candidates, {m['cv_folds']}-fold CV AUROC ({t.title})",
+                data_label=dl)
+    write_table(search.head(20), out / "random_search_top20", title=f"Stage 2: random search, best 20 of {m['n_iter']}",
+                data_label=dl)
+    write_table(chosen, out / "chosen_configuration", title="Chosen XGBoost configuration vs the paper's", data_label=dl)
+    write_table(test_metrics, out / "test_metrics", title=f"Test years, {t.title} (threshold {m['threshold']})",
+                data_label=dl)
+    write_table(reliability, out / "reliability", title="Reliability table (isotonic, test years)", data_label=dl)
+    write_table(calibration, out / "calibration", title="Calibration", data_label=dl)
+    write_table(coverage, out / "conformal_coverage",
+                title=f"Split-conformal sets at {u['confidence_level']:.0%}: coverage on the test years", data_label=dl,
+                note="Coverage is guaranteed only under exchangeability; a temporal split breaks it, so this is "
+                     "what was measured, not what was promised.")
+    write_table(lineage_table, out / "lineage", title="Lineage (Layer 3)", data_label=dl)
+    _write_figure(rel_fig, out / "reliability.png")
+
+    if t.comparison:
+        p = t.id_prefix
+        values: dict[str, Any] = {}
+        if not p:
+            cv = candidates.set_index(candidates.columns[0])
+            for name in ("logistic_regression", "random_forest", "xgboost"):
+                if name in cv.index:
+                    values[f"cv_auroc_{name}"] = float(cv.loc[name, "mean_auroc"])
+            if "xgboost" in cv.index:
+                values["cv_auroc_xgboost_ci_low"] = float(cv.loc["xgboost", "ci_low"])
+                values["cv_auroc_xgboost_ci_high"] = float(cv.loc["xgboost", "ci_high"])
+            for k, v in best.items():
+                values[f"hp_{k}"] = v
+            values.update({"test_auroc": metrics["auroc"], "test_sensitivity": metrics["sensitivity"],
+                           "test_specificity": metrics["specificity"], "test_ppv": metrics["ppv"], "ece": ece,
+                           "conformal_coverage": float(coverage.iloc[0]["coverage"])})
+        else:
+            values.update({"readm_auroc": metrics["auroc"], "readm_auroc_ci_low": metrics["auroc_ci_low"],
+                           "readm_auroc_ci_high": metrics["auroc_ci_high"], "readm_sensitivity": metrics["sensitivity"],
+                           "readm_specificity": metrics["specificity"], "readm_ppv": metrics["ppv"], "readm_ece": ece})
+        record_values(P.build_dir, f"model_{t.key}", values)
+    return SimpleNamespace(candidates=candidates, search=search, chosen=chosen, test_metrics=test_metrics,
+                           calibration=calibration, reliability=reliability, reliability_figure=rel_fig,
+                           coverage=coverage, lineage=lineage_table, run_id=run_id, bundle=bundle)
+
+
+# ---------------------------------------------------------------------------------------------
+# 04 fairness
+# ---------------------------------------------------------------------------------------------
+def _policy_task(P: Params, t: TaskConfig) -> str | None:
+    """The task name the policy files use for overrides (None: the file's defaults)."""
+    if t.key == "readmission":
+        return "readmission"
+    return "mortality" if P.source != "table" else None
+
+
+def _governance(P: Params, t: TaskConfig):
+    from clinops import governance
+
+    policy = governance.GovernancePolicy.load(P.resolve(P["governance"]["policy"]), task=_policy_task(P, t))
+    path = t.build_dir / "governance_state.json"
+    if path.is_file():
+        return governance.GovernanceStateMachine.load(path, policy)
+    return governance.GovernanceStateMachine(policy, path=path, model_id=f"{P.name}:{t.key}")
+
+
+def _fairness_policy(P: Params, t: TaskConfig):
+    import dataclasses
+
+    from clinops import fairness
+
+    f = t.settings["fairness"]
+    policy = fairness.FairnessPolicy.load(P.resolve(f["policy"]), task=_policy_task(P, t))
+    if f.get("auroc_gap") is not None and hasattr(policy, "pairwise_gap_limits"):
+        limits = dict(policy.pairwise_gap_limits)
+        limits["auroc"] = float(f["auroc_gap"])
+        policy = dataclasses.replace(policy, pairwise_gap_limits=limits)
+    return policy
+
+
+def run_fairness(P: Params, task: str = "primary") -> SimpleNamespace:
+    """Table 2, fairness gaps with bootstrap CIs, alert rules and the forest plot (notebook 04)."""
+    from clinops import fairness
+
+    t = task_config(P, task)
+    f = t.settings["fairness"]
+    seed = _task_seed(P, t)
+    preds = pd.read_parquet(t.predictions_path)
+    y, prob = preds["label"].to_numpy(dtype=int), preds["probability"].to_numpy()
+    groups = _groups_for(P, t, preds)
+    table = fairness.subgroup_table(y, prob, {k: v.to_numpy() for k, v in groups.items()}, threshold=f["threshold"],
+                                    n_boot=f["n_boot"], seed=seed, min_group_size=f["min_group_size"])
+    gaps = pd.concat([fairness.fairness_gaps(y, prob, groups[a].to_numpy(), threshold=f["threshold"], n_boot=f["n_boot"],
+                                             seed=seed, min_group_size=f["min_group_size"], attribute=a)
+                      for a in groups], ignore_index=True)
+    policy = _fairness_policy(P, t)
+    alerts = fairness.fairness_alerts(table, policy, gaps=gaps)
+    state = _governance(P, t)
+    if alerts:
+        state.on_fairness_alert(alerts)
+    fig = fairness.plot_subgroups(table, title=f"{t.title}: test years, threshold {f['threshold']} ({P.data_label})")
+    alerts_md = ("No fairness alert: every gap is within the policy."
+                 if not alerts else "\n".join(f"- **ALERT** {a.message}" for a in alerts)
+                 + "\n\nAn alert sends the model to human review (Layer 4); it never triggers retraining.")
+    out = t.reports_dir / "fairness"
+    write_table(table, out / "table2", title=f"Table 2: performance by subgroup ({t.title})", data_label=P.data_label,
+                note=f"Bootstrap 95 % CIs, {f['n_boot']} resamples, seed {seed}. Groups with fewer than "
+                     f"{f['min_group_size']} stays or one outcome class are reported as not estimable.")
+    write_table(gaps, out / "fairness_gaps", title="Fairness gaps with bootstrap 95 % CIs", data_label=P.data_label)
+    (out / "alerts.md").write_text(f"# Fairness alerts ({t.title})\n\nData: **{P.data_label}**.\n\n{alerts_md}\n")
+    _write_figure(fig, out / "subgroups.png")
+
+    if t.comparison:
+        g = gaps.set_index(["attribute", "metric"]) if {"attribute", "metric"} <= set(gaps.columns) else None
+        values: dict[str, Any] = {}
+        names = {"equalized_odds_difference": "eod", "demographic_parity_difference": "dpd",
+                 "predictive_parity_difference": "ppd"}
+        if g is not None:
+            for (attr, metric), row in g.iterrows():
+                short = names.get(metric)
+                a = {"sex": "sex", "age_group": "age"}.get(attr)
+                if short and a:
+                    key = f"{t.id_prefix}{short}_{a}"
+                    if key in {r["id"] for r in __import__("clinops.report", fromlist=["paper_values"]).paper_values()}:
+                        values[key] = float(row["value"])
+        if not t.id_prefix:
+            tb = table.reset_index() if "attribute" not in table.columns else table
+            lookup = {("sex", "male"): "male", ("sex", "female"): "female", ("age_group", "18-44"): "18_44",
+                      ("age_group", "45-64"): "45_64", ("age_group", "65-79"): "65_79", ("age_group", "80+"): "80plus"}
+            for _, row in tb.iterrows():
+                suffix = lookup.get((row["attribute"], row["group"]))
+                if suffix:
+                    for metric, short in (("auroc", "auroc"), ("sensitivity", "sens"), ("specificity", "spec"),
+                                          ("ppv", "ppv")):
+                        values[f"t2_{short}_{suffix}"] = float(row[metric])
+            au = tb[(tb["attribute"] != "overall") & tb["auroc"].notna()]
+            if len(au):
+                values["max_auroc_gap"] = float(au["auroc"].max() - au["auroc"].min())
+        record_values(P.build_dir, f"fairness_{t.key}", values)
+    return SimpleNamespace(table2=table, gaps=gaps, alerts=alerts, alerts_markdown=alerts_md, figure=fig,
+                           state=state.state)
+
+
+# ---------------------------------------------------------------------------------------------
+# 05 drift
+# ---------------------------------------------------------------------------------------------
+def run_drift(P: Params, task: str = "primary") -> SimpleNamespace:
+    """The paper's shift scenario, the streaming monitor (shift and no-shift runs), Evidently, escalation."""
+    from clinops import drift
+    from clinops.modeling import ModelBundle
+    from clinops.uncertainty import RiskPredictor
+
+    t = task_config(P, task)
+    d = t.settings["drift"]
+    seed = _task_seed(P, t)
+    bundle = ModelBundle.load(t.bundle_dir)
+    predictor = RiskPredictor(bundle)
+    manifest = t.manifest()
+    preds = pd.read_parquet(t.predictions_path)
+    X_test = preds[manifest.names].reset_index(drop=True)
+    y_test = preds["label"].to_numpy(dtype=int)
+
+    def predict(frame: pd.DataFrame) -> np.ndarray:
+        return predictor.predict_frame(frame)["probability"].to_numpy()
+
+    scenario = drift.shift_scenario(predict, X_test, y_test, column=d["feature"], n=min(d["n_shifted"], len(X_test)),
+                                    seed=seed, target_prevalence=d.get("target_prevalence") if d.get("shift") is None else None,
+                                    shift=d.get("shift"))
+    policy = drift.DriftPolicy.load(P.resolve(d["policy"]), task=_policy_task(P, t))
+    reference = drift.PsiReference.from_bundle_reference(bundle.reference)
+    train_rows = load_task_table(t)
+    train_rows = train_rows[train_rows["split"].eq("train")]
+    ref_scores = predict(train_rows[manifest.names])
+    rate = float(d["rate_per_hour"])
+    unshifted = X_test.drop(index=scenario.X_shifted.index)
+    before_scores = predict(unshifted)
+    # Two days of unshifted admissions, then the shifted ones for as long as the pool lasts (at least 4 days).
+    change_at = 48.0
+    duration = change_at + max(96.0, len(scenario.X_shifted) / rate)
+    state = _governance(P, t)
+    events: list = []
+    monitor = drift.StreamMonitor.from_policy(policy, reference, reference_scores=ref_scores,
+                                              eval_minutes=d["eval_minutes"], on_event=events.append)
+    # The PSI bins in the bundle were fixed on encoded training features (categories as codes).
+    enc_before, enc_after = manifest.encode(unshifted), manifest.encode(scenario.X_shifted)
+    timeline, alarms = drift.simulate_stream(before_scores, scenario.scores_after, enc_before, enc_after,
+                                             monitor=monitor, rate_per_hour=rate, change_at_hours=change_at,
+                                             duration_hours=duration, seed=seed)
+    summary = drift.stream_summary(alarms, change_at_hours=change_at, duration_hours=duration)
+    quiet_monitor = drift.StreamMonitor.from_policy(policy, reference, reference_scores=ref_scores,
+                                                    eval_minutes=d["eval_minutes"])
+    quiet_hours = float(d["no_shift_days"]) * 24
+    _, quiet_alarms = drift.simulate_stream(before_scores, None, enc_before, None, monitor=quiet_monitor,
+                                            rate_per_hour=rate, change_at_hours=None, duration_hours=quiet_hours,
+                                            seed=seed + 1)
+    quiet = drift.stream_summary(quiet_alarms, change_at_hours=None, duration_hours=quiet_hours)
+
+    after = alarms[alarms["after_change"]] if len(alarms) else alarms
+    if len(after):
+        first = after.sort_values("t_hours").iloc[0] if "t_hours" in after else after.iloc[0]
+        state.on_drift(detector=str(first.get("detector", "monitor")), details={"drifted_features": monitor.drifted_features()},
+                       degradation=None)
+    state.on_degradation(reference_auroc=scenario.auroc_full, current_auroc=scenario.auroc_after)
+
+    out = t.reports_dir / "drift"
+    out.mkdir(parents=True, exist_ok=True)
+    evidently = drift.evidently_report(train_rows[manifest.names], scenario.X_shifted, out / "evidently_psi.html",
+                                       method="psi", threshold=policy.psi_alert if hasattr(policy, "psi_alert") else 0.2)
+    scen = pd.DataFrame([scenario.summary()])
+    scen["degradation_trigger"] = state.policy.degradation_trigger if hasattr(state.policy, "degradation_trigger") else 0.05
+    scen["crosses_trigger"] = scen["relative_drop_vs_full"] >= scen["degradation_trigger"]
+    detection = summary.assign(run="shift at 48 h").reset_index(drop=True)
+    detection = pd.concat([detection, quiet.assign(run=f"no shift, {d['no_shift_days']:g} days")], ignore_index=True)
+    gov = pd.DataFrame([e.to_dict() if hasattr(e, "to_dict") else dict(e) for e in state.history])
+    stream_fig = drift.plot_stream(timeline, alarms, change_at_hours=change_at)
+    psi_fig = drift.plot_psi_over_time(timeline, change_at_hours=change_at)
+    dl = P.data_label
+    write_table(scen, out / "scenario", title=f"Shift scenario: {d['feature']} ({t.title})", data_label=dl)
+    write_table(detection, out / "detection", title=f"Detection in a simulated stream at {rate:g} admissions/hour, "
+                f"evaluated every {d['eval_minutes']:g} simulated minutes", data_label=dl)
+    write_table(evidently, out / "evidently_psi", title="Evidently PSI per feature (reference: training years)",
+                data_label=dl)
+    write_table(gov, out / "governance_events", title="Governance events (Layer 4)", data_label=dl)
+    _write_figure(stream_fig, out / "score_stream.png")
+    _write_figure(psi_fig, out / "psi_over_time.png")
+    notes = (f"Stream: {rate:g} admissions per simulated hour (Poisson), unshifted test admissions for "
+             f"{change_at:g} h, then the {len(scenario.X_shifted):,} shifted ones. Model state after the scenario: "
+             f"**{state.state.value if hasattr(state.state, 'value') else state.state}**. Nothing is retrained: "
+             "a drift alarm opens a human review; a degradation above the trigger suspends the model until a "
+             "reviewer resumes it.")
+    if t.comparison and not t.id_prefix:
+        det = summary.set_index("detector") if "detector" in summary else None
+        values = {"drift_auroc_before": scenario.auroc_full, "drift_auroc_after": scenario.auroc_after,
+                  "drift_relative_drop": scenario.relative_drop_vs_full}
+        if det is not None and "delay_hours" in det:
+            delays = det["delay_hours"].dropna()
+            if len(delays):
+                values["drift_detection_hours"] = float(delays.min())
+        record_values(P.build_dir, f"drift_{t.key}", values)
+    return SimpleNamespace(scenario=scen, detection=detection, stream_figure=stream_fig, psi_figure=psi_fig,
+                           governance=gov, notes=notes, alarms=alarms, timeline=timeline)

@@ -1,0 +1,122 @@
+"""Report writing: tables as CSV + Markdown, and the generated paper-comparison table.
+
+Every table carries its data source in its header, so a table computed on synthetic data says so
+wherever it is read. Stages record the numbers they reproduce with :func:`record_values`; the last
+workflow step joins them with the paper's own values (``clinops/paper_values.yaml``, the only
+hand-typed numbers in the project) into ``reports/paper_comparison.md``.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+import yaml
+
+PAPER_VALUES_PATH = Path(__file__).with_name("paper_values.yaml")
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) >= 100):
+        return f"{int(value):,}"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def to_markdown(df: pd.DataFrame, *, digits: int = 3, index: bool = False) -> str:
+    """A GitHub-flavoured Markdown table (no tabulate dependency at run time)."""
+    frame = df.reset_index() if index else df
+    cols = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(_fmt(v, digits) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def write_table(df: pd.DataFrame, path_stem: str | Path, *, title: str, data_label: str,
+                note: str | None = None, digits: int = 3, index: bool = False) -> tuple[Path, Path]:
+    """Write ``<stem>.csv`` and ``<stem>.md``; the Markdown names the data source.
+
+    Returns the two paths. The CSV keeps full precision; the Markdown rounds to ``digits``.
+    """
+    stem = Path(path_stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = stem.with_suffix(".csv"), stem.with_suffix(".md")
+    df.to_csv(csv_path, index=index)
+    parts = [f"# {title}", "", f"Data: **{data_label}**.", ""]
+    if note:
+        parts += [note, ""]
+    parts.append(to_markdown(df, digits=digits, index=index))
+    md_path.write_text("\n".join(parts) + "\n")
+    return csv_path, md_path
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def record_values(build_dir: str | Path, stage: str, values: Mapping[str, Any]) -> Path:
+    """Record the numbers a stage reproduces, keyed by the ids in ``paper_values.yaml``."""
+    known = {row["id"] for row in paper_values()}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise KeyError(f"record_values({stage!r}): ids not in paper_values.yaml: {unknown}")
+    path = Path(build_dir) / "comparison" / f"{stage}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({k: _jsonable(v) for k, v in values.items()}, indent=1, sort_keys=True))
+    return path
+
+
+def paper_values() -> list[dict]:
+    return yaml.safe_load(PAPER_VALUES_PATH.read_text())
+
+
+def paper_comparison(build_dir: str | Path, *, data_label: str) -> pd.DataFrame:
+    """One row per paper number: paper value, this run's value, difference, data source."""
+    recorded: dict[str, Any] = {}
+    for path in sorted((Path(build_dir) / "comparison").glob("*.json")):
+        recorded.update(json.loads(path.read_text()))
+    rows = []
+    for item in paper_values():
+        ours = recorded.get(item["id"])
+        diff = None
+        if isinstance(ours, (int, float)) and isinstance(item["paper"], (int, float)):
+            diff = ours - item["paper"]
+        rows.append({"quantity": item["quantity"], "paper section": item["section"],
+                     "paper": item["paper"], "this run": ours, "difference": diff,
+                     "data": data_label if ours is not None else "not computed"})
+    return pd.DataFrame(rows)
+
+
+def write_paper_comparison(build_dir: str | Path, reports_dir: str | Path, *, data_label: str,
+                           source: str) -> Path:
+    """Write ``paper_comparison.{csv,md}``; for a user's own cohort, say why there is none."""
+    reports_dir = Path(reports_dir)
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    if source == "table":
+        path = reports_dir / "paper_comparison.md"
+        path.write_text("# Paper comparison\n\nNot produced: this run used a user-provided cohort "
+                        "table, and the paper reports nothing about it to compare with.\n")
+        return path
+    df = paper_comparison(build_dir, data_label=data_label)
+    note = ("Paper values are quoted from the paper (section given); 'this run' values are "
+            "computed by the workflow. Model metrics are not targets: on synthetic data they "
+            "describe the generator's latent risk model, not real patients.")
+    if source == "synthetic":
+        note += (" The cohort counts, prevalence, missingness and ventilation prevalence are the "
+                 "statistics the synthetic generator is calibrated to, so their agreement is by "
+                 "construction.")
+    _, md = write_table(df, reports_dir / "paper_comparison", title="Paper comparison",
+                        data_label=data_label, note=note)
+    return md

@@ -1,0 +1,141 @@
+"""``python -m serving``: run the serving demo under uvicorn (HTTP or HTTPS with TLS 1.3).
+
+Examples
+--------
+The model that ``make all`` registered (MLflow registry under ``<project>/mlruns``)::
+
+    python -m serving --registered clinops-mortality@champion --host 127.0.0.1 --port 8000
+
+A bundle directory, over HTTPS with a self-signed demo certificate::
+
+    python -m serving --model-dir build/default/primary/bundle --self-signed-cert var/serving/tls
+
+Other commands::
+
+    python -m serving hash-token        # reads a token on stdin, prints its token-file line
+    python -m serving make-cert DIR     # writes DIR/cert.pem and DIR/key.pem (self-signed)
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("serving")
+
+_HERE = Path(__file__).resolve().parent
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m serving", description="Run the clinops serving demo.")
+    model = p.add_mutually_exclusive_group()
+    model.add_argument("--model-dir", type=Path, help="a saved ModelBundle directory")
+    model.add_argument("--registered", default="clinops-mortality@champion", metavar="NAME@ALIAS",
+                       help="registered model in the project's MLflow registry (default: %(default)s)")
+    p.add_argument("--project-root", type=Path, default=Path.cwd(), help="project holding mlruns/ (default: cwd)")
+    p.add_argument("--state-dir", type=Path, default=Path("var/serving"),
+                   help="audit trail, review queue, governance state, consent registry (default: %(default)s)")
+    p.add_argument("--tokens", type=Path, default=_HERE / "config" / "tokens.example.yaml",
+                   help="bearer token file (default: the demo tokens)")
+    p.add_argument("--consent", type=Path, default=_HERE / "config" / "consent.example.yaml",
+                   help="consent and purpose seed (default: the demo seed)")
+    p.add_argument("--governance-policy", type=Path, default=Path("params/policies/governance.yaml"))
+    p.add_argument("--drift-policy", type=Path, default=Path("params/policies/drift.yaml"))
+    p.add_argument("--reference-auroc", type=float, default=None,
+                   help="the model's test AUROC for the live degradation rule (default: the registered "
+                        "run's metric named by --reference-metric, if any)")
+    p.add_argument("--reference-metric", default="test_auroc", help="MLflow run metric holding the test AUROC")
+    p.add_argument("--min-outcomes", type=int, default=100, help="linked outcomes before live metrics are judged")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--tls-cert", type=Path, help="PEM certificate: serve HTTPS (TLS 1.3 minimum)")
+    p.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
+    p.add_argument("--self-signed-cert", type=Path, metavar="DIR",
+                   help="create (if absent) and use DIR/cert.pem + DIR/key.pem (demo only)")
+    p.add_argument("--audit", choices=["on", "off"], default="on",
+                   help="'off' exists only for the benchmark's unaudited baseline")
+    p.add_argument("--log-level", default="info")
+    return p
+
+
+def _reference_auroc(args: argparse.Namespace, bundle) -> float | None:
+    if args.reference_auroc is not None:
+        return args.reference_auroc
+    run_id = bundle.run_id
+    if args.model_dir is not None or not run_id:
+        return None
+    try:
+        from mlflow import MlflowClient
+
+        from clinops.lineage import tracking_uri
+
+        uri = tracking_uri(args.project_root)
+        metrics = MlflowClient(tracking_uri=uri, registry_uri=uri).get_run(run_id).data.metrics
+    except Exception as exc:  # the registry is optional for this lookup only
+        log.warning("could not read run %s metrics: %s", run_id, exc)
+        return None
+    value = metrics.get(args.reference_metric)
+    if value is None:
+        log.warning("run %s has no metric %r: live degradation check off", run_id, args.reference_metric)
+    return value
+
+
+def _serve(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import uvicorn
+
+    from clinops.modeling import ModelBundle
+    from serving.app import create_app
+    from serving.tls import tls13_context_factory, write_self_signed_certificate
+
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("--tls-cert and --tls-key: give both or neither", file=sys.stderr)
+        return 2
+    if args.self_signed_cert is not None:
+        args.tls_cert, args.tls_key = args.self_signed_cert / "cert.pem", args.self_signed_cert / "key.pem"
+        if not args.tls_cert.exists():
+            write_self_signed_certificate(args.tls_cert, args.tls_key)
+    if args.model_dir is not None:
+        bundle = ModelBundle.load(args.model_dir)
+    else:
+        from clinops.lineage import load_registered_bundle
+
+        name, _, alias = args.registered.partition("@")
+        bundle = load_registered_bundle(name, alias or "champion", project_root=args.project_root)
+    app = create_app(bundle, state_dir=args.state_dir, tokens_path=args.tokens, consent_seed_path=args.consent,
+                     governance_policy_path=args.governance_policy, drift_policy_path=args.drift_policy,
+                     audit_enabled=args.audit == "on", reference_auroc=_reference_auroc(args, bundle),
+                     min_outcomes=args.min_outcomes)
+    tls = args.tls_cert is not None
+    log.info("serving model %s on %s://%s:%d", bundle.run_id, "https" if tls else "http", args.host, args.port)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower(), access_log=False,
+                ssl_certfile=str(args.tls_cert) if tls else None, ssl_keyfile=str(args.tls_key) if tls else None,
+                ssl_context_factory=tls13_context_factory if tls else None)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["hash-token"]:
+        from clinops.privacy import hash_token
+
+        token = sys.stdin.readline().strip()
+        print(f'    sha256: "{hash_token(token)}"')
+        return 0
+    if argv[:1] == ["make-cert"]:
+        from serving.tls import write_self_signed_certificate
+
+        if len(argv) != 2:
+            print("usage: python -m serving make-cert DIR", file=sys.stderr)
+            return 2
+        directory = Path(argv[1])
+        write_self_signed_certificate(directory / "cert.pem", directory / "key.pem")
+        print(f"wrote {directory / 'cert.pem'} and {directory / 'key.pem'}")
+        return 0
+    return _serve(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

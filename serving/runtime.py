@@ -1,0 +1,747 @@
+"""The serving demo's state and actions, composed from ``clinops`` (no HTTP here).
+
+:class:`ServingRuntime` wires one model bundle to the package's controls:
+
+- Layer 1: :class:`clinops.privacy.ConsentRegistry` (consent and purpose), the feature manifest
+  (through :class:`clinops.uncertainty.RiskPredictor`, which validates every record);
+- Layer 2: :class:`clinops.uncertainty.RiskPredictor` (calibrated probability, conformal set,
+  exact TreeSHAP), :class:`clinops.drift.PsiReference` (PSI of recent inputs),
+  :func:`clinops.uncertainty.expected_calibration_error`, :func:`clinops.fairness.subgroup_table`
+  and :func:`clinops.fairness.fairness_alerts` (live metrics over linked outcomes);
+- Layer 3: :class:`clinops.audit.log.AuditTrail` (every action is logged before it is answered);
+- Layer 4: :class:`clinops.governance.GovernanceStateMachine`, :class:`~clinops.governance.ReviewQueue`,
+  :class:`~clinops.governance.OverrideLog`, :func:`clinops.governance.escalation_reasons`.
+
+The app (:mod:`serving.app`) only maps HTTP to these methods.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import threading
+import uuid
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from clinops.audit.log import AuditTrail
+from clinops.drift import DriftPolicy, PsiReference, psi_status
+from clinops.fairness import FairnessPolicy, age_groups, fairness_alerts, subgroup_table
+from clinops.features import FeatureManifest
+from clinops.governance import (
+    GovernanceError,
+    GovernanceEvent,
+    GovernancePolicy,
+    GovernanceStateMachine,
+    ModelState,
+    OverrideLog,
+    OverrideRate,
+    ReviewQueue,
+    escalation_reasons,
+    override_rate_flags,
+)
+from clinops.modeling import ModelBundle
+from clinops.privacy import ConsentRegistry, Principal, load_or_create_key, pseudonymise
+from clinops.uncertainty import RiskPredictor, RiskResult, expected_calibration_error
+
+from serving.metrics import ServingMetrics
+
+log = logging.getLogger("serving")
+
+_HEX64 = set("0123456789abcdef")
+
+
+class NotFound(LookupError):
+    """An id that names nothing (HTTP 404); carries ``field`` and ``rule``."""
+
+    def __init__(self, field: str, rule: str):
+        super().__init__(f"{field}: {rule}")
+        self.field, self.rule = field, rule
+
+
+class Conflict(RuntimeError):
+    """An action not allowed in the current state (HTTP 409); carries ``field`` and ``rule``."""
+
+    def __init__(self, field: str, rule: str):
+        super().__init__(f"{field}: {rule}")
+        self.field, self.rule = field, rule
+
+
+class AuditUnavailable(RuntimeError):
+    """The audit record could not be written, so the action is not answered (HTTP 503)."""
+
+
+@dataclass
+class _PredictionMemo:
+    """What the service keeps in memory about a recent prediction (for overrides and outcomes)."""
+
+    encounter_id: str
+    probability: float
+    conformal_set: list[int]
+    sex: str | None
+    age: float | None
+
+
+class _ReviewWriter:
+    """Writes escalated cases to the review queue on one background thread, in order.
+
+    The audit trail already holds the escalation durably (same commit as the prediction) when
+    the response is sent; the review queue's own commit costs another fsync, so it is taken off
+    the request path. Readers call :meth:`flush` first, so the API never shows a queue that is
+    behind its own answers; a case lost by a crash is restored from the audit trail at the next
+    start (:meth:`ServingRuntime.reconcile_review_queue`).
+    """
+
+    def __init__(self, review_queue: ReviewQueue, metrics: ServingMetrics):
+        self._queue = review_queue
+        self._metrics = metrics
+        self._jobs: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="review-queue-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, kind: str, reason: str, details: Mapping[str, Any], subject: str) -> None:
+        self._jobs.put((kind, reason, dict(details), subject))
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                if job is None:
+                    return
+                self._queue.add(job[0], job[1], details=job[2], subject=job[3])
+            except Exception:  # the audit trail keeps the case; reconciliation restores it
+                self._metrics.review_queue_write_failures.inc()
+                log.exception("review queue write failed for prediction %s", job[3])
+            finally:
+                self._jobs.task_done()
+
+    def flush(self) -> None:
+        """Block until every submitted case is in the review queue."""
+        self._jobs.join()
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join(timeout=30)
+
+
+def dataset_sha256(lineage: Mapping[str, Any]) -> str:
+    """One SHA-256 for the training data named in a bundle's lineage.
+
+    ``lineage['dataset_sha256']`` is either one hex digest or a mapping of input file -> digest
+    (the data layer hashes each file); a mapping is reduced to the SHA-256 of its canonical
+    JSON (sorted keys), so the audit record carries one 64-hex value that still changes when
+    any input changes.
+    """
+    value = lineage.get("dataset_sha256")
+    if isinstance(value, str) and len(value) == 64 and set(value) <= _HEX64:
+        return value
+    if isinstance(value, Mapping) and value:
+        blob = json.dumps(dict(value), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    raise ValueError("bundle.lineage.dataset_sha256: required (a SHA-256 or a mapping of file -> SHA-256); "
+                     "audit records must name the training data")
+
+
+def psi_reference_from_bundle(bundle: ModelBundle) -> PsiReference:
+    """The bundle's training bins as a :class:`clinops.drift.PsiReference`.
+
+    A bundle whose ``reference`` is already a serialised PsiReference is read as such. The
+    ``reference_statistics`` layout of :mod:`clinops.modeling` (quantile edges, proportions of
+    observed values, missing rate) is the same binning with missing values kept apart, so it
+    maps onto PsiReference's "value bins + missing bin" proportions exactly.
+    """
+    ref = bundle.reference
+    if isinstance(ref, Mapping) and ref.get("format") == PsiReference.FORMAT:
+        return PsiReference.from_dict(ref)
+    features = {}
+    for name in bundle.feature_names:
+        stats = ref[name]
+        observed = np.asarray(stats["proportions"], dtype=float) * (1.0 - float(stats["missing_rate"]))
+        features[name] = {"kind": "numeric", "edges": list(stats["bin_edges"]),
+                          "ref_props": [*observed.tolist(), float(stats["missing_rate"])]}
+    return PsiReference.from_dict({"format": PsiReference.FORMAT, "version": PsiReference.VERSION,
+                                   "features": features})
+
+
+class ServingRuntime:
+    """Everything the API does, on one model bundle.
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+        The model to serve (``lineage`` must name the training data).
+    state_dir : Path
+        Audit trail (``audit/``), review queue, override log, governance state, consent
+        registry and the privacy key live here.
+    consent_seed_path : Path
+        YAML seed of the consent and purpose registry (used when the registry is created).
+    governance_policy_path : Path
+        ``params/policies/governance.yaml``; its ``fairness_policy`` gives the fairness rules.
+    drift_policy_path : Path, optional
+        ``params/policies/drift.yaml`` (PSI levels and window); defaults apply when omitted.
+    audit_enabled : bool
+        False only for the benchmark's baseline: nothing is written to the audit trail.
+    reference_auroc : float, optional
+        AUROC the model had on its test set; live AUROC is compared with it by the degradation
+        rule. Without it, no degradation check is made (said in :meth:`governance_summary`).
+    outcome_window : int
+        Linked outcomes kept for live metrics (sliding window).
+    min_outcomes : int
+        Linked outcomes needed before live metrics and their rules are evaluated.
+    psi_window : int, optional
+        Recent predictions over which PSI is computed (default: the drift policy's).
+    top_contributions : int
+        Contributions returned per prediction (largest absolute TreeSHAP values).
+    """
+
+    def __init__(self, bundle: ModelBundle, *, state_dir: Path, consent_seed_path: Path,
+                 governance_policy_path: Path, drift_policy_path: Path | None = None,
+                 audit_enabled: bool = True, reference_auroc: float | None = None,
+                 outcome_window: int = 500, min_outcomes: int = 100, psi_window: int | None = None,
+                 top_contributions: int = 5):
+        if outcome_window < 10 or min_outcomes < 10 or min_outcomes > outcome_window:
+            raise ValueError("outcome_window, min_outcomes: need 10 <= min_outcomes <= outcome_window")
+        if top_contributions < 1:
+            raise ValueError("top_contributions: must be >= 1")
+        if reference_auroc is not None and not 0.5 < reference_auroc <= 1.0:
+            raise ValueError(f"reference_auroc: must be in (0.5, 1], got {reference_auroc}")
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.bundle = bundle
+        self.predictor = RiskPredictor(bundle)
+        self.manifest: FeatureManifest = self.predictor.manifest
+        self.model_version = bundle.run_id or "unregistered"
+        self.dataset_sha256 = dataset_sha256(bundle.lineage)
+        self.metrics = ServingMetrics()
+        self.top_contributions = int(top_contributions)
+        self.reference_auroc = reference_auroc
+        self.started_utc = datetime.now(timezone.utc)
+
+        self.privacy_key = load_or_create_key(self.state_dir / "private" / "privacy.key")
+        self.consent = ConsentRegistry.open(self.state_dir / "consent.sqlite", key=self.privacy_key,
+                                            seed_path=consent_seed_path)
+
+        self.audit_enabled = bool(audit_enabled)
+        self.audit: AuditTrail | None = AuditTrail.open(self.state_dir / "audit") if self.audit_enabled else None
+        self._tls = threading.local()  # audit record id of the last governance event, per thread
+
+        self.policy = GovernancePolicy.load(governance_policy_path)
+        self.fairness_policy = self.policy.fairness() if self.policy.fairness_policy else FairnessPolicy()
+        self.drift_policy = DriftPolicy.load(drift_policy_path) if drift_policy_path else DriftPolicy()
+        # Clinicians see the queue and resolve their own cases (issue 7); reviewers too.
+        self.queue = ReviewQueue(self.state_dir / "review_queue.sqlite",
+                                 resolve_roles=sorted({"clinician", *self.policy.review_roles}))
+        self.overrides = OverrideLog(self.state_dir / "overrides.sqlite")
+        self._review_writer = _ReviewWriter(self.queue, self.metrics)
+        state_path = self.state_dir / "governance_state.json"
+        if state_path.exists():
+            self.governance = GovernanceStateMachine.load(state_path, self.policy, sink=self._on_governance_event,
+                                                          review_queue=self.queue)
+        else:
+            self.governance = GovernanceStateMachine(self.policy, path=state_path, sink=self._on_governance_event,
+                                                     review_queue=self.queue, model_id=self.model_version)
+
+        self.psi_reference = psi_reference_from_bundle(bundle)
+        self.psi_window = int(psi_window or self.drift_policy.psi_window)
+        self._psi_rows: deque[list[float]] = deque(maxlen=self.psi_window)
+        self._psi_since_eval = 0
+        self._drifted: set[str] = set()
+        self.last_psi: dict[str, float] = {}
+
+        self.outcome_window = int(outcome_window)
+        self.min_outcomes = int(min_outcomes)
+        self._outcomes: deque[tuple[float, int, str | None, float | None]] = deque(maxlen=self.outcome_window)
+        self._linked: set[str] = set()
+        self._fairness_alerted: frozenset = frozenset()
+        self.live: dict[str, Any] = {}
+
+        # Recent predictions kept in memory only (never on disk): enough to link an outcome or
+        # an override without decrypting the audit payload. Bounded; erased subjects removed.
+        self._memo: OrderedDict[str, _PredictionMemo] = OrderedDict()
+        self._memo_limit = 100_000
+        self._state_lock = threading.RLock()
+        self._n_predictions = 0
+        self._n_overrides = 0
+        self._refresh_state_metrics()
+        self.restored_review_items = self.reconcile_review_queue()
+
+    # ----------------------------------------------------------------------------- audit
+    def _append(self, kind: str, fields: Mapping[str, Any], *, subject: str | None = None,
+                payload: Mapping[str, Any] | None = None) -> str | None:
+        """Write one audit record; ``None`` when auditing is off. Failing to write is fatal."""
+        if self.audit is None:
+            return None
+        try:
+            receipt = self.audit.append(kind, dict(fields), subject=subject, payload=payload)
+        except (ValueError, TypeError):
+            raise  # a programming error in what we log: let it surface as a 500
+        except Exception as exc:
+            self.metrics.audit_failures.inc()
+            log.error("audit write failed (%s): %s", kind, exc)
+            raise AuditUnavailable(str(exc)) from exc
+        return receipt.record_id
+
+    def _append_many(self, events: list[dict[str, Any]]) -> list[str]:
+        """Several audit records in one commit; ``[]`` when auditing is off."""
+        if self.audit is None:
+            return []
+        try:
+            receipts = self.audit.append_many(events)
+        except (ValueError, TypeError):
+            raise
+        except Exception as exc:
+            self.metrics.audit_failures.inc()
+            log.error("audit write failed (%s): %s", [e["kind"] for e in events], exc)
+            raise AuditUnavailable(str(exc)) from exc
+        return [r.record_id for r in receipts]
+
+    def _on_governance_event(self, event: GovernanceEvent) -> None:
+        """Sink of the governance state machine: every event goes to the audit trail."""
+        record = event.to_dict()
+        self._tls.governance_record_id = self._append(
+            "governance", {"requester": record.get("actor") or "clinops.governance",
+                           "event": record, "model_version": self.model_version})
+        self._refresh_state_metrics()
+
+    def _refresh_state_metrics(self) -> None:
+        state = self.governance.state
+        for s in ModelState:
+            self.metrics.model_state.labels(s.value).set(1.0 if s is state else 0.0)
+
+    # ----------------------------------------------------------------------------- predictions
+    def predict(self, *, encounter_id: str, purpose: str, features: Mapping[str, Any],
+                principal: Principal) -> dict[str, Any]:
+        """Consent check, prediction, escalation, audit; returns the response body.
+
+        Raises
+        ------
+        clinops.privacy.ConsentError / PurposeError
+            Refused before any inference (the refusal is audited).
+        clinops.features.FeatureValidationError
+            A value outside the manifest's plausible range, an unknown category, a wrong type.
+        AuditUnavailable
+            The audit record could not be written; no prediction is returned.
+        """
+        from clinops.privacy import ConsentError
+
+        try:
+            self.consent.check(encounter_id, purpose)
+        except ConsentError as exc:
+            self.metrics.consent_refusals.inc()
+            log.info("consent refusal for encounter %s (purpose %s)",
+                     pseudonymise(encounter_id, self.privacy_key)[:12], purpose)
+            fields = {"requester": principal.name, "role": principal.role, "purpose": purpose, "rule": exc.rule}
+            if self.consent.is_erased(encounter_id):
+                # logging it under the subject would mint a new pseudonym and undo the erasure
+                self._append("consent_refusal", {**fields, "subject_erased": True})
+            else:
+                self._append("consent_refusal", fields, subject=encounter_id)
+            raise
+        result: RiskResult = self.predictor.predict_one(features)
+        state = self.governance.state
+        reasons = escalation_reasons(state=state, conformal_set=result.conformal_set,
+                                     out_of_distribution=result.out_of_distribution, policy=self.policy)
+        prediction_id = uuid.uuid4().hex
+        contributions = self._top_contributions(result, features)
+        conformal_set = list(result.conformal_set)
+        fields = {
+            "prediction_id": prediction_id, "model_version": self.model_version,
+            "dataset_sha256": self.dataset_sha256, "raw_score": result.raw_score,
+            "probability": result.probability, "conformal_set": conformal_set,
+            "confidence_level": self.bundle.confidence_level, "low_confidence": result.low_confidence,
+            "out_of_distribution": result.out_of_distribution, "ood_features": list(result.ood_features),
+            "imputed": list(result.imputed), "governance_state": state.value,
+            "escalation_reasons": reasons, "requester": principal.name, "role": principal.role,
+            "purpose": purpose,
+        }
+        # the submitted feature values are patient data: encrypted payload under the subject's key
+        payload = {"features": {k: (float(v) if isinstance(v, int) else v) for k, v in features.items()
+                                if v is not None},
+                   "contributions": result.contributions}
+        events = [{"kind": "prediction", "fields": fields, "subject": encounter_id, "payload": payload}]
+        if reasons:
+            events.append({"kind": "escalation", "fields": {"requester": principal.name, "prediction_id": prediction_id,
+                                                            "reasons": reasons}})
+        # one commit (one fdatasync) for the prediction and its escalation, before anything else
+        receipts = self._append_many(events)
+        record_id = receipts[0] if receipts else None
+        if reasons:
+            details = {"prediction_id": prediction_id, "probability": result.probability,
+                       "conformal_set": conformal_set, "reasons": reasons, "contributions": contributions,
+                       "model_version": self.model_version, "audit_record_id": record_id}
+            self._review_writer.submit("prediction_escalation", ", ".join(reasons), details, prediction_id)
+            self.metrics.escalated_predictions.inc()
+            for reason in reasons:
+                self.metrics.escalations.labels(reason).inc()
+        with self._state_lock:
+            self._n_predictions += 1
+            self._memo[prediction_id] = _PredictionMemo(
+                encounter_id=encounter_id, probability=result.probability, conformal_set=conformal_set,
+                sex=None if features.get("sex_male") is None else ("male" if features["sex_male"] else "female"),
+                age=None if features.get("age") is None else float(features["age"]))
+            while len(self._memo) > self._memo_limit:
+                self._memo.popitem(last=False)
+        self.metrics.predictions.inc()
+        self._update_override_rate()
+        self._observe_for_drift(features)
+        return {
+            "prediction_id": prediction_id, "model_version": self.model_version,
+            "raw_score": result.raw_score, "probability": result.probability,
+            "conformal_set": conformal_set, "confidence_level": self.bundle.confidence_level,
+            "low_confidence": result.low_confidence, "out_of_distribution": result.out_of_distribution,
+            "imputed": list(result.imputed), "contributions": contributions,
+            "governance_state": state.value, "needs_review": bool(reasons),
+            "escalation_reasons": reasons, "audit_record_id": record_id,
+        }
+
+    def _top_contributions(self, result: RiskResult, features: Mapping[str, Any]) -> list[dict[str, Any]]:
+        shap = {k: v for k, v in result.contributions.items() if k != "bias"}
+        ranked = sorted(shap, key=lambda name: (-abs(shap[name]), name))[: self.top_contributions]
+        return [{"feature": name, "value": features.get(name), "contribution": shap[name]} for name in ranked]
+
+    def reconcile_review_queue(self) -> int:
+        """Queue every escalation the audit trail holds but the review queue lacks.
+
+        Covers a crash between the audit commit and the background queue write, or a lost
+        queue database. Returns the number of items restored.
+        """
+        if self.audit is None:
+            return 0
+        queued = {item.subject for item in self.queue.list(None, kind="prediction_escalation")}
+        restored = 0
+        for record in self.audit.find("escalation"):
+            prediction_id = record.fields.get("prediction_id")
+            if not prediction_id or prediction_id in queued:
+                continue
+            shown = self.audit.show(prediction_id)
+            payload = shown.get("features") or {}
+            shap = {k: v for k, v in (payload.get("contributions") or {}).items() if k != "bias"}
+            values = payload.get("features") or {}
+            ranked = sorted(shap, key=lambda name: (-abs(shap[name]), name))[: self.top_contributions]
+            details = {"prediction_id": prediction_id, "probability": shown["probability"],
+                       "conformal_set": shown["conformal_set"], "reasons": record.fields["reasons"],
+                       "contributions": [{"feature": n, "value": values.get(n), "contribution": shap[n]} for n in ranked],
+                       "model_version": shown["model_version"], "audit_record_id": shown["record_id"],
+                       "restored_from_audit": True}
+            self.queue.add("prediction_escalation", ", ".join(record.fields["reasons"]), details=details,
+                           subject=prediction_id)
+            queued.add(prediction_id)
+            restored += 1
+        if restored:
+            log.warning("restored %d escalated case(s) to the review queue from the audit trail", restored)
+        return restored
+
+    # ----------------------------------------------------------------------------- drift
+    def _observe_for_drift(self, features: Mapping[str, Any]) -> None:
+        # The window lives in memory only and is binned when evaluated (every tenth of a window),
+        # which keeps pandas out of the per-request path.
+        row = self._encoded(features)
+        with self._state_lock:
+            self._psi_rows.append(row)
+            self._psi_since_eval += 1
+            due = len(self._psi_rows) == self.psi_window and self._psi_since_eval >= max(1, self.psi_window // 10)
+            if not due:
+                return
+            self._psi_since_eval = 0
+            window = pd.DataFrame(list(self._psi_rows), columns=self.manifest.names)
+        self.evaluate_drift(window)
+
+    def _encoded(self, features: Mapping[str, Any]) -> list[float]:
+        out = []
+        for spec in self.manifest.specs:
+            value = features.get(spec.name)
+            if value is None:
+                out.append(np.nan)
+            elif spec.kind == "categorical":
+                out.append(float(spec.categories.index(value)))
+            else:
+                out.append(float(value))
+        return out
+
+    def evaluate_drift(self, window: pd.DataFrame) -> dict[str, float]:
+        """PSI of every feature over ``window`` (encoded features, one row per prediction).
+
+        A feature that newly reaches the drift policy's alert level is reported to governance
+        (``on_drift``: a review item; a drift alarm alone never suspends).
+        """
+        psi = {name: float(v) for name, v in self.psi_reference.psi(window).items()}
+        self.metrics.drift_window.set(len(window))
+        for name, value in psi.items():
+            self.metrics.drift_psi.labels(name).set(value)
+        drifted = {n for n, v in psi.items()
+                   if psi_status(v, watch=self.drift_policy.psi_watch, alert=self.drift_policy.psi_alert) == "drift"}
+        with self._state_lock:
+            new = sorted(drifted - self._drifted)
+            self._drifted = drifted
+            self.last_psi = psi
+        for name in new:
+            self.governance.on_drift(detector=f"psi:{name}",
+                                     details={"psi": psi[name], "psi_alert": self.drift_policy.psi_alert,
+                                              "window": len(window)})
+        return psi
+
+    # ----------------------------------------------------------------------------- overrides
+    def _known_prediction(self, prediction_id: str) -> _PredictionMemo | None:
+        """The in-memory memo, or None when only the audit trail knows the prediction.
+
+        Raises NotFound when neither knows it.
+        """
+        with self._state_lock:
+            memo = self._memo.get(prediction_id)
+        if memo is not None:
+            return memo
+        if self.audit is not None:
+            try:
+                self.audit.show(prediction_id, decrypt=False)
+                return None
+            except LookupError:
+                pass
+        raise NotFound("prediction_id", f"no prediction {prediction_id!r} is known to this service")
+
+    def override(self, prediction_id: str, *, reason: str | None, principal: Principal) -> dict[str, Any]:
+        """Record a clinician's disagreement (no justification required)."""
+        memo = self._known_prediction(prediction_id)
+        model_output = None if memo is None else {"probability": memo.probability, "conformal_set": memo.conformal_set}
+        fields: dict[str, Any] = {"requester": principal.name, "role": principal.role,
+                                  "prediction_id": prediction_id, "action": "overridden",
+                                  "reason_given": bool(reason)}
+        payload = None
+        subject = None
+        if memo is not None:
+            subject = memo.encounter_id
+            if reason:
+                payload = {"reason": reason}  # free text may name the patient: encrypted, erasable
+        elif reason:
+            fields["reason"] = reason
+        record_id = self._append("override", fields, subject=subject, payload=payload)
+        self.overrides.record(prediction_id, clinician=principal.name, role=principal.role, action="overridden",
+                              model_output=model_output, note=reason)
+        with self._state_lock:
+            self._n_overrides += 1
+        self.metrics.overrides.inc()
+        rate = self._update_override_rate()
+        return {"prediction_id": prediction_id, "overridden_by": principal.name,
+                "override_rate": rate.rate if rate.n_decisions else 0.0, "audit_record_id": record_id}
+
+    def override_rate(self) -> OverrideRate:
+        """Overrides per prediction served since this process started (persisted decisions are
+        in the override log; the denominator is this process's predictions)."""
+        with self._state_lock:
+            return OverrideRate(n_decisions=max(self._n_predictions, self._n_overrides), n_overrides=self._n_overrides)
+
+    def _update_override_rate(self) -> OverrideRate:
+        rate = self.override_rate()
+        self.metrics.override_rate.set(rate.rate if rate.n_decisions else 0.0)
+        return rate
+
+    # ----------------------------------------------------------------------------- review queue
+    def review_queue(self, status: str | None = "open") -> list[dict[str, Any]]:
+        """Review items (oldest first), with whether each escalated prediction was overridden."""
+        self._review_writer.flush()
+        overridden = {r.prediction_id for r in self.overrides.records(since=None)}
+        items = []
+        for item in self.queue.list(status):
+            d = item.to_dict()
+            details = dict(d.get("details") or {})
+            d["prediction_id"] = details.get("prediction_id")
+            d["overridden"] = d["prediction_id"] in overridden if d["prediction_id"] else False
+            items.append(d)
+        self.metrics.review_queue_open.set(len(self.queue.list("open")))
+        return items
+
+    def resolve(self, item_id: int, *, note: str | None, principal: Principal) -> dict[str, Any]:
+        """Close a review item."""
+        self._review_writer.flush()
+        try:
+            item = self.queue.get(item_id)
+        except GovernanceError:
+            raise NotFound("item_id", f"no review item {item_id}") from None
+        if item.status != "open":
+            raise Conflict("item_id", f"review item {item_id} is already resolved")
+        record_id = self._append("review", {"requester": principal.name, "role": principal.role,
+                                            "action": "resolve", "review_item": item_id,
+                                            "prediction_id": (item.details or {}).get("prediction_id"),
+                                            "note_given": bool(note)})
+        resolved = self.queue.resolve(item_id, reviewer=principal.name, role=principal.role,
+                                      resolution="resolved", note=note)
+        self.metrics.review_queue_open.set(len(self.queue.list("open")))
+        return {"item_id": item_id, "status": resolved.status, "resolved_by": principal.name,
+                "audit_record_id": record_id}
+
+    # ----------------------------------------------------------------------------- outcomes
+    def link_outcome(self, prediction_id: str, outcome: int, *, principal: Principal) -> dict[str, Any]:
+        """Link an observed outcome to a prediction and re-evaluate the live rules."""
+        memo = self._known_prediction(prediction_id)
+        with self._state_lock:
+            if prediction_id in self._linked:
+                raise Conflict("prediction_id", f"an outcome is already linked to prediction {prediction_id!r}")
+        if memo is None:
+            # only the audit trail knows it (the service restarted): read back what was logged
+            shown = self.audit.show(prediction_id)  # type: ignore[union-attr]
+            feats = (shown.get("features") or {}).get("features") or {}
+            memo = _PredictionMemo(encounter_id="", probability=float(shown["probability"]),
+                                   conformal_set=list(shown["conformal_set"]),
+                                   sex=None if feats.get("sex_male") is None else ("male" if feats["sex_male"] else "female"),
+                                   age=feats.get("age"))
+        record_id = self._append("outcome", {"requester": principal.name, "prediction_id": prediction_id,
+                                             "outcome": int(outcome), "probability": memo.probability},
+                                 subject=memo.encounter_id or None)
+        with self._state_lock:
+            self._linked.add(prediction_id)
+            self._outcomes.append((memo.probability, int(outcome), memo.sex, memo.age))
+            window = list(self._outcomes)
+        live = self._evaluate_outcomes(window)
+        return {"prediction_id": prediction_id, "linked": True, "window_size": len(window), "live": live,
+                "governance_state": self.governance.state.value, "audit_record_id": record_id}
+
+    def _evaluate_outcomes(self, window: list[tuple[float, int, str | None, float | None]]) -> dict[str, Any]:
+        prob = np.array([w[0] for w in window])
+        y = np.array([w[1] for w in window])
+        self.metrics.live_outcomes.set(len(window))
+        live: dict[str, Any] = {"n": len(window), "min_outcomes": self.min_outcomes}
+        if len(window) < self.min_outcomes:
+            self.live = live
+            return live
+        live["ece"] = expected_calibration_error(y, prob)
+        self.metrics.live_ece.set(live["ece"])
+        if 0 < y.sum() < len(y):
+            live["auroc"] = float(roc_auc_score(y, prob))
+            self.metrics.live_auroc.set(live["auroc"])
+            if self.reference_auroc is not None:
+                self.governance.on_degradation(reference_auroc=self.reference_auroc, current_auroc=live["auroc"],
+                                               details={"source": "live outcomes", "window": len(window)})
+        groups = self._groups(window)
+        if groups:
+            table = subgroup_table(y, prob, groups, threshold=self.bundle.threshold, n_boot=0, seed=None,
+                                   min_group_size=self.fairness_policy.min_group_size)
+            per_group = {}
+            for (attribute, group), row in table.iterrows():
+                if attribute == "overall" or not bool(row["estimable"]):
+                    continue
+                per_group.setdefault(attribute, {})[str(group)] = float(row["auroc"])
+                self.metrics.live_group_auroc.labels(attribute, str(group)).set(float(row["auroc"]))
+            live["group_auroc"] = per_group
+            alerts = fairness_alerts(table, self.fairness_policy)
+            live["fairness_alerts"] = [a.to_dict() for a in alerts]
+            keys = frozenset((a.attribute, a.group_a, a.group_b, a.metric) for a in alerts)
+            # alert once per new set of broken rules, not on every outcome while it persists
+            if alerts and keys != self._fairness_alerted:
+                self.governance.on_fairness_alert(alerts, details={"source": "live outcomes", "window": len(window)})
+            self._fairness_alerted = keys
+        self.live = live
+        return live
+
+    @staticmethod
+    def _groups(window) -> dict[str, Any]:
+        groups: dict[str, Any] = {}
+        sexes = [w[2] for w in window]
+        if all(s is not None for s in sexes):
+            groups["sex"] = np.array(sexes)
+        ages = [w[3] for w in window]
+        if all(a is not None for a in ages):
+            groups["age_group"] = age_groups(np.array(ages, dtype=float)).astype(str).to_numpy()
+        return groups
+
+    # ----------------------------------------------------------------------------- governance
+    def governance_summary(self) -> dict[str, Any]:
+        rate = self.override_rate()
+        return {
+            "state": self.governance.state.value,
+            "model_version": self.model_version,
+            "details": {
+                "last_event": self.governance.history[-1].to_dict() if self.governance.history else None,
+                "periodic_review_due": self.governance.periodic_review_due(),
+                "override_rate": rate.rate if rate.n_decisions else None,
+                "override_flags": override_rate_flags(rate, self.policy),
+                "live": self.live,
+                "psi": self.last_psi,
+                "degradation_check": "on" if self.reference_auroc is not None else
+                "off: no reference AUROC was given for this model",
+            },
+        }
+
+    def periodic_review(self, *, incidents: list[str], documentation_complete: bool, sign_off: bool,
+                        note: str | None, principal: Principal) -> dict[str, Any]:
+        """Record a periodic review with the live calibration and fairness the service measured."""
+        review = {
+            "calibration": {k: self.live.get(k) for k in ("n", "ece", "auroc")},
+            "fairness": {"group_auroc": self.live.get("group_auroc", {}),
+                         "alerts": self.live.get("fairness_alerts", [])},
+            "override_rate": self.governance_summary()["details"]["override_rate"],
+            "incidents": list(incidents),
+            "documentation_complete": bool(documentation_complete),
+            "sign_off": bool(sign_off),
+            "model_state": self.governance.state.value,
+        }
+        text = note or ("signed off" if sign_off else "reviewed, not signed off")
+        self._tls.governance_record_id = None
+        event = self.governance.record_periodic_review(principal.name, principal.role, text, details=review)
+        return {"review": event.to_dict(), "audit_record_id": self._tls.governance_record_id}
+
+    def suspend(self, *, reason: str, principal: Principal) -> None:
+        """Stop the model by hand (every prediction is then escalated)."""
+        if self.governance.state is ModelState.SUSPENDED:
+            raise Conflict("state", "model is already SUSPENDED-PENDING-REVIEW")
+        self.governance.suspend(principal.name, principal.role, reason)
+
+    def resume(self, *, note: str, principal: Principal) -> dict[str, Any]:
+        if self.governance.state is not ModelState.SUSPENDED:
+            raise Conflict("state", f"model is {self.governance.state.value}; only a suspended model can be resumed")
+        self.governance.resume(principal.name, principal.role, note)
+        return self.governance_summary()
+
+    # ----------------------------------------------------------------------------- audit access
+    def audit_verify(self) -> dict[str, Any]:
+        if self.audit is None:
+            raise Conflict("audit", "auditing is off in this process (benchmark baseline)")
+        report = self.audit.verify()
+        return {"ok": report.ok, "n_records": report.n_records, "n_seals": report.n_seals,
+                "n_checkpoints": report.n_checkpoints, "first_bad_seq": report.first_bad_seq,
+                "problem": report.problem, "key_id": report.key_id, "summary": report.summary()}
+
+    def audit_prediction(self, prediction_id: str) -> dict[str, Any]:
+        if self.audit is None:
+            raise Conflict("audit", "auditing is off in this process (benchmark baseline)")
+        try:
+            return self.audit.show(prediction_id)
+        except LookupError as exc:
+            raise NotFound("prediction_id", str(exc)) from None
+
+    def erase_subject(self, encounter_id: str, *, principal: Principal) -> dict[str, Any]:
+        """GDPR erasure: withdraw consent, crypto-shred the subject's audit payloads, forget memos."""
+        already = self.consent.is_erased(encounter_id)
+        withdrawn = self.consent.erase(encounter_id)
+        audit_result: dict[str, Any] = {"status": "off"}
+        if self.audit is not None:
+            try:
+                receipt = self.audit.erase(encounter_id, requester=principal.name)
+                audit_result = {"status": "erased", "record_id": receipt.record_id, "seq": receipt.seq}
+            except LookupError:
+                audit_result = {"status": "nothing logged for this subject (or already erased)"}
+        with self._state_lock:
+            for pid in [p for p, m in self._memo.items() if m.encounter_id == encounter_id]:
+                del self._memo[pid]
+        if already and withdrawn == 0 and audit_result.get("status") != "erased":
+            raise NotFound("encounter_id", "this encounter was already erased")
+        return {"encounter_id": encounter_id, "consents_withdrawn": withdrawn, "audit": audit_result}
+
+    def refresh_metrics(self) -> None:
+        """Gauges read at scrape time (queue size, state, override rate)."""
+        self._review_writer.flush()
+        self.metrics.review_queue_open.set(len(self.queue.list("open")))
+        self._refresh_state_metrics()
+        self._update_override_rate()
+
+    def close(self) -> None:
+        if self.audit is not None:
+            self.audit.close()
+        self._review_writer.close()
+        self.consent.close()

@@ -1,0 +1,189 @@
+"""Request and response bodies of the serving API (they are the OpenAPI schema)."""
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from clinops.features import FeatureManifest
+
+# Identifiers: printable, no path separators, bounded (they end up in URLs and audit records).
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+
+
+class _Strict(BaseModel):
+    # data minimisation applies to every body: an unknown field is an error, never ignored
+    model_config = ConfigDict(extra="forbid")
+
+
+def features_model(manifest: FeatureManifest) -> type[BaseModel]:
+    """A pydantic model whose fields are exactly the manifest's features.
+
+    Every field is optional (missing values are imputed with the frozen medians). Types follow
+    the feature kind; plausible ranges are documented in the schema (``minimum``/``maximum``,
+    exclusive where the manifest's range is open) but enforced by
+    :meth:`FeatureManifest.validate_record`, the single implementation of the rule.
+    """
+    fields: dict[str, Any] = {}
+    for spec in manifest.specs:
+        extra: dict[str, Any] = {}
+        if spec.kind == "numeric":
+            annotation: Any = float | None
+            if spec.plausible_range is not None:
+                lo, hi = spec.plausible_range
+                if math.isfinite(lo):
+                    extra["minimum" if spec.range_closed[0] else "exclusiveMinimum"] = lo
+                if math.isfinite(hi):
+                    extra["maximum" if spec.range_closed[1] else "exclusiveMaximum"] = hi
+        elif spec.kind == "binary":
+            annotation = Literal[0, 1] | None
+        else:
+            annotation = Literal[tuple(spec.categories)] | None  # type: ignore[valid-type]
+        description = f"{spec.unit}; {spec.aggregate}; plausible range {spec.range_text()}. {spec.justification}"
+        fields[spec.name] = (annotation, Field(default=None, description=description, json_schema_extra=extra or None))
+    return create_model(
+        "Features",
+        __config__=ConfigDict(extra="forbid", title="Features",
+                              json_schema_extra={"description": f"Features of manifest {manifest.name!r}; "
+                                                 "any subset, missing ones are imputed"}),
+        **fields,
+    )
+
+
+def prediction_request_model(manifest: FeatureManifest, purposes: list[str]) -> type[BaseModel]:
+    """Body of ``POST /v1/predictions`` for this manifest and purpose registry."""
+    features = features_model(manifest)
+    purpose_type = Literal[tuple(purposes)]  # type: ignore[valid-type]
+    return create_model(
+        "PredictionRequest",
+        __config__=ConfigDict(extra="forbid"),
+        encounter_id=(str, Field(pattern=ID_PATTERN, description="ICU stay / encounter identifier")),
+        purpose=(purpose_type, Field(description="Declared purpose; must be covered by the encounter's consent")),
+        features=(features, Field(description="Feature values named as in the feature manifest")),
+    )
+
+
+class Contribution(BaseModel):
+    feature: str
+    value: float | str | None = Field(description="The submitted value (null when imputed)")
+    contribution: float = Field(description="Exact TreeSHAP value, log-odds of the raw score")
+
+
+class PredictionResponse(BaseModel):
+    prediction_id: str
+    model_version: str
+    raw_score: float = Field(ge=0, le=1, description="Uncalibrated booster probability")
+    probability: float = Field(ge=0, le=1, description="Isotonic-calibrated probability of death")
+    conformal_set: list[Literal[0, 1]] = Field(description="Split-conformal prediction set at the bundle's confidence level")
+    confidence_level: float
+    low_confidence: bool = Field(description="True when the conformal set is {0, 1}")
+    out_of_distribution: bool
+    imputed: list[str] = Field(description="Features imputed with the frozen training medians")
+    contributions: list[Contribution] = Field(description="Top features by absolute TreeSHAP value")
+    governance_state: str
+    needs_review: bool
+    escalation_reasons: list[str]
+    audit_record_id: str | None = Field(description="Audit record of this prediction (null when auditing is off)")
+
+
+class OverrideRequest(_Strict):
+    reason: str | None = Field(default=None, max_length=2000,
+                               description="Optional free text; disagreeing needs no justification")
+
+
+class OverrideResponse(BaseModel):
+    prediction_id: str
+    overridden_by: str
+    override_rate: float
+    audit_record_id: str | None
+
+
+class ReviewCase(BaseModel):
+    """A review item: an escalated prediction (``kind = prediction_escalation``) or a model-level
+    issue (``suspension``, ``drift_watch``, ``fairness_alert``)."""
+
+    item_id: int
+    kind: str
+    reason: str
+    status: Literal["open", "resolved"]
+    created_utc: str
+    details: dict[str, Any] = Field(description="For a prediction: probability, conformal_set, reasons, "
+                                                "contributions, model_version, audit_record_id")
+    subject: str | None = Field(default=None, description="The prediction id for an escalated prediction")
+    prediction_id: str | None = None
+    overridden: bool = False
+    resolved_utc: str | None = None
+    reviewer: str | None = None
+    role: str | None = None
+    resolution: str | None = None
+    note: str | None = None
+
+
+class ReviewQueueResponse(BaseModel):
+    items: list[ReviewCase]
+
+
+class ResolveRequest(_Strict):
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class ResolveResponse(BaseModel):
+    item_id: int
+    status: str
+    resolved_by: str
+    audit_record_id: str | None
+
+
+class GovernanceReviewRequest(_Strict):
+    incidents: list[str] = Field(default_factory=list, max_length=100,
+                                 description="Incidents in the period (free text, one per entry)")
+    documentation_complete: bool = Field(description="Model documentation checked and complete")
+    sign_off: bool = Field(description="The reviewer signs the review off")
+    note: str | None = Field(default=None, max_length=4000)
+
+
+class GovernanceReviewResponse(BaseModel):
+    review: dict[str, Any]
+    audit_record_id: str | None
+
+
+class ResumeRequest(_Strict):
+    note: str = Field(min_length=1, max_length=4000, pattern=r"\S",
+                      description="What was reviewed and why the model may serve unflagged again")
+
+
+class SuspendRequest(_Strict):
+    reason: str = Field(min_length=1, max_length=4000, pattern=r"\S", description="Why the model is stopped")
+
+
+class GovernanceStateResponse(BaseModel):
+    state: str
+    model_version: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class OutcomeRequest(_Strict):
+    prediction_id: str = Field(pattern=ID_PATTERN)
+    outcome: Literal[0, 1] = Field(description="Observed outcome (1 = died within the horizon)")
+
+
+class OutcomeResponse(BaseModel):
+    prediction_id: str
+    linked: bool
+    window_size: int
+    live: dict[str, Any]
+    governance_state: str
+    audit_record_id: str | None
+
+
+class ErasureResponse(BaseModel):
+    encounter_id: str
+    consents_withdrawn: int
+    audit: dict[str, Any]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+    model_version: str
+    governance_state: str

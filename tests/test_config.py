@@ -1,0 +1,90 @@
+"""Parameter files: every shipped file validates; bad ones fail naming the key and the rule."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clinops.config import ParamsError, load_params
+
+
+@pytest.mark.parametrize("name", ["default", "quick", "mimic-iv"])
+def test_shipped_parameter_files_validate(project_root, name):
+    prm = load_params(project_root / "params" / f"{name}.yaml", root=project_root)
+    assert prm.name == name
+    assert prm["cohort"]["min_age"] == 18
+
+
+def test_quick_extends_default_and_overrides_only_what_it_says(project_root):
+    default = load_params(project_root / "params/default.yaml", root=project_root)
+    quick = load_params(project_root / "params/quick.yaml", root=project_root)
+    assert quick["data"]["synthetic"]["scale"] < default["data"]["synthetic"]["scale"]
+    assert quick["cohort"] == default["cohort"]
+    assert quick.reports_dir == project_root / "reports" / "quick"
+    assert default.reports_dir == project_root / "reports"
+
+
+def _write(tmp_path: Path, text: str, name="p.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+BASE = "name: t\nseed: 1\ndata: {source: synthetic}\n"
+
+
+def test_unknown_key_is_named(tmp_path, project_root):
+    p = _write(tmp_path, BASE + "cohort: {min_agee: 18}\n")
+    with pytest.raises(ParamsError, match=r"unknown key cohort\.min_agee"):
+        load_params(p, root=project_root)
+
+
+def test_wrong_type_names_key_and_rule(tmp_path, project_root):
+    p = _write(tmp_path, BASE + "modeling: {n_iter: many}\n")
+    with pytest.raises(ParamsError, match=r"modeling\.n_iter: 'many' is not of type 'integer'"):
+        load_params(p, root=project_root)
+
+
+def test_out_of_range_value(tmp_path, project_root):
+    p = _write(tmp_path, BASE + "uncertainty: {confidence_level: 1.5}\n")
+    with pytest.raises(ParamsError, match=r"uncertainty\.confidence_level.*exclusiveMaximum"):
+        load_params(p, root=project_root)
+
+
+def test_missing_required_top_level_key(tmp_path, project_root):
+    p = _write(tmp_path, "name: t\ndata: {source: synthetic}\n")
+    with pytest.raises(ParamsError, match="'seed' is a required property"):
+        load_params(p, root=project_root)
+
+
+def test_mimic_source_requires_directory(tmp_path, project_root):
+    p = _write(tmp_path, "name: t\nseed: 1\ndata: {source: mimic-iv}\n")
+    with pytest.raises(ParamsError, match=r"data\.mimic_dir: required"):
+        load_params(p, root=project_root)
+
+
+def test_extends_cycle_is_reported(tmp_path, project_root):
+    _write(tmp_path, "extends: b.yaml\n" + BASE, "a.yaml")
+    _write(tmp_path, "extends: a.yaml\n" + BASE, "b.yaml")
+    with pytest.raises(ParamsError, match="cycle"):
+        load_params(tmp_path / "a.yaml", root=project_root)
+
+
+def test_not_yaml_mapping(tmp_path, project_root):
+    p = _write(tmp_path, "- just\n- a list\n")
+    with pytest.raises(ParamsError, match="top level must be a mapping"):
+        load_params(p, root=project_root)
+
+
+def test_project_root_found_from_notebooks_folder(project_root, monkeypatch):
+    monkeypatch.chdir(project_root / "notebooks")
+    from clinops import config
+    assert config.project_root() == project_root
+
+
+def test_cli_reports_invalid_file(tmp_path, capsys, project_root, monkeypatch):
+    from clinops.config import main
+    monkeypatch.chdir(project_root)
+    p = _write(tmp_path, BASE + "fairness: {age_edges: [80, 18]}\n")
+    assert main([str(p)]) == 1
+    assert "fairness.age_edges: must be increasing" in capsys.readouterr().err
