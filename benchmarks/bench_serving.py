@@ -29,6 +29,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -127,19 +128,21 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for mode, (_, url) in servers.items():
                 asyncio.run(_load(url, 4, args.warmup, records, 0))
-            pooled = {(mode, c): ([], 0.0, 0) for mode in servers for c in args.clients}
+            pooled = {(mode, c): ([], 0.0, 0, 0.0) for mode in servers for c in args.clients}
             for c in args.clients:
                 for r in range(args.rounds):
-                    for mode, (_, url) in servers.items():
+                    for mode, (process, url) in servers.items():
+                        cpu_before = sum(psutil.Process(process.pid).cpu_times()[:2])
                         lat, wall = asyncio.run(_load(url, c, args.requests, records, r * args.requests))
+                        cpu = sum(psutil.Process(process.pid).cpu_times()[:2]) - cpu_before
                         old = pooled[(mode, c)]
-                        pooled[(mode, c)] = (old[0] + lat, old[1] + wall, old[2] + len(lat))
-            for (mode, c), (lat, wall, n) in pooled.items():
+                        pooled[(mode, c)] = (old[0] + lat, old[1] + wall, old[2] + len(lat), old[3] + cpu)
+            for (mode, c), (lat, wall, n, cpu) in pooled.items():
                 ms = np.array(lat) * 1000
                 results[f"audit_{mode}/clients_{c}"] = {
                     "audit": mode, "clients": c, "requests": n, "p50_ms": float(np.percentile(ms, 50)),
                     "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean()),
-                    "throughput_rps": n / wall}
+                    "throughput_rps": n / wall, "server_cpu_ms_per_request": 1000 * cpu / n}
         finally:
             for process, _ in servers.values():
                 process.terminate()
@@ -167,11 +170,12 @@ def main(argv: list[str] | None = None) -> int:
              f"{os.cpu_count()} CPUs, {args.rounds} rounds x {args.requests} requests per cell, audit on/off alternated; "
              f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after (shared machine); one "
              f"fdatasync on the state file system: p50 {fsync['p50']:.2f} ms, p99 {fsync['p99']:.2f} ms.",
-             "", "| audit | clients | requests | p50 ms | p99 ms | mean ms | throughput req/s |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "", "| audit | clients | requests | p50 ms | p99 ms | mean ms | throughput req/s | server CPU ms/req |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in results.values():
         lines.append(f"| {row['audit']} | {row['clients']} | {row['requests']} | {row['p50_ms']:.2f} | "
-                     f"{row['p99_ms']:.2f} | {row['mean_ms']:.2f} | {row['throughput_rps']:.0f} |")
+                     f"{row['p99_ms']:.2f} | {row['mean_ms']:.2f} | {row['throughput_rps']:.0f} | "
+                     f"{row['server_cpu_ms_per_request']:.2f} |")
     lines += ["", "| clients | p50 on/off | p99 on/off | throughput on/off |", "|---:|---:|---:|---:|"]
     for key, ratio in ratios.items():
         lines.append(f"| {key.split('_')[1]} | {ratio['p50_on_over_off']:.2f} | {ratio['p99_on_over_off']:.2f} | "

@@ -140,7 +140,8 @@ def _as_labels(y: Any, name: str) -> np.ndarray:
 def _as_features(X: Any, name: str = "X") -> np.ndarray:
     arr = np.asarray(X, dtype=np.float64)
     if arr.ndim != 2:
-        raise ValueError(f"{name}: must be two-dimensional (rows x features), got shape {arr.shape}")
+        raise ValueError(f"{name}: must be two-dimensional (rows x features), "
+                         f"got shape {arr.shape}")
     if np.isinf(arr).any():
         raise ValueError(f"{name}: must not contain infinite values (use NaN for missing)")
     return arr
@@ -528,7 +529,6 @@ def random_search_xgb(
                 progress(done, len(configs))
     finally:
         _FOLD_CACHE.pop(token, None)  # the in-process copy (n_jobs=1)
-    scores = np.vstack(parts)
     rows = []
     for i, (config, aucs) in enumerate(zip(configs, scores)):
         lo, hi = _t_interval(aucs)
@@ -758,7 +758,8 @@ class ModelBundle:
             "reference": self.reference,
             "lineage": self.lineage,
         }
-        (d / "bundle.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=_json_default))
+        (d / "bundle.json").write_text(
+            json.dumps(meta, indent=2, sort_keys=True, default=_json_default))
         return d
 
     @classmethod
@@ -873,7 +874,12 @@ def fit_final(
         if list(frame.columns) != names:
             raise ValueError(f"{label}: columns must equal the manifest features in order; "
                              f"got {list(frame.columns)}, expected {names}")
-    if X_fit.index.is_unique and X_cal.index.is_unique and X_fit.index.intersection(X_cal.index).size:
+    # Row labels identify rows (e.g. stay ids, or the index kept by split_for_calibration);
+    # a fresh 0..n-1 RangeIndex carries no identity and is not checked.
+    positional = [isinstance(f.index, pd.RangeIndex) and f.index.start == 0
+                  for f in (X_fit, X_cal)]
+    if (not any(positional) and X_fit.index.is_unique and X_cal.index.is_unique
+            and X_fit.index.intersection(X_cal.index).size):
         raise ValueError("X_cal: shares row index labels with X_fit; the calibration slice "
                          "must be disjoint from the fitting rows")
     if not 0.0 < confidence_level < 1.0:

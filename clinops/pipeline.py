@@ -178,6 +178,10 @@ def task_config(P: Params, key: str) -> TaskConfig:
             from clinops import cohort_table
             manifest = cohort_table.manifest_dict(P)
             title = f"user cohort ({P['data']['table']['outcome_column']})"
+            # The table's own age edges (data.table.sensitive.age_edges) bin its fairness age groups.
+            edges = (P["data"]["table"].get("sensitive") or {}).get("age_edges")
+            if edges:
+                base["fairness"]["age_edges"] = list(edges)
         else:
             manifest, title = "mortality", "ICU mortality"
         return TaskConfig(key, title, manifest, base, P.build_dir / "primary", P.reports_dir,
@@ -351,8 +355,12 @@ def _feature_hashes(task: TaskConfig, manifest) -> dict[str, str]:
     if task.key == "primary" and not isinstance(task.manifest_source, dict):
         hashes["feature_sql"] = feature_sql_sha256(manifest)
     elif task.key == "readmission":
-        from clinops import readmission
-        hashes["feature_sql"] = readmission.feature_sql_sha256(manifest)
+        import hashlib
+        sql_dir = Path(__file__).with_name("sql")
+        h = hashlib.sha256()
+        for path in sorted(sql_dir.glob("readmission_*.sql")) + [sql_dir / "charlson.sql"]:
+            h.update(path.name.encode() + b"\0" + path.read_bytes())
+        hashes["feature_sql"] = h.hexdigest()
     return hashes
 
 
@@ -677,3 +685,104 @@ def run_drift(P: Params, task: str = "primary") -> SimpleNamespace:
         record_values(P.build_dir, f"drift_{t.key}", values)
     return SimpleNamespace(scenario=scen, detection=detection, stream_figure=stream_fig, psi_figure=psi_fig,
                            governance=gov, notes=notes, alarms=alarms, timeline=timeline)
+
+
+# ---------------------------------------------------------------------------------------------
+# 06 readmission
+# ---------------------------------------------------------------------------------------------
+def run_readmission_data(P: Params) -> SimpleNamespace:
+    """Readmission cohort, label, 14-feature manifest and the leakage check (notebook 06)."""
+    from clinops import readmission
+
+    t = task_config(P, "readmission")
+    ex = t.extra
+    ensure_data(P)
+    db = open_database(P, task="readmission")
+    c = P["cohort"]
+    cohort, flow = readmission.build_readmission_cohort(
+        db.con, min_age=ex.get("min_age", 18), service=ex.get("service", "MED"),
+        horizon_days=ex.get("horizon_days", 30), train_groups=c["train_groups"], test_groups=c["test_groups"])
+    manifest = t.manifest()
+    X = readmission.extract_readmission_features(db.con, cohort, manifest=manifest)
+    # Fails the run (LeakageError naming the feature) if any source reads data after discharge.
+    readmission.leakage_check(db.con, cohort)
+    idx = cohort.set_index("hadm_id").loc[X.index]
+    table = X.reset_index(drop=True)
+    table.insert(0, "id", X.index.astype("int64"))
+    table["label"] = idx["label"].astype(int).to_numpy()
+    table["split"] = idx["split"].to_numpy()
+    table["sensitive_sex"] = idx["gender"].astype("string").to_numpy()
+    table["sensitive_age"] = idx["age"].astype(float).to_numpy()
+    t.build_dir.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(t.table_path)
+    cohort.to_parquet(t.build_dir / "cohort.parquet")
+
+    outcomes = readmission.outcome_summary(cohort)
+    mt = manifest_table(manifest)
+    is_train = table["split"].eq("train").to_numpy()
+    from clinops.features import missingness_table
+    missing = missingness_table(table.set_index("id")[manifest.names], is_train)
+    out = t.reports_dir / "cohort"
+    write_table(flow, out / "flow", title="Readmission cohort flow", data_label=P.data_label)
+    write_table(outcomes, out / "outcomes", title="30-day outcomes of the index admissions", data_label=P.data_label)
+    write_table(mt, t.reports_dir / "features" / "manifest", title="Readmission feature manifest", data_label="manifest")
+    write_table(missing, t.reports_dir / "features" / "missingness", title="Missing values (training years)",
+                data_label=P.data_label)
+    if t.comparison:
+        record_values(P.build_dir, "readmission_cohort", {
+            "readm_cohort_n": int(len(table)), "readm_positives_n": int(table["label"].sum()),
+            "readm_prevalence": float(table["label"].mean()), "readm_n_features": len(manifest.names)})
+    return SimpleNamespace(cohort=cohort, flow=flow, outcomes=outcomes, manifest_table=mt, missingness=missing,
+                           table=table)
+
+
+def readmission_summary(P: Params) -> str:
+    """The readmission task's headline numbers as Markdown, written to reports/readmission/summary.md."""
+    t = task_config(P, "readmission")
+    rd = t.reports_dir
+    parts = [f"# 30-day readmission: summary\n\nData: **{P.data_label}**.\n"]
+    for title, rel in (("Cohort flow", "cohort/flow.csv"), ("Outcomes", "cohort/outcomes.csv"),
+                       ("Test metrics", "model/test_metrics.csv"), ("Chosen configuration", "model/chosen_configuration.csv"),
+                       ("Fairness gaps", "fairness/fairness_gaps.csv"), ("Drift scenario", "drift/scenario.csv")):
+        path = rd / rel
+        if path.is_file():
+            parts.append(f"## {title}\n\n{to_markdown(pd.read_csv(path))}\n")
+    alerts = rd / "fairness" / "alerts.md"
+    if alerts.is_file():
+        parts.append("## Fairness alerts\n\n" + alerts.read_text().split("\n", 3)[-1])
+    text = "\n".join(parts)
+    rd.mkdir(parents=True, exist_ok=True)
+    (rd / "summary.md").write_text(text)
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# command line for the Snakefile
+# ---------------------------------------------------------------------------------------------
+def _main(argv: list[str]) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m clinops.pipeline",
+                                 description="Workflow steps that are not notebooks.")
+    ap.add_argument("step", choices=["data", "task-table", "compare", "where"])
+    ap.add_argument("params")
+    args = ap.parse_args(argv)
+    P = load(args.params)
+    if args.step == "data":
+        info = ensure_data(P)
+        print(info.summary_markdown)
+    elif args.step == "task-table":
+        from clinops import cohort_table
+        cohort_table.build_task_table(P)
+    elif args.step == "compare":
+        path = write_paper_comparison(P.build_dir, P.reports_dir, data_label=P.data_label, source=P.source)
+        print(f"wrote {path}")
+    elif args.step == "where":
+        print(f"\nDone. Reports for run '{P.name}' ({P.data_label}) are in {P.reports_dir}/ :\n"
+              f"  {P.reports_dir / 'paper_comparison.md'}\n  {P.reports_dir / 'notebooks'}/ (executed notebooks)\n"
+              f"  model registry: {P.root / 'mlruns'} (MLflow)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))

@@ -14,9 +14,9 @@ Three small pieces the serving demo (and anyone else) composes:
   tombstones. These are not the audit log's pseudonyms (``clinops.audit`` owns those and their
   erasure); they protect the registry's own bookkeeping and the service's ``logging`` output.
 
-Data minimisation at the request boundary (:func:`reject_unlisted_fields`): a field that is
-not in the feature manifest is rejected, not ignored, so that callers learn to send only what
-the model needs.
+Data minimisation at the request boundary (a field not in the feature manifest is rejected,
+not ignored) is :meth:`clinops.features.FeatureManifest.validate_record`'s rule; it is not
+repeated here.
 
 Every refusal raises a :class:`PrivacyError` subclass carrying ``field`` and ``rule``.
 """
@@ -41,14 +41,12 @@ __all__ = [
     "AuthorizationError",
     "ConsentError",
     "PurposeError",
-    "MinimisationError",
     "Principal",
     "TokenRegistry",
     "ConsentRegistry",
     "hash_token",
     "pseudonymise",
     "load_or_create_key",
-    "reject_unlisted_fields",
 ]
 
 #: The roles a bearer token can map to (issue 7). ``system`` is a calling application (an EHR
@@ -90,10 +88,6 @@ class ConsentError(PrivacyError):
 
 class PurposeError(PrivacyError):
     """The declared purpose is not in the purpose registry at all (HTTP 422)."""
-
-
-class MinimisationError(PrivacyError):
-    """A request carried a field the manifest does not list (HTTP 422)."""
 
 
 @dataclass(frozen=True)
@@ -300,33 +294,6 @@ def pseudonymise(value: str, key: bytes, *, domain: str = "encounter") -> str:
         raise PrivacyError("key", "must be at least 16 bytes")
     message = f"{domain}\x1f{value}".encode("utf-8")
     return hmac.new(key, message, hashlib.sha256).hexdigest()
-
-
-def reject_unlisted_fields(record: Mapping[str, object], allowed: Iterable[str], *, field_prefix: str = "features") -> None:
-    """Data minimisation at the request boundary: refuse fields the manifest does not list.
-
-    Parameters
-    ----------
-    record : Mapping[str, object]
-        The submitted features.
-    allowed : Iterable[str]
-        Names in the feature manifest.
-    field_prefix : str
-        Prefix for the field named in the error (``"features.foo"``).
-
-    Raises
-    ------
-    MinimisationError
-        For the first unlisted field in sorted order (deterministic messages).
-    """
-    allowed_set = set(allowed)
-    extra = sorted(set(record) - allowed_set)
-    if extra:
-        raise MinimisationError(
-            f"{field_prefix}.{extra[0]}",
-            "not in the feature manifest; data minimisation forbids sending it"
-            + (f" (also unlisted: {extra[1:]})" if len(extra) > 1 else ""),
-        )
 
 
 class ConsentRegistry:

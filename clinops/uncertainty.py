@@ -43,7 +43,8 @@ __all__ = [
 def _labels(y: Any, name: str = "y") -> np.ndarray:
     arr = np.asarray(y)
     if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"{name}: must be a non-empty one-dimensional array, got shape {arr.shape}")
+        raise ValueError(f"{name}: must be a non-empty one-dimensional array, "
+                         f"got shape {arr.shape}")
     if pd.isna(arr).any() or not set(np.unique(arr).tolist()) <= {0, 1}:
         raise ValueError(f"{name}: labels must be 0 or 1 without missing values")
     return arr.astype(np.int64)

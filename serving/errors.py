@@ -19,7 +19,6 @@ from clinops.privacy import (
     AuthenticationError,
     AuthorizationError,
     ConsentError,
-    MinimisationError,
     PrivacyError,
     PurposeError,
 )
@@ -74,7 +73,7 @@ def status_for_privacy_error(exc: PrivacyError) -> int:
         return 401
     if isinstance(exc, (AuthorizationError, ConsentError)):
         return 403
-    if isinstance(exc, (PurposeError, MinimisationError)):
+    if isinstance(exc, PurposeError):
         return 422
     return 400
 

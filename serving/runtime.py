@@ -90,25 +90,26 @@ class _PredictionMemo:
     age: float | None
 
 
-class _ReviewWriter:
-    """Writes escalated cases to the review queue on one background thread, in order.
+class _BackgroundWorker:
+    """Runs bookkeeping off the request path, on one thread, in submission order.
 
-    The audit trail already holds the escalation durably (same commit as the prediction) when
-    the response is sent; the review queue's own commit costs another fsync, so it is taken off
-    the request path. Readers call :meth:`flush` first, so the API never shows a queue that is
-    behind its own answers; a case lost by a crash is restored from the audit trail at the next
-    start (:meth:`ServingRuntime.reconcile_review_queue`).
+    Two jobs go here: putting an escalated case on the review queue (the audit trail already
+    holds the escalation durably, in the same commit as the prediction, when the answer is sent;
+    the queue's own SQLite commit would be a second fsync on the request path) and the periodic
+    PSI evaluation (tens of milliseconds every few dozen requests). Readers of either call
+    :meth:`flush` first, so the API never shows state behind its own answers; a case lost by a
+    crash is restored from the audit trail at the next start
+    (:meth:`ServingRuntime.reconcile_review_queue`).
     """
 
-    def __init__(self, review_queue: ReviewQueue, metrics: ServingMetrics):
-        self._queue = review_queue
+    def __init__(self, metrics: ServingMetrics):
         self._metrics = metrics
         self._jobs: queue.Queue = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="review-queue-writer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="serving-background", daemon=True)
         self._thread.start()
 
-    def submit(self, kind: str, reason: str, details: Mapping[str, Any], subject: str) -> None:
-        self._jobs.put((kind, reason, dict(details), subject))
+    def submit(self, what: str, function, *args, **kwargs) -> None:
+        self._jobs.put((what, function, args, kwargs))
 
     def _run(self) -> None:
         while True:
@@ -116,15 +117,17 @@ class _ReviewWriter:
             try:
                 if job is None:
                     return
-                self._queue.add(job[0], job[1], details=job[2], subject=job[3])
-            except Exception:  # the audit trail keeps the case; reconciliation restores it
-                self._metrics.review_queue_write_failures.inc()
-                log.exception("review queue write failed for prediction %s", job[3])
+                what, function, args, kwargs = job
+                function(*args, **kwargs)
+            except Exception:
+                if job[0] == "review_queue":  # the audit trail keeps the case; reconciliation restores it
+                    self._metrics.review_queue_write_failures.inc()
+                log.exception("background job %s failed", job[0])
             finally:
                 self._jobs.task_done()
 
     def flush(self) -> None:
-        """Block until every submitted case is in the review queue."""
+        """Block until every submitted job has run."""
         self._jobs.join()
 
     def close(self) -> None:
@@ -240,7 +243,7 @@ class ServingRuntime:
         self.queue = ReviewQueue(self.state_dir / "review_queue.sqlite",
                                  resolve_roles=sorted({"clinician", *self.policy.review_roles}))
         self.overrides = OverrideLog(self.state_dir / "overrides.sqlite")
-        self._review_writer = _ReviewWriter(self.queue, self.metrics)
+        self._background = _BackgroundWorker(self.metrics)
         state_path = self.state_dir / "governance_state.json"
         if state_path.exists():
             self.governance = GovernanceStateMachine.load(state_path, self.policy, sink=self._on_governance_event,
@@ -268,6 +271,7 @@ class ServingRuntime:
         self._memo: OrderedDict[str, _PredictionMemo] = OrderedDict()
         self._memo_limit = 100_000
         self._state_lock = threading.RLock()
+        self._outcome_lock = threading.Lock()
         self._n_predictions = 0
         self._n_overrides = 0
         self._refresh_state_metrics()
@@ -377,7 +381,8 @@ class ServingRuntime:
             details = {"prediction_id": prediction_id, "probability": result.probability,
                        "conformal_set": conformal_set, "reasons": reasons, "contributions": contributions,
                        "model_version": self.model_version, "audit_record_id": record_id}
-            self._review_writer.submit("prediction_escalation", ", ".join(reasons), details, prediction_id)
+            self._background.submit("review_queue", self.queue.add, "prediction_escalation", ", ".join(reasons),
+                                    details=details, subject=prediction_id)
             self.metrics.escalated_predictions.inc()
             for reason in reasons:
                 self.metrics.escalations.labels(reason).inc()
@@ -451,8 +456,8 @@ class ServingRuntime:
             if not due:
                 return
             self._psi_since_eval = 0
-            window = pd.DataFrame(list(self._psi_rows), columns=self.manifest.names)
-        self.evaluate_drift(window)
+            rows = list(self._psi_rows)
+        self._background.submit("drift", lambda: self.evaluate_drift(pd.DataFrame(rows, columns=self.manifest.names)))
 
     def _encoded(self, features: Mapping[str, Any]) -> list[float]:
         out = []
@@ -545,7 +550,7 @@ class ServingRuntime:
     # ----------------------------------------------------------------------------- review queue
     def review_queue(self, status: str | None = "open") -> list[dict[str, Any]]:
         """Review items (oldest first), with whether each escalated prediction was overridden."""
-        self._review_writer.flush()
+        self._background.flush()
         overridden = {r.prediction_id for r in self.overrides.records(since=None)}
         items = []
         for item in self.queue.list(status):
@@ -559,7 +564,7 @@ class ServingRuntime:
 
     def resolve(self, item_id: int, *, note: str | None, principal: Principal) -> dict[str, Any]:
         """Close a review item."""
-        self._review_writer.flush()
+        self._background.flush()
         try:
             item = self.queue.get(item_id)
         except GovernanceError:
@@ -594,11 +599,12 @@ class ServingRuntime:
         record_id = self._append("outcome", {"requester": principal.name, "prediction_id": prediction_id,
                                              "outcome": int(outcome), "probability": memo.probability},
                                  subject=memo.encounter_id or None)
-        with self._state_lock:
-            self._linked.add(prediction_id)
-            self._outcomes.append((memo.probability, int(outcome), memo.sex, memo.age))
-            window = list(self._outcomes)
-        live = self._evaluate_outcomes(window)
+        with self._outcome_lock:  # one evaluation at a time: alerts are decided on a consistent window
+            with self._state_lock:
+                self._linked.add(prediction_id)
+                self._outcomes.append((memo.probability, int(outcome), memo.sex, memo.age))
+                window = list(self._outcomes)
+            live = self._evaluate_outcomes(window)
         return {"prediction_id": prediction_id, "linked": True, "window_size": len(window), "live": live,
                 "governance_state": self.governance.state.value, "audit_record_id": record_id}
 
@@ -652,6 +658,7 @@ class ServingRuntime:
 
     # ----------------------------------------------------------------------------- governance
     def governance_summary(self) -> dict[str, Any]:
+        self._background.flush()
         rate = self.override_rate()
         return {
             "state": self.governance.state.value,
@@ -735,7 +742,7 @@ class ServingRuntime:
 
     def refresh_metrics(self) -> None:
         """Gauges read at scrape time (queue size, state, override rate)."""
-        self._review_writer.flush()
+        self._background.flush()
         self.metrics.review_queue_open.set(len(self.queue.list("open")))
         self._refresh_state_metrics()
         self._update_override_rate()
@@ -743,5 +750,5 @@ class ServingRuntime:
     def close(self) -> None:
         if self.audit is not None:
             self.audit.close()
-        self._review_writer.close()
+        self._background.close()
         self.consent.close()

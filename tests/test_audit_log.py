@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -284,6 +286,23 @@ def test_inclusion_proof_checks_offline_and_tampering_is_caught(trail: AuditTrai
     with pytest.raises(ProofError, match="not by the given public key"):
         verify_bundle(bundle, other.root / "signing.pub")
     other.close()
+
+
+def test_the_documented_hashlib_only_check_agrees(trail: AuditTrail, tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "audit.md").read_text()
+    code = doc.split("<!-- offline-check", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    for i in range(11):
+        trail.append("review", {"requester": "qa", "n": i})
+    for seq in (0, 5, 10):
+        good = tmp_path / f"good{seq}.json"
+        good.write_text(json.dumps(trail.prove(seq)))
+        run = subprocess.run([sys.executable, "-c", code, str(good)], capture_output=True, text=True, check=True)
+        assert run.stdout.strip() == "record included"
+        bundle = trail.prove(seq)
+        bundle["record"] = bundle["record"].replace('"n":', '"n":1')
+        good.write_text(json.dumps(bundle))
+        run = subprocess.run([sys.executable, "-c", code, str(good)], capture_output=True, text=True, check=True)
+        assert run.stdout.strip() == "NOT INCLUDED"
 
 
 def test_consistency_proof_between_checkpoints(trail: AuditTrail) -> None:

@@ -43,7 +43,8 @@ def _log(bundle, root, **over):
     kw = dict(project_root=root, params={"xgb": CONFIG, "seed": 0, "task": "mortality"},
               metrics={"cv_auroc_mean": 0.81, "test_auroc": 0.79, "test_ece": 0.02},
               dataset_sha256={"admissions.csv.gz": SHA_A, "icustays.csv.gz": SHA_B},
-              feature_sha256={"feature_sql": SHA_SQL, "manifest": bundle.lineage["manifest_sha256"]},
+              feature_sha256={"feature_sql": SHA_SQL,
+                              "manifest": bundle.lineage["manifest_sha256"]},
               experiment="icu-mortality", registered_model_name="icu-mortality-xgb",
               tags={"task": "mortality"})
     kw.update(over)

@@ -15,7 +15,6 @@ from clinops.privacy import (
     AuthorizationError,
     ConsentError,
     ConsentRegistry,
-    MinimisationError,
     Principal,
     PrivacyError,
     PurposeError,
@@ -23,7 +22,6 @@ from clinops.privacy import (
     hash_token,
     load_or_create_key,
     pseudonymise,
-    reject_unlisted_fields,
 )
 
 KEY = b"k" * 32
@@ -113,14 +111,6 @@ def test_load_or_create_key_is_stable_and_private(tmp_path):
     assert len(key) == 32
     assert load_or_create_key(path) == key
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-
-
-def test_reject_unlisted_fields():
-    reject_unlisted_fields({"age": 70}, ["age", "gcs"])  # subset is fine
-    with pytest.raises(MinimisationError) as info:
-        reject_unlisted_fields({"age": 70, "zip_code": "02115", "name": "x"}, ["age"])
-    assert info.value.field == "features.name"  # sorted: deterministic
-    assert "data minimisation" in info.value.rule and "zip_code" in info.value.rule
 
 
 SEED = {

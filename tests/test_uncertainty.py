@@ -163,7 +163,8 @@ def test_coverage_table_hand_computed():
     overall = t.loc[("overall", "all")]
     assert overall.n == 4 and overall.coverage == 0.5
     assert overall.mean_set_size == 1.0
-    assert (overall.share_singleton, overall.share_ambiguous, overall.share_empty) == (0.5, .25, .25)
+    shares = (overall.share_singleton, overall.share_ambiguous, overall.share_empty)
+    assert shares == (0.5, 0.25, 0.25)
     assert t.loc[("class", "0")].coverage == 0.5 and t.loc[("class", "1")].coverage == 0.5
     assert t.loc[("sex", "F")].coverage == 1.0 and t.loc[("sex", "M")].coverage == 0.0
     assert t.loc[("sex", "F")].share_ambiguous == 0.5

@@ -385,15 +385,16 @@ class _Verifier:
         return chunks
 
     def _records(self, snapshot: list[tuple[int, int, bool]]) -> None:
-        parallel = self.workers > 1 and sum(s for _, s, _ in snapshot) >= self.parallel_min_bytes
+        # Worker processes are forked, which is safe only while this process runs no other
+        # thread; "spawn" would re-run the caller's __main__ (a server script) in every worker.
+        # So with other threads alive (e.g. inside the server) verification stays in-process.
+        parallel = (self.workers > 1 and sum(s for _, s, _ in snapshot) >= self.parallel_min_bytes
+                    and threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods())
         chunks = self._plan(snapshot, parallel)
         closed = {first: c for first, _, c in snapshot}
         firsts = [first for first, _, _ in snapshot]
         if parallel:
-            # fork is cheap and safe when this process runs no other thread; otherwise spawn.
-            method = "fork" if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods() \
-                else "spawn"
-            with ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method)) as pool:
+            with ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork")) as pool:
                 self._assemble(chunks, pool.map(_verify_chunk, chunks), closed, firsts)
         else:
             self._assemble(chunks, map(_verify_chunk, chunks), closed, firsts)
@@ -498,7 +499,8 @@ def verify_log(root: Path | str, *, public_key: Ed25519PublicKey | bytes | str |
         contain it: detects rollback to an older state and rewriting by a key holder.
     workers : int
         Worker processes for logs of at least ``parallel_min_bytes`` (default 2: the target
-        machine has 2 cores); smaller logs are verified in-process.
+        machine has 2 cores). Smaller logs, and any call made while other threads run in this
+        process (workers are forked), are verified in-process.
     parallel_min_bytes : int
         Log size (bytes) from which worker processes are used.
 
