@@ -42,8 +42,13 @@ test: setup
 test-slow: setup
 	$(BIN)/python -m pytest tests -m slow
 
+# The model that `make all` registered for PARAMS; TLS: make serve TLS_CERT=cert.pem TLS_KEY=key.pem,
+# or make serve SELF_SIGNED=1 (a self-signed certificate under build/serving/tls).
 serve: setup
-	$(BIN)/python -m serving --params $(PARAMS) --host $(HOST) --port $(PORT) $(if $(TLS_CERT),--tls-cert $(TLS_CERT) --tls-key $(TLS_KEY))
+	$(BIN)/python -m serving --registered $$($(BIN)/python -m clinops.pipeline registered $(PARAMS))@champion \
+	  --project-root . --state-dir build/serving/$$($(BIN)/python -m clinops.pipeline name $(PARAMS)) \
+	  --host $(HOST) --port $(PORT) \
+	  $(if $(TLS_CERT),--tls-cert $(TLS_CERT) --tls-key $(TLS_KEY)) $(if $(SELF_SIGNED),--self-signed-cert build/serving/tls)
 
 clean-reports:
 	rm -rf build reports/notebooks

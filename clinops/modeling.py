@@ -546,10 +546,11 @@ def random_search_xgb(
 
 def compare_with_paper(best_params: Mapping[str, Any]) -> pd.DataFrame:
     """Chosen configuration beside the paper's (section 4.5), one row per hyperparameter."""
+    # object columns keep integers (n_estimators, max_depth) as integers in reports
     return pd.DataFrame({
         "parameter": list(XGB_PARAM_NAMES),
-        "chosen": [best_params.get(k) for k in XGB_PARAM_NAMES],
-        "paper": [PAPER_XGB_CONFIG[k] for k in XGB_PARAM_NAMES],
+        "chosen": pd.Series([best_params.get(k) for k in XGB_PARAM_NAMES], dtype=object),
+        "paper": pd.Series([PAPER_XGB_CONFIG[k] for k in XGB_PARAM_NAMES], dtype=object),
     })
 
 

@@ -764,7 +764,7 @@ def _main(argv: list[str]) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m clinops.pipeline",
                                  description="Workflow steps that are not notebooks.")
-    ap.add_argument("step", choices=["data", "task-table", "compare", "where"])
+    ap.add_argument("step", choices=["data", "task-table", "compare", "where", "registered", "name"])
     ap.add_argument("params")
     args = ap.parse_args(argv)
     P = load(args.params)
@@ -777,6 +777,10 @@ def _main(argv: list[str]) -> int:
     elif args.step == "compare":
         path = write_paper_comparison(P.build_dir, P.reports_dir, data_label=P.data_label, source=P.source)
         print(f"wrote {path}")
+    elif args.step == "registered":
+        print(task_config(P, "primary").settings["mlflow"]["registered_model"])
+    elif args.step == "name":
+        print(P.name)
     elif args.step == "where":
         print(f"\nDone. Reports for run '{P.name}' ({P.data_label}) are in {P.reports_dir}/ :\n"
               f"  {P.reports_dir / 'paper_comparison.md'}\n  {P.reports_dir / 'notebooks'}/ (executed notebooks)\n"

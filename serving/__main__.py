@@ -8,7 +8,7 @@ The model that ``make all`` registered (MLflow registry under ``<project>/mlruns
 
 A bundle directory, over HTTPS with a self-signed demo certificate::
 
-    python -m serving --model-dir build/default/primary/bundle --self-signed-cert var/serving/tls
+    python -m serving --model-dir build/default/primary/bundle --self-signed-cert build/serving/tls
 
 Other commands::
 
@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument("--registered", default="clinops-mortality@champion", metavar="NAME@ALIAS",
                        help="registered model in the project's MLflow registry (default: %(default)s)")
     p.add_argument("--project-root", type=Path, default=Path.cwd(), help="project holding mlruns/ (default: cwd)")
-    p.add_argument("--state-dir", type=Path, default=Path("var/serving"),
+    p.add_argument("--state-dir", type=Path, default=Path("build/serving"),
                    help="audit trail, review queue, governance state, consent registry (default: %(default)s)")
     p.add_argument("--tokens", type=Path, default=_HERE / "config" / "tokens.example.yaml",
                    help="bearer token file (default: the demo tokens)")

@@ -154,24 +154,11 @@ def dataset_sha256(lineage: Mapping[str, Any]) -> str:
 
 
 def psi_reference_from_bundle(bundle: ModelBundle) -> PsiReference:
-    """The bundle's training bins as a :class:`clinops.drift.PsiReference`.
-
-    A bundle whose ``reference`` is already a serialised PsiReference is read as such. The
-    ``reference_statistics`` layout of :mod:`clinops.modeling` (quantile edges, proportions of
-    observed values, missing rate) is the same binning with missing values kept apart, so it
-    maps onto PsiReference's "value bins + missing bin" proportions exactly.
-    """
+    """The bundle's training bins as a :class:`clinops.drift.PsiReference` (drift owns the mapping)."""
     ref = bundle.reference
     if isinstance(ref, Mapping) and ref.get("format") == PsiReference.FORMAT:
         return PsiReference.from_dict(ref)
-    features = {}
-    for name in bundle.feature_names:
-        stats = ref[name]
-        observed = np.asarray(stats["proportions"], dtype=float) * (1.0 - float(stats["missing_rate"]))
-        features[name] = {"kind": "numeric", "edges": list(stats["bin_edges"]),
-                          "ref_props": [*observed.tolist(), float(stats["missing_rate"])]}
-    return PsiReference.from_dict({"format": PsiReference.FORMAT, "version": PsiReference.VERSION,
-                                   "features": features})
+    return PsiReference.from_bundle_reference({name: ref[name] for name in bundle.feature_names})
 
 
 class ServingRuntime:
@@ -724,7 +711,8 @@ class ServingRuntime:
 
     def erase_subject(self, encounter_id: str, *, principal: Principal) -> dict[str, Any]:
         """GDPR erasure: withdraw consent, crypto-shred the subject's audit payloads, forget memos."""
-        already = self.consent.is_erased(encounter_id)
+        if self.consent.is_erased(encounter_id):
+            raise NotFound("encounter_id", "this encounter was already erased")
         withdrawn = self.consent.erase(encounter_id)
         audit_result: dict[str, Any] = {"status": "off"}
         if self.audit is not None:
@@ -732,12 +720,16 @@ class ServingRuntime:
                 receipt = self.audit.erase(encounter_id, requester=principal.name)
                 audit_result = {"status": "erased", "record_id": receipt.record_id, "seq": receipt.seq}
             except LookupError:
-                audit_result = {"status": "nothing logged for this subject (or already erased)"}
+                # nothing to shred, but the request itself is still accountable (no subject=: a
+                # pseudonym minted now would link the erased encounter again)
+                record_id = self._append("erasure_request", {"requester": principal.name, "role": principal.role,
+                                                             "consents_withdrawn": withdrawn,
+                                                             "audit": "no records for this subject"})
+                audit_result = {"status": "nothing logged for this subject (or already erased)",
+                                "record_id": record_id}
         with self._state_lock:
             for pid in [p for p, m in self._memo.items() if m.encounter_id == encounter_id]:
                 del self._memo[pid]
-        if already and withdrawn == 0 and audit_result.get("status") != "erased":
-            raise NotFound("encounter_id", "this encounter was already erased")
         return {"encounter_id": encounter_id, "consents_withdrawn": withdrawn, "audit": audit_result}
 
     def refresh_metrics(self) -> None:

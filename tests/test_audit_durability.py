@@ -149,7 +149,7 @@ def test_sigkill_at_random_points_loses_no_acknowledged_record(tmp_path: Path) -
         by_round.setdefault(tag, []).append(int(index))
     for tag, indexes in by_round.items():
         assert indexes == list(range(len(indexes))), f"round {tag}: records missing or out of order"
-    for seq, pid in acked.items():
+    for pid in acked.values():
         tag, index = pid.split("-")
         assert int(index) < len(by_round[tag])
     print(f"crash test: {N_KILLS} SIGKILLs ({killed_mid_batch} at random points during large batches, {torn_rounds} "

@@ -324,15 +324,15 @@ def test_range_verification_and_the_parallel_path_agree(trail: AuditTrail) -> No
     trail.close()
     report = verify_log(trail.root, start=10, end=20)
     assert report.ok and report.n_records == 10
-    parallel = verify_log(trail.root, parallel_min_bytes=0, workers=2)
-    assert parallel.ok and parallel.n_records == 30 == verify_log(trail.root, workers=1).n_records
+    parallel = verify_log(trail.root, parallel=True, workers=2)
+    assert parallel.ok and parallel.n_records == 30 == verify_log(trail.root, parallel=False).n_records
     # Damage record 25: a range that ends before it still verifies, the whole log does not.
     seg = trail.root / "log" / "seg-00000000000000000024.jsonl"
     os.chmod(seg, 0o600)
     seg.write_bytes(seg.read_bytes().replace(b'"n":25', b'"n":52'))
     assert verify_log(trail.root, end=20).ok
-    for workers, threshold in [(1, 1 << 40), (2, 0)]:
-        report = verify_log(trail.root, workers=workers, parallel_min_bytes=threshold)
+    for parallel in (False, True):
+        report = verify_log(trail.root, parallel=parallel)
         assert not report.ok and report.first_bad_seq == 25, report
 
 

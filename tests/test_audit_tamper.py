@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import shutil
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -29,6 +28,7 @@ from hypothesis import strategies as st
 
 from clinops.audit import AuditTrail, Checkpoint, Ed25519Signer, VerifyReport, verify_log
 from clinops.audit import records as rf
+from clinops.audit import verify as verify_module
 from clinops.audit.keys import load_public_key, public_key_pem, public_key_raw
 from clinops.audit.merkle import MerkleTree, leaf_hash
 
@@ -149,16 +149,21 @@ def built(tmp_path_factory: pytest.TempPathFactory):
     ws = Workspace(model, work)
     pinned = load_public_key(root / "signing.pub")
     assert len(recs) >= N_RECORDS and len(segs) == 3
-    baseline = verify_log(work, public_key=pinned, trusted=trusted, workers=1)
+    baseline = verify_log(work, public_key=pinned, trusted=trusted, parallel=False)
     assert baseline.ok and baseline.n_records == len(recs), baseline
+    saved, verify_module._MIN_CHUNK_BYTES = verify_module._MIN_CHUNK_BYTES, 40_000
+    try:
+        assert verify_log(work, public_key=pinned, trusted=trusted, parallel=True) == baseline
+    finally:
+        verify_module._MIN_CHUNK_BYTES = saved
     return Built((model, ws, pinned, trusted, signer))
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _report_counts(request: pytest.FixtureRequest):
     yield
-    lines = [f"  {kind:<32} {DETECTED[kind]:>4} / {TRIED[kind]:<4} detected" for kind in sorted(TRIED)]
-    total = f"  {'all mutations':<32} {sum(DETECTED.values()):>4} / {sum(TRIED.values()):<4} detected"
+    lines = [f"  {kind:<46} {DETECTED[kind]:>4} / {TRIED[kind]:<4} detected" for kind in sorted(TRIED)]
+    total = f"  {'all mutations':<46} {sum(DETECTED.values()):>4} / {sum(TRIED.values()):<4} detected"
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     if reporter is not None and capture is not None:
@@ -173,7 +178,7 @@ def check(ws: Workspace, kind: str, pinned, trusted, *, bad_seq: int | None = No
           near: tuple[int, int] | None = None) -> VerifyReport:
     """Verify the mutated workspace, count, restore; the report must fail (and blame the right record)."""
     try:
-        report = verify_log(ws.root, public_key=pinned, trusted=trusted, workers=1)
+        report = verify_log(ws.root, public_key=pinned, trusted=trusted, parallel=False)
     finally:
         ws.restore()
     TRIED[kind] += 1
@@ -213,6 +218,37 @@ def test_flipping_any_bit_of_any_byte_is_detected(built, where: float, bit: int)
         bad = rec[0] if rec else next(first for si, li, first, _ in model.seals if si == seg and li == line_no)
     check(ws, "flip a bit", pinned, trusted, bad_seq=bad)
     _print("flip a bit")
+
+
+@settings(max_examples=12, **SETTINGS)
+@given(where=st.floats(0, 1, exclude_max=True), bit=st.integers(0, 7), kind=st.sampled_from(["flip", "delete"]))
+def test_parallel_verifier_reaches_the_same_verdict(built, where: float, bit: int, kind: str) -> None:
+    """Worker processes on ~40 kB chunks (many per segment) blame the same record as one process."""
+    model, ws, pinned, trusted, _ = built
+    if kind == "flip":
+        rel = model.segs[int(where * len(model.segs))][0]
+        data = bytearray(model.files[rel])
+        data[int(where * 997) % len(data)] ^= 1 << bit
+        ws.write(rel, bytes(data))
+    else:
+        si, li = model.recs[int(where * len(model.recs))]
+        lines = list(model.segs[si][1])
+        del lines[li]
+        ws.write_segment(si, lines)
+    saved = verify_module._MIN_CHUNK_BYTES
+    verify_module._MIN_CHUNK_BYTES = 40_000
+    try:
+        one = verify_log(ws.root, public_key=pinned, trusted=trusted, parallel=False)
+        two = verify_log(ws.root, public_key=pinned, trusted=trusted, parallel=True, workers=2)
+    finally:
+        verify_module._MIN_CHUNK_BYTES = saved
+        ws.restore()
+    TRIED["parallel verifier agrees"] += 1
+    DETECTED["parallel verifier agrees"] += not two.ok and (two.first_bad_seq, two.problem) == (one.first_bad_seq,
+                                                                                             one.problem)
+    assert not one.ok and not two.ok
+    assert (two.first_bad_seq, two.problem) == (one.first_bad_seq, one.problem)
+    _print("parallel verifier agrees")
 
 
 # -- record-level ------------------------------------------------------------------------------
@@ -392,7 +428,7 @@ def test_rollback_to_an_older_checkpoint_needs_the_witness(built, pick: int) -> 
         if rel.startswith("checkpoints/") and Checkpoint.from_bytes(model.files[rel]).size > size:
             ws.delete(rel)
     touched = {rel: (ws.root / rel).read_bytes() if (ws.root / rel).exists() else None for rel in ws.touched}
-    alone = verify_log(ws.root, public_key=pinned, workers=1)
+    alone = verify_log(ws.root, public_key=pinned, parallel=False)
     assert alone.ok, f"rollback to {size} should look like an honest older log: {alone}"
     ws.touched = set(touched)
     report = check(ws, "roll back to an older checkpoint", pinned, trusted)
@@ -407,7 +443,7 @@ def test_history_rewritten_with_the_real_key_needs_the_witness(built, seq: int) 
     forged = rebuild(model, signer, model.files["audit.json"], alter=seq)
     for rel, data in forged.items():
         ws.write(rel, data)
-    alone = verify_log(ws.root, public_key=pinned, workers=1)
+    alone = verify_log(ws.root, public_key=pinned, parallel=False)
     assert alone.ok, "an operator holding the key can rewrite history undetectably without a witness"
     report = check(ws, "fork with the real key (witness)", pinned, trusted)
     assert "rewritten (forked)" in report.problem

@@ -377,6 +377,12 @@ def test_verify_and_erasure(fresh):
     assert error["field"] == "purpose"
     only_error(client.delete("/v1/subjects/30000003", headers=demo_token("dpo")), 404)
     assert len(audit_records(state, "erasure")) == 1
+    # an encounter with consent but no logged data: consents withdrawn, the request audited
+    r = client.delete("/v1/subjects/30000005", headers=demo_token("dpo"))
+    assert r.status_code == 200 and r.json()["consents_withdrawn"] == 2
+    requests = audit_records(state, "erasure_request")
+    assert [q.fields["requester"] for q in requests] == ["demo-data-protection-officer"]
+    assert requests[0].subject is None and requests[0].record_id == r.json()["audit"]["record_id"]
 
 
 def test_failed_audit_write_fails_the_request(fresh):

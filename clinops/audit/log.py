@@ -27,7 +27,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -583,7 +583,7 @@ class AuditTrail:
                 with self._write_lock():
                     self._catch_up(recover=True)
                     receipts = self._commit_locked(batch)
-                for req, receipt in zip(batch, receipts):
+                for req, receipt in zip(batch, receipts, strict=True):
                     req.receipt = receipt
             except BaseException as exc:  # every waiter must learn the commit failed
                 for req in batch:
@@ -637,7 +637,9 @@ class AuditTrail:
         day = ts[:10]
         seq, prev = self._next_seq, self._head.hex()
         lines, hashes, receipts = [], [], []
-        with self._pseudonyms.batch():
+        # New pseudonyms and data keys of this commit go into one durable SQLite transaction.
+        keys_txn = self._pseudonyms.batch() if any(r.subject is not None for r in batch) else nullcontext()
+        with keys_txn:
             for req in batch:
                 record_id = uuid.uuid4().hex
                 pseudonym = None if req.subject is None else self._pseudonym_locked(req.subject)
@@ -732,10 +734,16 @@ class AuditTrail:
             result = self._pseudonyms.erase(subject_text)
             if result is None:
                 raise LookupError("erase: this subject has no pseudonym (never logged, or already erased)")
+            # Keys first, record second: a failure in between leaves an erasure that is done but
+            # not logged (reported below), never one that is logged but not done.
             pseudonym, n_keys = result
             self._invalidate_caches()
-            return self._admin_commit("erasure", {"pseudonym": pseudonym, "requester": requester,
-                                                  "data_keys_destroyed": n_keys})
+            try:
+                return self._admin_commit("erasure", {"pseudonym": pseudonym, "requester": requester,
+                                                      "data_keys_destroyed": n_keys})
+            except AuditWriteError as exc:
+                raise AuditWriteError(f"erasure of pseudonym {pseudonym} is done (mapping and {n_keys} data keys "
+                                      f"destroyed) but its record could not be written: {exc}") from exc
 
     def retention(self, older_than: timedelta, *, requester: str = "retention-policy") -> RetentionReport:
         """Shred the payloads of every UTC day that ended more than ``older_than`` ago.

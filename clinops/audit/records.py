@@ -271,8 +271,8 @@ _json_decode = json.JSONDecoder().decode
 def check_record_layout(line: bytes) -> str | None:
     """Why ``line`` is not a record in the exact layout the writer produces, or None if it is.
 
-    Stricter and about twice as fast as :func:`parse_record`: a regex over the fixed part, JSON
-    parsing only for the ``fields`` object (the ``payload`` envelope is matched by its regex).
+    Stricter and faster than :func:`parse_record`: a regex over the fixed part, JSON parsing
+    only for the ``fields`` object (the ``payload`` envelope is matched by its regex).
     """
     head = _LINE_HEAD_RE.match(line)
     if head is None:

@@ -13,9 +13,9 @@ record whose evidence fails:
 6. every stored checkpoint (and the caller's ``trusted`` one, kept outside the log) is signed
    by the pinned key and equals the RFC 6962 root recomputed from the records.
 
-Large logs are cut into chunks at seal boundaries and verified by ``workers`` processes (records,
-links inside the chunk, seals and their signatures); the parent then checks the link across
-every chunk boundary and builds the Merkle tree from the leaf hashes the workers return.
+Large logs (or many seals) are cut into chunks at seal boundaries and verified by ``workers``
+processes (records, links inside the chunk, seals and their signatures); the parent then checks
+the link across every chunk boundary and builds the Merkle tree from the leaf hashes returned.
 """
 from __future__ import annotations
 
@@ -41,7 +41,11 @@ __all__ = ["VerifyReport", "verify_log"]
 
 _RECORD_START = b'{"seq":'
 _SEAL_START = b'{"seal":'
-PARALLEL_MIN_BYTES = 8 << 20  # below this, starting worker processes costs more than it saves
+# Rough single-core costs, used only to decide whether forking workers pays off (it costs tens of ms).
+_SECONDS_PER_BYTE = 15e-9      # hashing, layout check and links: about 15 us per 1 KB record
+_SECONDS_PER_SEAL = 110e-6     # one Ed25519 verification
+_PARALLEL_FROM_SECONDS = 0.2
+_MIN_CHUNK_BYTES = 1 << 20     # smallest piece handed to a worker
 
 
 @dataclass(frozen=True)
@@ -286,7 +290,7 @@ def _authentic_from(data: bytes, pos: int, chunk: _Chunk, public: Ed25519PublicK
 # -- the whole log ---------------------------------------------------------------------------
 class _Verifier:
     def __init__(self, root: Path, public: Ed25519PublicKey | None, start: int, end: int | None,
-                 trusted: Checkpoint | None, workers: int, parallel_min_bytes: int) -> None:
+                 trusted: Checkpoint | None, workers: int, parallel: bool | None) -> None:
         self.root = root
         self.store = LocalSegmentStore(root)
         self.pinned = public
@@ -294,7 +298,7 @@ class _Verifier:
         self.end = end
         self.trusted = trusted
         self.workers = max(1, workers)
-        self.parallel_min_bytes = parallel_min_bytes
+        self.parallel = parallel
         self.tree = MerkleTree()
         self.n_seals = 0
         self.n_checkpoints = 0
@@ -355,7 +359,7 @@ class _Verifier:
     def _plan(self, snapshot: list[tuple[int, int, bool]], parallel: bool) -> list[_Chunk]:
         """Cut segments into chunks that start right after a seal line."""
         total = sum(size for _, size, _ in snapshot)
-        target = max(1 << 20, total // (self.workers * 2) + 1) if parallel else None
+        target = max(_MIN_CHUNK_BYTES, total // (self.workers * 2) + 1) if parallel else None
         chunks = []
         for first, size, _closed in snapshot:
             if self.end is not None and first >= self.end:
@@ -388,8 +392,9 @@ class _Verifier:
         # Worker processes are forked, which is safe only while this process runs no other
         # thread; "spawn" would re-run the caller's __main__ (a server script) in every worker.
         # So with other threads alive (e.g. inside the server) verification stays in-process.
-        parallel = (self.workers > 1 and sum(s for _, s, _ in snapshot) >= self.parallel_min_bytes
-                    and threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods())
+        parallel = (self.workers > 1 and threading.active_count() == 1
+                    and "fork" in multiprocessing.get_all_start_methods()
+                    and (self.parallel if self.parallel is not None else self._worth_forking(snapshot)))
         chunks = self._plan(snapshot, parallel)
         closed = {first: c for first, _, c in snapshot}
         firsts = [first for first, _, _ in snapshot]
@@ -399,9 +404,18 @@ class _Verifier:
         else:
             self._assemble(chunks, map(_verify_chunk, chunks), closed, firsts)
 
+    def _worth_forking(self, snapshot: list[tuple[int, int, bool]]) -> bool:
+        total = sum(size for _, size, _ in snapshot)
+        if total * _SECONDS_PER_BYTE >= _PARALLEL_FROM_SECONDS:
+            return True
+        if total < 64 << 10:
+            return False
+        seals = sum(self.store.read(first, 0, size).count(b"\n" + _SEAL_START) for first, size, _ in snapshot)
+        return total * _SECONDS_PER_BYTE + seals * _SECONDS_PER_SEAL >= _PARALLEL_FROM_SECONDS
+
     def _assemble(self, chunks: list[_Chunk], results, closed: dict[int, bool], firsts: list[int]) -> None:
         seq, prev_hex = 0, self.genesis.hex()
-        for chunk, res in zip(chunks, results):
+        for chunk, res in zip(chunks, results, strict=True):
             first = chunk.segment
             if chunk.start == 0 and first != seq:
                 raise _Problem(seq, f"{chunk.name} starts at record {first}, but the previous segments end before "
@@ -481,7 +495,7 @@ class _Verifier:
 
 def verify_log(root: Path | str, *, public_key: Ed25519PublicKey | bytes | str | Path | None = None,
                start: int | None = None, end: int | None = None, trusted: Checkpoint | None = None,
-               workers: int = 2, parallel_min_bytes: int = PARALLEL_MIN_BYTES) -> VerifyReport:
+               workers: int = 2, parallel: bool | None = None) -> VerifyReport:
     """Verify the audit trail in ``root``; needs no private key.
 
     Parameters
@@ -498,11 +512,11 @@ def verify_log(root: Path | str, *, public_key: Ed25519PublicKey | bytes | str |
         A checkpoint obtained earlier and kept outside the log (a witness). The log must still
         contain it: detects rollback to an older state and rewriting by a key holder.
     workers : int
-        Worker processes for logs of at least ``parallel_min_bytes`` (default 2: the target
-        machine has 2 cores). Smaller logs, and any call made while other threads run in this
-        process (workers are forked), are verified in-process.
-    parallel_min_bytes : int
-        Log size (bytes) from which worker processes are used.
+        Worker processes (default 2: the target machine has 2 cores).
+    parallel : bool, optional
+        Use the worker processes: None (default) when the estimated work (bytes to hash, seals
+        to check) is worth forking for, True always, False never. Calls made while other threads
+        run in this process are always verified in-process (workers are forked).
 
     Returns
     -------
@@ -517,5 +531,5 @@ def verify_log(root: Path | str, *, public_key: Ed25519PublicKey | bytes | str |
     if type(workers) is not int or workers < 1:
         raise ValueError(f"workers: must be a positive integer, got {workers!r}")
     pinned = None if public_key is None else load_public_key(public_key)
-    return _Verifier(Path(root), pinned, start or 0, end, trusted, workers, parallel_min_bytes).run()
+    return _Verifier(Path(root), pinned, start or 0, end, trusted, workers, parallel).run()
 

@@ -129,19 +129,20 @@ def _item_rows(manifest: FeatureManifest) -> pd.DataFrame:
                 row_range = (float(f_lo), float(f_hi), False, False)
             else:
                 row_range = (lo, hi, *s.range_closed)
-            rows.append({"method": method, "feature": s.name, "itemid": itemid, "agg": agg,
+            rows.append({"method": method, "feature": s.name,
+                         "feature_id": manifest.names.index(s.name), "itemid": itemid, "agg": agg,
                          "lo": row_range[0], "hi": row_range[1], "lo_closed": row_range[2],
                          "hi_closed": row_range[3], "fahrenheit": itemid in fahrenheit,
                          "round_digits": round_digits})
-    cols = ["method", "feature", "itemid", "agg", "lo", "hi", "lo_closed", "hi_closed",
-            "fahrenheit", "round_digits"]
+    cols = ["method", "feature", "feature_id", "itemid", "agg", "lo", "hi", "lo_closed",
+            "hi_closed", "fahrenheit", "round_digits"]
     df = pd.DataFrame(rows, columns=cols)
     dup = df.duplicated(["method", "itemid"])
     if dup.any():
         raise ManifestError(f"item id(s) {df.loc[dup, 'itemid'].tolist()} are used by two "
                             "features; each item may feed one feature")
-    return df.astype({"itemid": "int32", "lo": "float64", "hi": "float64",
-                      "round_digits": "Int32"})
+    return df.astype({"itemid": "int32", "feature_id": "int16", "lo": "float64",
+                      "hi": "float64", "round_digits": "Int32"})
 
 
 def _chart_itemids(manifest: FeatureManifest, items: pd.DataFrame
@@ -163,6 +164,16 @@ def _chart_itemids(manifest: FeatureManifest, items: pd.DataFrame
             text.update([_role(s, "verbal")] if m == "gcs" else
                         [i for r, v in src.items() for i in _int_list(s, f"itemids.{r}", v)])
     return sorted(ids), sorted(text)
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a SQL file into statements (DuckDB binds parameters per statement).
+
+    The files end each statement with ';' at the end of a line and hold no ';' elsewhere.
+    """
+    return [st.strip() for st in sql.split(";\n") if st.strip().strip(";").strip()
+            and not all(line.strip().startswith("--") or not line.strip()
+                        for line in st.strip().splitlines())]
 
 
 def _role(s: FeatureSpec, role: str) -> int:
@@ -241,8 +252,9 @@ def extract_features(db: MimicDatabase, cohort: pd.DataFrame, *, manifest: Featu
     t0 = time.perf_counter()
     con.register("clinops_fx_cohort_df", cohort[_COHORT_COLUMNS])
     con.register("clinops_fx_items_df", items)
-    con.register("clinops_fx_chart_itemids_df", pd.DataFrame({"itemid": np.array(chart_ids,
-                                                                                  dtype="int32")}))
+    con.register("clinops_fx_chart_itemids_df", pd.DataFrame({
+        "itemid": np.array(chart_ids, dtype="int32"),
+        "text": np.isin(chart_ids, text_ids)}))
     long_parts: list[pd.DataFrame] = []
     cat_parts: list[pd.DataFrame] = []
     try:
@@ -254,8 +266,8 @@ def extract_features(db: MimicDatabase, cohort: pd.DataFrame, *, manifest: Featu
                     "SELECT * FROM clinops_fx_chart_itemids_df")
         con.execute(sql_text("features_window.sql"), {"window_hours": float(window_hours)})
         step(f"chartevents pass: {len(chart_ids)} item ids, {len(cohort)} stays")
-        con.execute(sql_text("features_chart_stage.sql"),
-                    {"lookback_hours": lookback, "text_itemids": text_ids})
+        for statement in _statements(sql_text("features_chart_stage.sql")):
+            con.execute(statement, {"lookback_hours": lookback})
 
         def run(sql_file: str, params: dict | None = None) -> pd.DataFrame:
             return con.execute(sql_text(sql_file), params or {}).df()
