@@ -779,9 +779,9 @@ def example_cohort(n_stays: int = 3000, *, seed: int, prevalence: float = 0.12) 
 
     Returns
     -------
-    DataFrame, shape (n_stays, 16): ``stay_ref, admit_date, sex, age_years, care_unit,
+    DataFrame, shape (n_stays, 17): ``stay_ref, admit_date, sex, age_years, care_unit,
     admission_type, heart_rate_max, sbp_min, resp_rate_max, spo2_min, temperature_max, gcs_min,
-    creatinine_max, lactate_max, ventilated, vasopressors, died_in_hospital`` (17 columns).
+    creatinine_max, lactate_max, ventilated, vasopressors, died_in_hospital``.
     """
     if not isinstance(n_stays, (int, np.integer)) or n_stays < 10:
         raise ValueError(f"n_stays: must be an integer >= 10, got {n_stays!r}")
@@ -793,7 +793,8 @@ def example_cohort(n_stays: int = 3000, *, seed: int, prevalence: float = 0.12) 
     admit = pd.Timestamp("2019-01-01") + pd.to_timedelta(days, unit="D")
     age = np.clip(np.round(rng.normal(63, 17, n)), 18, 100)
     sex = np.where(rng.random(n) < 0.57, "male", "female")
-    unit = rng.choice(["medical ICU", "surgical ICU", "cardiac ICU", "burns unit"], size=n, p=[0.45, 0.335, 0.20, 0.015])
+    unit = rng.choice(["medical ICU", "surgical ICU", "cardiac ICU", "burns unit"], size=n,
+                      p=[0.45, 0.335, 0.20, 0.015])
     adm = rng.choice(["medical", "emergency surgery", "elective surgery"], size=n, p=[0.55, 0.25, 0.20])
     z = rng.normal(0, 1, n)
     hr = np.clip(np.round(92 + 12 * z + rng.normal(0, 14, n)), 30, 220)

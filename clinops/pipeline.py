@@ -549,8 +549,9 @@ def run_fairness(P: Params, task: str = "primary") -> SimpleNamespace:
                  if not alerts else "\n".join(f"- **ALERT** {a.message}" for a in alerts)
                  + "\n\nAn alert sends the model to human review (Layer 4); it never triggers retraining.")
     out = t.reports_dir / "fairness"
+    # index=True: the (attribute, group) index is what names each row, NOT ESTIMABLE ones included.
     write_table(table, out / "table2", title=f"Table 2: performance by subgroup ({t.title})", data_label=P.data_label,
-                note=f"Bootstrap 95 % CIs, {f['n_boot']} resamples, seed {seed}. Groups with fewer than "
+                index=True, note=f"Bootstrap 95 % CIs, {f['n_boot']} resamples, seed {seed}. Groups with fewer than "
                      f"{f['min_group_size']} stays or one outcome class are reported as not estimable.")
     write_table(gaps, out / "fairness_gaps", title="Fairness gaps with bootstrap 95 % CIs", data_label=P.data_label)
     (out / "alerts.md").write_text(f"# Fairness alerts ({t.title})\n\nData: **{P.data_label}**.\n\n{alerts_md}\n")
@@ -655,8 +656,10 @@ def run_drift(P: Params, task: str = "primary") -> SimpleNamespace:
     scen = pd.DataFrame([scenario.summary()])
     scen["degradation_trigger"] = state.policy.degradation_trigger if hasattr(state.policy, "degradation_trigger") else 0.05
     scen["crosses_trigger"] = scen["relative_drop_vs_full"] >= scen["degradation_trigger"]
-    detection = summary.assign(run="shift at 48 h").reset_index(drop=True)
-    detection = pd.concat([detection, quiet.assign(run=f"no shift, {d['no_shift_days']:g} days")], ignore_index=True)
+    # reset_index() keeps the detector names (the index of stream_summary) as a column.
+    detection = summary.assign(run="shift at 48 h").reset_index()
+    detection = pd.concat([detection, quiet.assign(run=f"no shift, {d['no_shift_days']:g} days").reset_index()],
+                          ignore_index=True)
     gov = pd.DataFrame([e.to_dict() if hasattr(e, "to_dict") else dict(e) for e in state.history])
     stream_fig = drift.plot_stream(timeline, alarms, change_at_hours=change_at)
     psi_fig = drift.plot_psi_over_time(timeline, change_at_hours=change_at)

@@ -18,7 +18,7 @@ import yaml
 
 from clinops import cohort_table
 from clinops.cohort_table import CohortTableError, make_task_table
-from clinops.config import load_params
+from clinops.config import Params, load_params
 from clinops.features import FeatureManifest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -269,7 +269,7 @@ def test_categorical_without_categories_lists_the_values(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # files: lineage description, atomic write
 # ---------------------------------------------------------------------------------------------
-def _params(tmp_path: Path, table: dict, **sections) -> "object":
+def _params(tmp_path: Path, table: dict, **sections) -> Params:
     raw = {"extends": str(EXAMPLE_PARAMS), "name": "own-test", "build_dir": str(tmp_path / "build"),
            "reports_dir": str(tmp_path / "reports"), "data": {"source": "table", "table": table}}
     raw.update(sections)
@@ -360,12 +360,17 @@ def test_whole_chain_on_the_example_table(tmp_path):
     assert not burns["estimable"] and np.isnan(burns["auroc"])
     assert "NOT ESTIMABLE: n=22 < min_group_size=30" in burns["note"]
     assert all("burns unit" not in (a.group_a, a.group_b) for a in fair.alerts)
+    # The report names the group on its NOT ESTIMABLE row, before training and in Table 2.
     groups_md = (tmp_path / "reports" / "cohort" / "sensitive_groups.md").read_text()
-    assert "NOT ESTIMABLE: n=22 < min_group_size=30" in groups_md
+    assert "| care_unit | burns unit | 22 | 2 | NOT ESTIMABLE: n=22 < min_group_size=30 |" in groups_md
+    t2_md = (tmp_path / "reports" / "fairness" / "table2.md").read_text()
+    assert any(line.startswith("| care_unit | burns unit | 22 |") and "NOT ESTIMABLE" in line
+               for line in t2_md.splitlines())
 
     drift = pipeline.run_drift(P, "primary")
     scen = drift.scenario.iloc[0]
     assert scen["column"] == "ventilated" and scen["prevalence_after"] == pytest.approx(0.72, abs=0.01)
+    assert {"adwin", "page_hinkley"} <= set(drift.detection["detector"])
 
     comparison = write_paper_comparison(P.build_dir, P.reports_dir, data_label=P.data_label, source=P.source)
     assert "Not produced" in comparison.read_text()

@@ -131,7 +131,12 @@ def test_sha256_streams_and_caches_by_size_and_mtime(mimic_dir, tmp_path):
 def test_convert_to_parquet_round_trip(mimic_dir, tmp_path):
     out = tmp_path / "pq"
     seen = []
-    counts = convert_to_parquet(mimic_dir, out, progress=lambda t, i, n: seen.append((t, i, n)))
+    counts = convert_to_parquet(mimic_dir, out, progress=lambda t, i, n: seen.append((t, i, n)),
+                                hash_cache=tmp_path / "c.json")
+    meta = json.loads((out / "clinops_convert.json").read_text())
+    adm = mimic_dir / "hosp" / "admissions.csv.gz"
+    assert meta["source_sha256"]["hosp/admissions.csv.gz"] == hashlib.sha256(
+        adm.read_bytes()).hexdigest()
     assert counts["mimiciv_hosp.admissions"] == 2 and counts["mimiciv_icu.chartevents"] == 0
     assert [s[1] for s in seen] == list(range(1, len(seen) + 1)) and seen[0][2] == len(seen)
     assert (out / "hosp" / "admissions.parquet").is_file()
@@ -148,7 +153,7 @@ def test_convert_to_parquet_round_trip(mimic_dir, tmp_path):
                                           .removesuffix(".csv.gz").split("/")
                                           for p in mimic_dir.rglob("*.csv.gz")]}
     with pytest.raises(FileExistsError):
-        convert_to_parquet(mimic_dir, out)
+        convert_to_parquet(mimic_dir, out, hash_cache=tmp_path / "c.json")
 
 
 def test_convert_clusters_events_by_itemid_reproducibly(tmp_path):
@@ -156,8 +161,8 @@ def test_convert_clusters_events_by_itemid_reproducibly(tmp_path):
               "charttime": f"2150-01-01 {i % 24:02d}:00:00", "valuenum": i}
              for i, item in enumerate([220277, 220045, 223762, 220045, 220277, 220045] * 3)]
     src = mimic_tables.write_mimic(tmp_path / "m", {"mimiciv_icu.chartevents": chart})
-    convert_to_parquet(src, tmp_path / "a")
-    convert_to_parquet(src, tmp_path / "b")
+    convert_to_parquet(src, tmp_path / "a", hash_cache=tmp_path / "c.json")
+    convert_to_parquet(src, tmp_path / "b", hash_cache=tmp_path / "c.json")
     with open_mimic(tmp_path / "a", hash_cache=tmp_path / "c.json") as a, \
             open_mimic(tmp_path / "b", hash_cache=tmp_path / "c.json") as b:
         assert a.file_sha256() == b.file_sha256()  # same bytes: lineage hashes are stable
@@ -165,7 +170,7 @@ def test_convert_clusters_events_by_itemid_reproducibly(tmp_path):
             "SELECT itemid FROM read_parquet(?)", [str(a.files["mimiciv_icu.chartevents"])]
         ).fetchall()]
         assert items == sorted(items) and len(items) == 18
-    convert_to_parquet(src, tmp_path / "c", sort_events=False)
+    convert_to_parquet(src, tmp_path / "c", sort_events=False, hash_cache=tmp_path / "c.json")
     with open_mimic(tmp_path / "c", hash_cache=tmp_path / "c.json") as c:
         items = [r[0] for r in c.con.execute(
             "SELECT itemid FROM read_parquet(?)", [str(c.files["mimiciv_icu.chartevents"])]
@@ -181,7 +186,7 @@ def test_convert_is_atomic_on_failure(mimic_dir, tmp_path):
         fh.write("1,10,100,MICU,MICU,not-a-time,2150-01-02 00:00:00,1.0\n")
     out = tmp_path / "pq"
     with pytest.raises(duckdb.Error):
-        convert_to_parquet(mimic_dir, out)
+        convert_to_parquet(mimic_dir, out, hash_cache=tmp_path / "c.json")
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".pq.tmp")]
 
