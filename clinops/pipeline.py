@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 
 from clinops.config import Params, _deep_merge, load_params
-from clinops.report import record_values, to_markdown, write_paper_comparison, write_table
+from clinops.report import (record_values, to_markdown, write_paper_comparison, write_paper_consistency,
+                            write_table)
 
 log = logging.getLogger("clinops.pipeline")
 
@@ -380,9 +381,11 @@ def run_model_selection(P: Params, task: str = "primary") -> SimpleNamespace:
     X_train, y_train = X[train], y[train]
 
     progress(f"stage 1: {len(m.get('candidates', []))} candidates, {m['cv_folds']}-fold CV on {train.sum():,} rows")
-    candidates = modeling.cross_validate_candidates(X_train, y_train, n_splits=m["cv_folds"], seed=seed,
-                                                    models={k: v for k, v in modeling.candidate_models(seed).items()
-                                                            if k in m.get("candidates", [k])})
+    discrete = modeling.discrete_mask(manifest)
+    candidates = modeling.cross_validate_candidates(
+        X_train, y_train, n_splits=m["cv_folds"], seed=seed, manifest=manifest,
+        models={k: v for k, v in modeling.candidate_models(seed, discrete=discrete).items()
+                if k in m.get("candidates", [k])})
     progress(f"stage 2: random search, {m['n_iter']} configurations")
     best, search = modeling.random_search_xgb(
         X_train, y_train, n_iter=m["n_iter"], n_splits=m["cv_folds"], seed=seed, manifest=manifest,
@@ -780,6 +783,8 @@ def _main(argv: list[str]) -> int:
     elif args.step == "compare":
         path = write_paper_comparison(P.build_dir, P.reports_dir, data_label=P.data_label, source=P.source)
         print(f"wrote {path}")
+        if P.source != "table":
+            print(f"wrote {write_paper_consistency(P.reports_dir)}")
     elif args.step == "registered":
         print(task_config(P, "primary").settings["mlflow"]["registered_model"])
     elif args.step == "name":

@@ -120,3 +120,66 @@ def write_paper_comparison(build_dir: str | Path, reports_dir: str | Path, *, da
     _, md = write_table(df, reports_dir / "paper_comparison", title="Paper comparison",
                         data_label=data_label, note=note)
     return md
+
+
+def _implied_ppv(sens: float, spec: float, prevalence: float) -> float:
+    """PPV from Bayes' rule: sens * p / (sens * p + (1 - spec) * (1 - p))."""
+    tp, fp = sens * prevalence, (1 - spec) * (1 - prevalence)
+    return tp / (tp + fp)
+
+
+def _implied_prevalence(sens: float, spec: float, ppv: float) -> float:
+    """The prevalence at which (sens, spec) give this PPV (Bayes' rule solved for p)."""
+    return ppv * (1 - spec) / (sens * (1 - ppv) + ppv * (1 - spec))
+
+
+def paper_consistency() -> pd.DataFrame:
+    """Arithmetic checks of the paper's own numbers against each other (no data involved).
+
+    Sensitivity, specificity, PPV and prevalence are tied by Bayes' rule, so three of them fix
+    the fourth; counts and rates are tied by division. A check fails when the paper's stated value
+    differs from the value its other numbers imply by more than rounding allows (0.005).
+    """
+    v = {row["id"]: row["paper"] for row in paper_values()}
+    rows = []
+
+    def add(check: str, stated: float, implied: float, how: str) -> None:
+        rows.append({"check": check, "paper states": stated, "implied by the paper's other numbers": implied,
+                     "how": how, "consistent": abs(stated - implied) <= 0.005})
+
+    add("mortality prevalence", v["prevalence"], v["positives_n"] / v["cohort_n"], "2,694 / 23,841")
+    add("train + test = cohort", v["cohort_n"], v["cohort_train_n"] + v["cohort_test_n"], "16,751 + 7,090")
+    add("test PPV at 0.40 (overall)", v["test_ppv"],
+        _implied_ppv(v["test_sensitivity"], v["test_specificity"], v["prevalence"]),
+        "Bayes: sensitivity 0.781, specificity 0.833, prevalence 0.113")
+    rows.append({"check": "prevalence that would give the stated overall PPV", "paper states": v["prevalence"],
+                 "implied by the paper's other numbers": _implied_prevalence(v["test_sensitivity"],
+                                                                             v["test_specificity"], v["test_ppv"]),
+                 "how": "Bayes solved for prevalence", "consistent": False})
+    add("readmission rate", v["readm_prevalence"], v["readm_positives_n"] / v["readm_cohort_n"], "4,681 / 31,847")
+    add("readmission PPV", v["readm_ppv"],
+        _implied_ppv(v["readm_sensitivity"], v["readm_specificity"], v["readm_prevalence"]),
+        "Bayes: sensitivity 0.712, specificity 0.801, prevalence 0.147")
+    add("drift relative AUROC drop", v["drift_relative_drop"],
+        (v["drift_auroc_before"] - v["drift_auroc_after"]) / v["drift_auroc_before"], "(0.847 - 0.793) / 0.847")
+    add("largest AUROC gap (Table 2)", v["max_auroc_gap"], v["t2_auroc_65_79"] - v["t2_auroc_18_44"], "0.853 - 0.821")
+    add("PPV difference by sex", v["ppd_sex"], v["t2_ppv_male"] - v["t2_ppv_female"], "0.624 - 0.597")
+    ages = ["18_44", "45_64", "65_79", "80plus"]
+    add("PPV difference by age group", v["ppd_age"],
+        max(v[f"t2_ppv_{a}"] for a in ages) - min(v[f"t2_ppv_{a}"] for a in ages), "max - min of Table 2 PPVs")
+    add("equalized-odds difference by age (TPR part)", v["eod_age"],
+        max(v[f"t2_sens_{a}"] for a in ages) - min(v[f"t2_sens_{a}"] for a in ages), "max - min of Table 2 sensitivities")
+    return pd.DataFrame(rows)
+
+
+def write_paper_consistency(reports_dir: str | Path) -> Path:
+    """``paper_consistency.md``: where the paper's numbers contradict each other, with the arithmetic."""
+    df = paper_consistency()
+    note = ("Only the paper's own numbers enter these checks. Sensitivity, specificity and prevalence "
+            "fix the PPV (Bayes' rule): the paper's PPVs (0.612 for mortality, 0.431 for readmission) "
+            "are higher than its own sensitivities, specificities and prevalences allow, so at least one "
+            "of those numbers cannot be what the paper's pipeline produced. Our reports compute all four "
+            "from the same predictions, so they are consistent by construction.")
+    _, md = write_table(df, Path(reports_dir) / "paper_consistency", title="Consistency of the paper's numbers",
+                        data_label="the paper's published values (no data)", note=note)
+    return md

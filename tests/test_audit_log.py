@@ -235,6 +235,10 @@ def test_read_only_auditor_without_private_keys(trail: AuditTrail, tmp_path: Pat
             ro.show("pred-0")
         with pytest.raises(PermissionError, match="read-only"):
             ro.append("review", {"requester": "x"})
+    # The auditor can still hand out a proof: a stored checkpoint covers the record.
+    assert cli_main(["prove", "0", "--root", str(copy), "--out", str(tmp_path / "p.json")]) == 0
+    assert "record 0 (prediction" in verify_bundle(tmp_path / "p.json", copy / "signing.pub")
+    assert not (copy / "private").exists()
 
 
 def test_use_after_fork_is_refused(trail: AuditTrail) -> None:

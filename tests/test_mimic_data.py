@@ -161,8 +161,8 @@ def test_convert_clusters_events_by_itemid_reproducibly(tmp_path):
               "charttime": f"2150-01-01 {i % 24:02d}:00:00", "valuenum": i}
              for i, item in enumerate([220277, 220045, 223762, 220045, 220277, 220045] * 3)]
     src = mimic_tables.write_mimic(tmp_path / "m", {"mimiciv_icu.chartevents": chart})
-    convert_to_parquet(src, tmp_path / "a", hash_cache=tmp_path / "c.json")
-    convert_to_parquet(src, tmp_path / "b", hash_cache=tmp_path / "c.json")
+    convert_to_parquet(src, tmp_path / "a", hash_cache=tmp_path / "c.json", sort_events=True)
+    convert_to_parquet(src, tmp_path / "b", hash_cache=tmp_path / "c.json", sort_events=True)
     with open_mimic(tmp_path / "a", hash_cache=tmp_path / "c.json") as a, \
             open_mimic(tmp_path / "b", hash_cache=tmp_path / "c.json") as b:
         assert a.file_sha256() == b.file_sha256()  # same bytes: lineage hashes are stable
@@ -170,7 +170,7 @@ def test_convert_clusters_events_by_itemid_reproducibly(tmp_path):
             "SELECT itemid FROM read_parquet(?)", [str(a.files["mimiciv_icu.chartevents"])]
         ).fetchall()]
         assert items == sorted(items) and len(items) == 18
-    convert_to_parquet(src, tmp_path / "c", sort_events=False, hash_cache=tmp_path / "c.json")
+    convert_to_parquet(src, tmp_path / "c", hash_cache=tmp_path / "c.json")  # default: stream
     with open_mimic(tmp_path / "c", hash_cache=tmp_path / "c.json") as c:
         items = [r[0] for r in c.con.execute(
             "SELECT itemid FROM read_parquet(?)", [str(c.files["mimiciv_icu.chartevents"])]

@@ -355,35 +355,3 @@ def test_evaluate_rejects_bad_input():
 
 
 # ------------------------------------------------------------------------------ paper scale
-@pytest.mark.slow
-def test_model_selection_time_budget_at_paper_scale():
-    """Stage 1 + stage 2 on 17,000 x 17 (paper settings) fit in 4 minutes on 2 idle cores.
-
-    The machine is shared, so the check is on CPU seconds (this process and its workers)
-    divided by the 2 cores the workers use, which contention does not inflate the way it
-    inflates wall time; wall time is printed for the record.
-    """
-    import psutil
-
-    def cpu_seconds() -> float:
-        procs = [psutil.Process(), *psutil.Process().children(recursive=True)]
-        total = 0.0
-        for proc in procs:
-            try:
-                t = proc.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                pass
-        return total
-
-    rng = np.random.default_rng(0)
-    n, p = 17_000, 17
-    X = rng.normal(size=(n, p))
-    y = (rng.random(n) < 1 / (1 + np.exp(-(X[:, :5] @ [1, .8, .6, .4, .3] - 2.3)))).astype(int)
-    X[rng.random(X.shape) < 0.1] = np.nan
-    wall0, cpu0 = time.perf_counter(), cpu_seconds()
-    modeling.cross_validate_candidates(X, y, seed=0, n_jobs=2)
-    modeling.random_search_xgb(X, y, n_iter=100, seed=0, n_jobs=2)
-    wall, cpu = time.perf_counter() - wall0, cpu_seconds() - cpu0
-    print(f"stage 1 + 2 at 17,000 x 17: wall {wall:.0f} s, CPU {cpu:.0f} s")
-    assert cpu / 2 < 240

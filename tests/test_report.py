@@ -39,3 +39,15 @@ def test_unknown_ids_are_refused(tmp_path):
 def test_custom_cohort_has_no_comparison(tmp_path):
     path = write_paper_comparison(tmp_path, tmp_path / "r", data_label="user table", source="table")
     assert "Not produced" in path.read_text()
+
+
+def test_paper_consistency_flags_the_ppv_contradiction():
+    from clinops.report import _implied_ppv, paper_consistency
+
+    # Bayes' rule on a case worked by hand: sens 0.8, spec 0.9, prevalence 0.1 -> 0.08 / (0.08 + 0.09)
+    assert _implied_ppv(0.8, 0.9, 0.1) == pytest.approx(0.08 / 0.17)
+    df = paper_consistency().set_index("check")
+    row = df.loc["test PPV at 0.40 (overall)"]
+    assert row["implied by the paper's other numbers"] == pytest.approx(0.373, abs=0.001)
+    assert not row["consistent"]
+    assert df.loc["mortality prevalence", "consistent"] and df.loc["drift relative AUROC drop", "consistent"]

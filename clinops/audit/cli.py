@@ -90,21 +90,26 @@ def _run(args: argparse.Namespace) -> int:
     if cmd == "check-proof":
         print(verify_bundle(args.bundle, args.public_key))
         return 0
-    if cmd in ("show",):
+    if cmd == "show":
         with AuditTrail.open(args.root, read_only=True) as trail:
             print(json.dumps(trail.show(args.prediction_id, decrypt=not args.no_decrypt), indent=2))
         return 0
+    if cmd == "prove":
+        if args.consistency is None and args.seq is None:
+            raise ValueError("prove: give a record number N, or --consistency OLD_CHECKPOINT")
+        old = Checkpoint.from_bytes(args.consistency.read_bytes()) if args.consistency is not None else None
+        # Read-only when a stored checkpoint suffices (an auditor needs no keys); a writer otherwise.
+        for read_only in (True, False):
+            with AuditTrail.open(args.root, create=False, read_only=read_only) as trail:
+                latest = trail.latest_checkpoint()
+                if read_only and (latest is None or (old is None and latest.size <= args.seq)):
+                    continue
+                bundle = trail.prove(args.seq) if old is None else trail.consistency_proof(old, latest)
+                break
+        _emit(json.dumps(bundle, indent=1), args.out)
+        return 0
     with AuditTrail.open(args.root, create=False) as trail:
-        if cmd == "prove":
-            if args.consistency is not None:
-                old = Checkpoint.from_bytes(args.consistency.read_bytes())
-                bundle = trail.consistency_proof(old)
-            elif args.seq is None:
-                raise ValueError("prove: give a record number N, or --consistency OLD_CHECKPOINT")
-            else:
-                bundle = trail.prove(args.seq)
-            _emit(json.dumps(bundle, indent=1), args.out)
-        elif cmd == "erase":
+        if cmd == "erase":
             receipt = trail.erase(args.subject, requester=args.requester)
             print(f"erased: pseudonym mapping and data keys destroyed; logged as record {receipt.seq}")
         elif cmd == "retention":

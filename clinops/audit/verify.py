@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+from binascii import hexlify
+from hashlib import sha256
 import multiprocessing
 import os
 import threading
@@ -140,7 +142,7 @@ def _verify_chunk(chunk: _Chunk) -> _ChunkResult:
     public = Ed25519PublicKey.from_public_bytes(chunk.public)
     res = _ChunkResult(seq0=chunk.seq0)
     leaves = bytearray()
-    seq, prev_hex = chunk.seq0, None
+    seq, prev_hex = chunk.seq0, None       # prev_hex: hex text of the last leaf hash, as bytes
     commit_first: int | None = None
     lo, hi = chunk.range_start, chunk.range_end
     name = chunk.name
@@ -155,16 +157,16 @@ def _verify_chunk(chunk: _Chunk) -> _ChunkResult:
             if line.startswith(_RECORD_START):
                 if prev_hex is None:
                     res.first_prev = _first_prev(line, seq, name)
-                elif not line.startswith(rf.record_prefix(seq, prev_hex)):
+                elif not line.startswith(b'{"seq":%d,"prev":"%s",' % (seq, prev_hex)):
                     _bad_link(line, seq, data, pos, name, chunk, public)
                 if seq >= lo and (hi is None or seq < hi):
                     why = rf.check_record_layout(line)
                     if why is not None:
                         raise _Problem(seq, f"record {seq} is malformed: {why}")
                     res.n_checked += 1
-                h = hashlib.sha256(b"\x00" + line).digest()
+                h = sha256(b"\x00" + line).digest()
                 leaves += h
-                prev_hex = h.hex()
+                prev_hex = hexlify(h)
                 if commit_first is None:
                     commit_first = seq
                 seq += 1
@@ -173,7 +175,7 @@ def _verify_chunk(chunk: _Chunk) -> _ChunkResult:
                     raise _Problem(seq, f"{name} byte {chunk.start + pos}: a seal with no record before it "
                                         "(duplicated or inserted seal)")
                 assert prev_hex is not None
-                _check_seal(line, commit_first, seq, prev_hex, chunk, public, verify_sig=seq - 1 >= lo)
+                _check_seal(line, commit_first, seq, prev_hex.decode(), chunk, public, verify_sig=seq - 1 >= lo)
                 if commit_first == chunk.seq0:
                     res.first_commit_authentic = True
                 res.n_seals += seq - 1 >= lo
@@ -192,7 +194,7 @@ def _verify_chunk(chunk: _Chunk) -> _ChunkResult:
         res.problem = (p.seq, p.text)
     res.n_records = seq - chunk.seq0
     res.leaves = bytes(leaves)
-    res.last_hash = prev_hex
+    res.last_hash = None if prev_hex is None else prev_hex.decode()
     return res
 
 

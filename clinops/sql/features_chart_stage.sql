@@ -4,8 +4,9 @@
 -- window. Two passes: the numeric items (clinops_fx_chart_itemids.text = false) without the
 -- text columns, then the few items read as text (GCS verbal, ventilator modes, O2 devices)
 -- with value and storetime. Reading the text column only for those items is what keeps this
--- fast; on a parquet copy clustered by itemid (clinops convert) the second pass reads only
--- their row groups. Every chartevents-based feature then reads clinops_fx_chart.
+-- fast; on a parquet copy clustered by itemid (clinops convert --sort-events) the second
+-- pass reads only their row groups. Every chartevents-based feature then reads
+-- clinops_fx_chart.
 -- Needs clinops_fx_window, clinops_fx_chart_itemids(itemid, text).
 -- Parameter: $lookback_hours DOUBLE.
 CREATE OR REPLACE TEMP TABLE clinops_fx_chart AS
