@@ -49,7 +49,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
+
+from clinops.policy import PolicyError, read_policy
 
 __all__ = [
     "PSI_EPS",
@@ -557,10 +558,6 @@ def prevalence_shift_scenario(predict_proba: Callable[[pd.DataFrame], Any], X: p
 # policy
 
 
-class PolicyError(ValueError):
-    """A policy file breaks a rule; the message names the file, the key and the rule."""
-
-
 @dataclass(frozen=True)
 class DriftPolicy:
     """Detector settings (``params/policies/drift.yaml``); see that file for the reasons.
@@ -610,13 +607,7 @@ class DriftPolicy:
     def load(cls, path: str | Path, *, task: str | None = None) -> "DriftPolicy":
         """Read ``drift.yaml`` (sections ``psi``, ``adwin``, ``page_hinkley``, optional ``tasks``)."""
         p = Path(path)
-        raw = yaml.safe_load(p.read_text()) or {}
-        tasks = raw.pop("tasks", {}) or {}
-        if task is not None:
-            if task not in tasks:
-                raise PolicyError(f"{p}: tasks.{task}: no such task; defined: {sorted(tasks)}")
-            for sec, vals in (tasks[task] or {}).items():
-                raw[sec] = {**(raw.get(sec) or {}), **(vals or {})}
+        raw = read_policy(p, task)
         prefixes = {"psi": "psi_", "adwin": "adwin_", "page_hinkley": "ph_"}
         unknown = set(raw) - set(prefixes)
         if unknown:

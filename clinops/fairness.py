@@ -52,7 +52,8 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-import yaml
+
+from clinops.policy import PolicyError, read_policy
 
 __all__ = [
     "TABLE_METRICS",
@@ -563,10 +564,6 @@ def fairness_gaps(y_true: Any, prob: Any, sensitive: Any, *, threshold: float, n
 # policy and alerts
 
 
-class PolicyError(ValueError):
-    """A policy file breaks a rule; the message names the file, the key and the rule."""
-
-
 @dataclass(frozen=True)
 class FairnessPolicy:
     """Fairness alert rules (``params/policies/fairness.yaml``).
@@ -596,7 +593,7 @@ class FairnessPolicy:
     @classmethod
     def load(cls, path: str | Path, *, task: str | None = None) -> "FairnessPolicy":
         """Read a policy YAML; ``task`` applies that entry of its ``tasks:`` overrides."""
-        raw = _read_policy(path, task)
+        raw = read_policy(path, task)
         _validate_fairness_policy(raw, str(path))
         return cls(pairwise_gap_limits=dict(raw.get("pairwise_gap_limits", {})),
                    disparity_limits=dict(raw.get("disparity_limits", {})),
@@ -626,25 +623,6 @@ def _validate_fairness_policy(raw: Mapping[str, Any], where: str) -> None:
     mgs = raw.get("min_group_size", 30)
     if not isinstance(mgs, int) or isinstance(mgs, bool) or mgs < 1:
         raise PolicyError(f"{where}: min_group_size: must be a positive integer, got {mgs!r}")
-
-
-def _read_policy(path: str | Path, task: str | None) -> dict[str, Any]:
-    """YAML policy with optional ``tasks: {name: {overrides}}``; returns the merged mapping."""
-    p = Path(path)
-    with p.open() as fh:
-        raw = yaml.safe_load(fh) or {}
-    if not isinstance(raw, dict):
-        raise PolicyError(f"{p}: must be a YAML mapping")
-    tasks = raw.pop("tasks", {}) or {}
-    if task is not None:
-        if task not in tasks:
-            raise PolicyError(f"{p}: tasks.{task}: no such task; defined: {sorted(tasks)}")
-        for key, value in (tasks[task] or {}).items():
-            if isinstance(value, dict) and isinstance(raw.get(key), dict):
-                raw[key] = {**raw[key], **value}
-            else:
-                raw[key] = value
-    return raw
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
+
+from clinops.policy import PolicyError, read_policy
 
 __all__ = [
     "ModelState",
@@ -120,10 +121,6 @@ ESCALATION_REASONS: tuple[str, ...] = (
 
 class GovernanceError(RuntimeError):
     """A governance action was refused (wrong role, wrong state, missing note, ...)."""
-
-
-class PolicyError(ValueError):
-    """A policy file breaks a rule; the message names the file, the key and the rule."""
 
 
 def _utcnow() -> datetime:
@@ -232,14 +229,7 @@ class GovernancePolicy:
         ``fairness_policy`` is resolved relative to the governance file's folder.
         """
         p = Path(path)
-        raw = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(raw, dict):
-            raise PolicyError(f"{p}: must be a YAML mapping")
-        tasks = raw.pop("tasks", {}) or {}
-        if task is not None:
-            if task not in tasks:
-                raise PolicyError(f"{p}: tasks.{task}: no such task; defined: {sorted(tasks)}")
-            raw.update(tasks[task] or {})
+        raw = read_policy(p, task)
         flat: dict[str, Any] = {}
         for key, value in raw.items():
             if key == "escalation":

@@ -51,7 +51,8 @@ def _progress(stage: str):
     start = time.monotonic()
 
     def report(*args: Any) -> None:
-        msg = " ".join(str(a) for a in args)
+        # Callbacks report (message) or (message, fraction done); show fractions as percentages.
+        msg = " ".join(f"{a:.0%}" if isinstance(a, float) and 0 <= a <= 1 else str(a) for a in args)
         print(f"[{stage} {time.monotonic() - start:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
     return report
