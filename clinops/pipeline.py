@@ -682,13 +682,11 @@ def run_drift(P: Params, task: str = "primary") -> SimpleNamespace:
              "a drift alarm opens a human review; a degradation above the trigger suspends the model until a "
              "reviewer resumes it.")
     if t.comparison and not t.id_prefix:
-        det = summary.set_index("detector") if "detector" in summary else None
         values = {"drift_auroc_before": scenario.auroc_full, "drift_auroc_after": scenario.auroc_after,
                   "drift_relative_drop": scenario.relative_drop_vs_full}
-        if det is not None and "delay_hours" in det:
-            delays = det["delay_hours"].dropna()
-            if len(delays):
-                values["drift_detection_hours"] = float(delays.min())
+        first = summary.loc["any", "delay_hours"] if "any" in summary.index else float("nan")
+        if pd.notna(first):
+            values["drift_detection_hours"] = float(first)  # first alarm of any detector after the change
         record_values(P.build_dir, f"drift_{t.key}", values)
     return SimpleNamespace(scenario=scen, detection=detection, stream_figure=stream_fig, psi_figure=psi_fig,
                            governance=gov, notes=notes, alarms=alarms, timeline=timeline)

@@ -93,10 +93,14 @@ def paper_comparison(build_dir: str | Path, *, data_label: str) -> pd.DataFrame:
         diff = None
         if isinstance(ours, (int, float)) and isinstance(item["paper"], (int, float)):
             diff = ours - item["paper"]
+        if item.get("kind") == "count" and isinstance(ours, float) and ours.is_integer():
+            ours, diff = int(ours), int(diff)
+        short = "synthetic" if "synthetic" in data_label.lower() else data_label
         rows.append({"quantity": item["quantity"], "paper section": item["section"],
                      "paper": item["paper"], "this run": ours, "difference": diff,
-                     "data": data_label if ours is not None else "not computed"})
-    return pd.DataFrame(rows)
+                     "data": short if ours is not None else "not computed"})
+    # object dtype keeps counts as integers in the Markdown (no "5.000" for a tree depth)
+    return pd.DataFrame(rows, dtype=object)
 
 
 def write_paper_comparison(build_dir: str | Path, reports_dir: str | Path, *, data_label: str,
