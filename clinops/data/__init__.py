@@ -1,0 +1,1 @@
+"""Data sources: the synthetic MIMIC-IV generator and MIMIC-IV directories opened in DuckDB."""
