@@ -1,4 +1,4 @@
-"""ICU cohort, mortality label and temporal split (docs/architecture.md "ICU cohort").
+"""ICU cohort, mortality label and temporal split (clinops/docs/architecture.md "ICU cohort").
 
 The inclusion/exclusion logic is SQL (``clinops/sql/icu_cohort.sql``) over the MIMIC-IV views
 of :mod:`clinops.data.mimic`; the same file runs on the synthetic data and on real MIMIC-IV.
@@ -90,7 +90,7 @@ def build_icu_cohort(db: MimicDatabase, *, min_age: float = 18, min_icu_los_hour
         death_time, hospital_expire_flag``, sorted by ``stay_id``.
     flow : pandas.DataFrame
         Seven rows ``step, criterion, n_remaining, n_excluded`` (ICU stays), in the order of
-        docs/architecture.md.
+        clinops/docs/architecture.md.
 
     Raises
     ------

@@ -2,7 +2,7 @@
 
 The paper's secondary validation (section "Secondary validation: 30-day readmission
 prediction") reuses the mortality pipeline's modules unchanged; only the data layer differs.
-This module is that data layer. The definitions follow docs/architecture.md ("Readmission
+This module is that data layer. The definitions follow clinops/docs/architecture.md ("Readmission
 cohort"):
 
 * **Index admissions**: adults (age at admission >= 18), discharged alive, whose discharging

@@ -1,7 +1,7 @@
 """Calibration targets of the synthetic MIMIC-IV (issue #2), measured with plain SQL.
 
 The figures come from :func:`clinops.data.synth.calibration.measure`, an SQL count over the
-raw ``.csv.gz`` files that follows docs/architecture.md (cohort steps 1-8, the default label,
+raw ``.csv.gz`` files that follows clinops/docs/architecture.md (cohort steps 1-8, the default label,
 the temporal split, missing-feature and ventilation definitions, the readmission cohort).
 
 - ``test_quick_scale_targets`` (default run, scale 0.05): the same targets with tolerances

@@ -1,4 +1,4 @@
-"""Layer 3: a tamper-evident, erasable audit trail (docs/audit.md).
+"""Layer 3: a tamper-evident, erasable audit trail (clinops/docs/audit.md).
 
 Records are hash-chained, sealed per commit with Ed25519, and covered by RFC 6962 Merkle
 checkpoints with inclusion and consistency proofs; feature payloads are encrypted with

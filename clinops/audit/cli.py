@@ -22,7 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--root", type=Path, default=Path(os.environ.get("CLINOPS_AUDIT_ROOT", "audit")),
                         help="audit trail directory (default: $CLINOPS_AUDIT_ROOT or ./audit)")
-    parser = argparse.ArgumentParser(prog="clinops audit", description="The tamper-evident, erasable audit trail (docs/audit.md).")
+    parser = argparse.ArgumentParser(prog="clinops audit", description="The tamper-evident, erasable audit trail (clinops/docs/audit.md).")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("verify", parents=[common], help="verify records, links, seals, tree and checkpoints")

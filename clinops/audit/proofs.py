@@ -2,7 +2,7 @@
 
 :meth:`clinops.audit.AuditTrail.prove` and :meth:`~clinops.audit.AuditTrail.consistency_proof`
 produce JSON bundles; :func:`verify_bundle` checks one without the log, the private keys or
-network access. This file needs only ``hashlib``, ``json`` and ``cryptography``; docs/audit.md
+network access. This file needs only ``hashlib``, ``json`` and ``cryptography``; clinops/docs/audit.md
 shows the same check done by hand.
 """
 from __future__ import annotations

@@ -14,7 +14,7 @@ record can be linked back to a patient, and because it must be able to forget:
 
 Deletion uses ``PRAGMA secure_delete`` and truncates the write-ahead log afterwards, so the key
 bytes are overwritten in the database files. Copies outside them (backups, snapshots, SSD
-wear-levelling) are out of reach of any library: see docs/audit.md, "Threat model".
+wear-levelling) are out of reach of any library: see clinops/docs/audit.md, "Threat model".
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Byte formats of the log: header, record lines, seal lines, checkpoints; input validation.
 
 Every format is plain ASCII so it can be read, hashed and checked with standard tools. The
-formats are specified in docs/audit.md ("File formats"); this module is their one implementation.
+formats are specified in clinops/docs/audit.md ("File formats"); this module is their one implementation.
 
 Record line (one JSON object on one line, keys in exactly this order)::
 

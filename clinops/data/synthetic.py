@@ -2,9 +2,9 @@
 
 Writes a directory laid out like PhysioNet's MIMIC-IV v2.2 (``hosp/*.csv.gz``,
 ``icu/*.csv.gz``, v2.2 columns in DDL order) whose patients are invented. ``scale=1`` is paper
-scale: after the cohort rules of docs/architecture.md it holds 23,841 ICU stays (16,751 in
+scale: after the cohort rules of clinops/docs/architecture.md it holds 23,841 ICU stays (16,751 in
 2008-2016, 7,090 in 2017-2019) and a 30-day readmission cohort of about 31,847 MED discharges.
-What is modelled and what is not: docs/synthetic.md.
+What is modelled and what is not: clinops/docs/synthetic.md.
 
 The output is written to a temporary sibling directory and renamed into place at the end, so
 a failed or interrupted run leaves nothing at ``out_dir``. The same (scale, seed) gives
@@ -125,7 +125,7 @@ def generate(out_dir: str | os.PathLike, *, scale: float = 1.0, seed: int,
             "rows": rows,
             "note": ("SYNTHETIC DATA: invented patients laid out like MIMIC-IV v2.2 "
                      "(PhysioNet). Not real patients and not derived from MIMIC-IV records; "
-                     "see docs/synthetic.md for what is modelled and what is not."),
+                     "see clinops/docs/synthetic.md for what is modelled and what is not."),
         }
         (tmp / "SYNTHETIC.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         if out.exists():

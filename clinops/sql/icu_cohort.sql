@@ -1,4 +1,4 @@
--- ICU cohort for the mortality task: docs/architecture.md "ICU cohort", steps 1-7.
+-- ICU cohort for the mortality task: clinops/docs/architecture.md "ICU cohort", steps 1-7.
 -- Returns one row per ICU stay in icustays with last_step = the last step the stay passed
 -- (7 = in the analysis cohort); each step ranks/filters only the stays that passed the one
 -- before it, so the flow table is last_step >= k counted for k = 1..7.

@@ -1,4 +1,4 @@
--- Shared definitions used by the cohort and the feature SQL (docs/architecture.md).
+-- Shared definitions used by the cohort and the feature SQL (clinops/docs/architecture.md).
 -- Each idea is written once, here, as a DuckDB temporary macro.
 
 -- Age at ICU admission, mimic-code demographics/age.sql: a calendar-year difference.

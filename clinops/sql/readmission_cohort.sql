@@ -1,5 +1,5 @@
 -- 30-day readmission: every hospital admission with one flag per inclusion criterion and the
--- readmission outcome (docs/architecture.md, "Readmission cohort").
+-- readmission outcome (clinops/docs/architecture.md, "Readmission cohort").
 --
 -- One row per mimiciv_hosp.admissions row. The caller applies the flags in flow-table order;
 -- an index admission is a row with every flag true (every eligible discharge is an index

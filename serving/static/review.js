@@ -19,7 +19,7 @@ async function api(method, path, body) {
   });
   const data = await response.json().catch(() => ({}));
   if (!response.ok) {
-    // every error names the field and the rule (see docs/serving.md)
+    // every error names the field and the rule (see clinops/docs/serving.md)
     const first = (data.errors && data.errors[0]) || { field: "request", rule: response.statusText };
     throw new Error(`${response.status}: ${first.field}: ${first.rule}`);
   }

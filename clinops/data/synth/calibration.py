@@ -1,6 +1,6 @@
 """The calibration targets measured on a MIMIC-IV directory with plain SQL over the raw tables.
 
-This is deliberately an independent implementation of docs/architecture.md (cohort steps 1-8,
+This is deliberately an independent implementation of clinops/docs/architecture.md (cohort steps 1-8,
 the default label, the temporal split, the missing-feature definitions, the readmission
 cohort), written as counts over the raw ``.csv.gz`` files in DuckDB. It checks the generator
 (tests/test_synthetic_calibration.py) and gives the feature step a number to reproduce: the
@@ -217,7 +217,7 @@ def measure(path: str | os.PathLike, *, window_hours: float = 24.0, horizon_hour
 
 
 def _readmission(con: duckdb.DuckDBPyConnection) -> tuple[int, float]:
-    """Index MED discharges and their 30-day unplanned readmission rate (docs/architecture.md)."""
+    """Index MED discharges and their 30-day unplanned readmission rate (clinops/docs/architecture.md)."""
     row = con.execute(f"""
         WITH adm AS (
             SELECT a.*, p.anchor_age + year(a.admittime) - p.anchor_year AS age,

@@ -3,7 +3,7 @@
 Everything here is per patient, per admission or per ICU stay (hundreds of thousands of rows at
 most); the per-measurement tables are expanded from these plans in :mod:`.events`.
 
-The construction, in order (docs/synthetic.md explains each choice):
+The construction, in order (clinops/docs/synthetic.md explains each choice):
 
 1. **ICU patients.** ``round(23,841 * scale)`` of them are *constructed* to pass the cohort rules
    (first ICU stay >= 24 h, at most 8 of the 17 features missing, outcome known); the others

@@ -202,7 +202,7 @@ DISCHARGE_LOCATIONS = ("HOME", "HOME HEALTH CARE", "SKILLED NURSING FACILITY", "
                        "CHRONIC/LONG TERM ACUTE CARE", "ACUTE HOSPITAL", "HOSPICE",
                        "PSYCH FACILITY", "OTHER FACILITY", "ASSISTED LIVING",
                        "HEALTHCARE FACILITY", "AGAINST ADVICE", "DIED")
-# Discharges that cannot be index admissions of the readmission task (docs/architecture.md).
+# Discharges that cannot be index admissions of the readmission task (clinops/docs/architecture.md).
 READMISSION_EXCLUDED_LOCATIONS = ("HOSPICE", "AGAINST ADVICE", "ACUTE HOSPITAL", "DIED")
 INSURANCES = ("Medicare", "Medicaid", "Other")
 LANGUAGES = ("ENGLISH", "?")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-#: ICU cohort after inclusion/exclusion (docs/architecture.md steps 1-8), at scale 1.
+#: ICU cohort after inclusion/exclusion (clinops/docs/architecture.md steps 1-8), at scale 1.
 COHORT_SIZE = 23_841
 #: train (2008-2016) / test (2017-2019) split of that cohort.
 TRAIN_SIZE = 16_751
