@@ -29,6 +29,8 @@ TASKS = ["mortality"] + (["readmission"] if READMISSION else [])
 FINAL = [f"{R}/paper_comparison.md", f"{R}/fairness/table2.md", f"{R}/drift/detection.md"]
 if READMISSION:
     FINAL.append(f"{R}/readmission/summary.md")
+if P.is_synthetic:
+    FINAL.append(f"{R}/synthetic/calibration.md")
 
 
 rule all:
@@ -39,6 +41,19 @@ rule all:
 rule data:
     output: f"{B}/stamps/data.json"
     shell: "python -m clinops.pipeline data {PARAMS_FILE}"
+
+
+if P.is_synthetic:
+    # The generator's calibration targets: a table in reports/ and, at paper scale, the slow
+    # tests of tests/test_synthetic_calibration.py run on the data this workflow generated.
+    PAPER_SCALE = float(P["data"].get("synthetic", {}).get("scale", 1.0)) == 1.0
+    rule synthetic_calibration:
+        input: rules.data.output
+        output: f"{R}/synthetic/calibration.md"
+        shell:
+            "python -m clinops.pipeline calibration {PARAMS_FILE}"
+            + (f" && CLINOPS_SYNTH_DIR={P.mimic_dir} python -m pytest -q -m slow -p no:cacheprovider "
+               f"{ROOT}/tests/test_synthetic_calibration.py" if PAPER_SCALE else "")
 
 
 if MIMIC_SOURCE:

@@ -15,6 +15,7 @@ Usage::
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -250,3 +251,46 @@ def _readmission(con: duckdb.DuckDBPyConnection) -> tuple[int, float]:
         SELECT count(*), avg(CAST(o.hadm_id IS NOT NULL AS INTEGER))
         FROM idx LEFT JOIN outcome o USING (hadm_id)""").fetchone()
     return int(row[0]), float(row[1]) if row[1] is not None else float("nan")
+
+
+def _binomial_sd(p: float, n: int) -> float:
+    return math.sqrt(p * (1 - p) / max(n, 1))
+
+
+def target_table(m: dict, *, scale: float, noise_sd: float = 0.0) -> "pd.DataFrame":
+    """Every calibration target beside its measured value, tolerance and verdict.
+
+    Tolerances are the issue's (cohort and split within 2 %, mortality within 0.5 points, missing
+    shares and ventilation within 2 points, readmission cohort within 2 % and rate within 1 point),
+    widened by ``noise_sd`` binomial standard errors for small (quick-scale) data.
+
+    Parameters
+    ----------
+    m : the dict returned by :func:`measure`
+    scale : the generator scale the counts are compared at (targets are for scale 1)
+    """
+    import pandas as pd
+
+    from clinops.data.synth import targets as T
+
+    rows = []
+
+    def add(name, target, measured, tol):
+        rows.append({"target": name, "paper (scaled)": target, "measured": measured, "tolerance": tol,
+                     "within": bool(abs(measured - target) <= tol)})
+
+    for key, target in (("cohort", T.COHORT_SIZE), ("train", T.TRAIN_SIZE), ("test", T.TEST_SIZE)):
+        add(f"{key} stays", target * scale, m[key], 0.02 * target * scale)
+    n, n_train, n_test = m["cohort"], m["train"], m["test"]
+    p = T.MORTALITY_PREVALENCE
+    add("mortality prevalence (default label)", p, m["label_prevalence"], 0.005 + noise_sd * _binomial_sd(p, n))
+    for feature, p in T.MISSING_SHARE.items():
+        add(f"missing in first 24 h: {feature} (train)", p, m["missing_train"][feature],
+            0.02 + noise_sd * _binomial_sd(p, n_train))
+    p = T.VENTILATION_TEST
+    add("ventilation flag prevalence (test years)", p, m["mech_vent_test"], 0.02 + noise_sd * _binomial_sd(p, n_test))
+    add("readmission cohort", T.READMISSION_COHORT * scale, m["readmission_cohort"], 0.02 * T.READMISSION_COHORT * scale)
+    p = T.READMISSION_RATE
+    add("30-day readmission rate", p, m["readmission_rate"],
+        0.01 + noise_sd * _binomial_sd(p, m["readmission_cohort"]))
+    return pd.DataFrame(rows)
