@@ -1,7 +1,6 @@
 """ICU cohort flow, label and split on a crafted set of stays with hand-counted answers."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pandas as pd
@@ -15,10 +14,7 @@ from clinops.cohort import (
 )
 from clinops.data.mimic import MimicSchemaError, open_mimic
 
-_spec = importlib.util.spec_from_file_location(
-    "mimic_tables", Path(__file__).parent / "fixtures" / "mimic_tables.py")
-mimic_tables = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(mimic_tables)
+from tests.fixtures import mimic_tables  # noqa: E402
 
 T = pd.Timestamp("2150-01-01 00:00:00")
 

@@ -4,7 +4,6 @@ Every expected value below is worked out by hand from the rows written in the te
 """
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -26,10 +25,7 @@ from clinops.features import (
     missingness_table,
 )
 
-_spec = importlib.util.spec_from_file_location(
-    "mimic_tables", Path(__file__).parent / "fixtures" / "mimic_tables.py")
-mimic_tables = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(mimic_tables)
+from tests.fixtures import mimic_tables  # noqa: E402
 
 MANIFEST = FeatureManifest.load("mortality")
 T0 = pd.Timestamp("2150-01-01 10:00:00")  # intime of every stay below unless said otherwise

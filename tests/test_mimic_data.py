@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -23,10 +22,7 @@ from clinops.data.mimic import (
     sha256_file,
 )
 
-_spec = importlib.util.spec_from_file_location(
-    "mimic_tables", Path(__file__).parent / "fixtures" / "mimic_tables.py")
-mimic_tables = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(mimic_tables)
+from tests.fixtures import mimic_tables  # noqa: E402
 
 ADMISSIONS = [
     {"subject_id": 1, "hadm_id": 10, "admittime": "2150-01-01 00:00:00",

@@ -18,19 +18,8 @@ from sklearn.model_selection import StratifiedKFold
 
 from clinops import modeling
 from clinops.features import FeatureManifest
+from tests.fixtures.tiny import TINY_MANIFEST
 
-TINY_MANIFEST = {
-    "name": "tiny", "version": 1, "features": [
-        {"name": "age", "kind": "numeric", "unit": "years", "aggregate": "static",
-         "source": {"method": "test"}, "plausible_range": [18, 120], "justification": "test"},
-        {"name": "lactate", "kind": "numeric", "unit": "mmol/L", "aggregate": "max",
-         "source": {"method": "test"}, "plausible_range": [0, 50], "justification": "test"},
-        {"name": "vent", "kind": "binary", "unit": "1 = yes", "aggregate": "any",
-         "source": {"method": "test"}, "plausible_range": None, "justification": "test"},
-        {"name": "unit", "kind": "categorical", "unit": "care unit", "aggregate": "static",
-         "source": {"method": "test"}, "plausible_range": None,
-         "categories": ["micu", "sicu", "ccu"], "justification": "test"},
-    ]}
 SMALL_CONFIG = {"n_estimators": 60, "max_depth": 3, "learning_rate": 0.1, "subsample": 0.9,
                 "colsample_bytree": 0.9, "min_child_weight": 1}
 

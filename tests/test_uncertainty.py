@@ -16,19 +16,8 @@ from sklearn.linear_model import LogisticRegression
 
 from clinops import modeling, uncertainty
 from clinops.features import FeatureManifest, FeatureValidationError
+from tests.fixtures.tiny import TINY_MANIFEST
 
-TINY_MANIFEST = {
-    "name": "tiny", "version": 1, "features": [
-        {"name": "age", "kind": "numeric", "unit": "years", "aggregate": "static",
-         "source": {"method": "test"}, "plausible_range": [18, 120], "justification": "test"},
-        {"name": "lactate", "kind": "numeric", "unit": "mmol/L", "aggregate": "max",
-         "source": {"method": "test"}, "plausible_range": [0, 50], "justification": "test"},
-        {"name": "vent", "kind": "binary", "unit": "1 = yes", "aggregate": "any",
-         "source": {"method": "test"}, "plausible_range": None, "justification": "test"},
-        {"name": "unit", "kind": "categorical", "unit": "care unit", "aggregate": "static",
-         "source": {"method": "test"}, "plausible_range": None,
-         "categories": ["micu", "sicu", "ccu"], "justification": "test"},
-    ]}
 UNITS = ["micu", "sicu", "ccu"]
 
 
