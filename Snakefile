@@ -21,8 +21,11 @@ READMISSION = MIMIC_SOURCE and P.get("readmission", {}).get("enabled", True)
 
 
 def papermill(nb):
+    # The executed notebook stays in reports/notebooks/ (not committed: notebooks are committed
+    # without outputs); an HTML copy beside it is what the repository keeps for reviewers.
     return (f"papermill --cwd {ROOT}/notebooks --progress-bar --log-level WARNING "
-            f"{ROOT}/notebooks/{nb}.ipynb {R}/notebooks/{nb}.ipynb -p params_file {P.path}")
+            f"{ROOT}/notebooks/{nb}.ipynb {R}/notebooks/{nb}.ipynb -p params_file {P.path}"
+            f" && jupyter nbconvert --to html --log-level WARN {R}/notebooks/{nb}.ipynb")
 
 
 TASKS = ["mortality"] + (["readmission"] if READMISSION else [])

@@ -827,7 +827,7 @@ def _main(argv: list[str]) -> int:
         print(P.name)
     elif args.step == "where":
         print(f"\nDone. Reports for run '{P.name}' ({P.data_label}) are in {P.reports_dir}/ :\n"
-              f"  {P.reports_dir / 'paper_comparison.md'}\n  {P.reports_dir / 'notebooks'}/ (executed notebooks)\n"
+              f"  {P.reports_dir / 'paper_comparison.md'}\n  {P.reports_dir / 'notebooks'}/ (executed notebooks, .ipynb and .html)\n"
               f"  model registry: {P.root / 'mlruns'} (MLflow)")
     return 0
 
