@@ -293,7 +293,7 @@ def test_inclusion_proof_checks_offline_and_tampering_is_caught(trail: AuditTrai
 
 
 def test_the_documented_hashlib_only_check_agrees(trail: AuditTrail, tmp_path: Path) -> None:
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "audit.md").read_text()
+    doc = (Path(__file__).resolve().parents[1] / "clinops" / "docs" / "audit.md").read_text()
     code = doc.split("<!-- offline-check", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     for i in range(11):
         trail.append("review", {"requester": "qa", "n": i})
