@@ -25,7 +25,7 @@ def papermill(nb):
     # without outputs); an HTML copy beside it is what the repository keeps for reviewers.
     return (f"papermill --cwd {ROOT}/notebooks --progress-bar --log-level WARNING "
             f"{ROOT}/notebooks/{nb}.ipynb {R}/notebooks/{nb}.ipynb -p params_file {P.path}"
-            f" && jupyter nbconvert --to html --log-level WARN {R}/notebooks/{nb}.ipynb")
+            f" && jupyter nbconvert --to html --template basic --log-level WARN {R}/notebooks/{nb}.ipynb")
 
 
 TASKS = ["mortality"] + (["readmission"] if READMISSION else [])
@@ -61,7 +61,7 @@ if P.is_synthetic:
 
 if MIMIC_SOURCE:
     rule cohort:
-        input: rules.data.output
+        input: rules.data.output, f"{ROOT}/notebooks/01_cohort.ipynb"
         output:
             nb=f"{R}/notebooks/01_cohort.ipynb",
             cohort=f"{B}/primary/cohort.parquet",
@@ -69,7 +69,7 @@ if MIMIC_SOURCE:
         shell: papermill("01_cohort")
 
     rule features:
-        input: rules.cohort.output.cohort
+        input: rules.cohort.output.cohort, f"{ROOT}/notebooks/02_features.ipynb"
         output:
             nb=f"{R}/notebooks/02_features.ipynb",
             table=f"{B}/primary/task_table.parquet",
@@ -87,7 +87,7 @@ else:
 
 
 rule model_selection:
-    input: TASK_TABLE
+    input: TASK_TABLE, f"{ROOT}/notebooks/03_model_selection.ipynb"
     output:
         nb=f"{R}/notebooks/03_model_selection.ipynb",
         bundle=f"{B}/primary/bundle/bundle.json",
@@ -98,7 +98,7 @@ rule model_selection:
 
 
 rule fairness:
-    input: rules.model_selection.output.preds
+    input: rules.model_selection.output.preds, f"{ROOT}/notebooks/04_fairness.ipynb"
     output:
         nb=f"{R}/notebooks/04_fairness.ipynb",
         table=f"{R}/fairness/table2.md",
@@ -106,7 +106,7 @@ rule fairness:
 
 
 rule drift:
-    input: rules.model_selection.output.bundle, rules.model_selection.output.preds
+    input: rules.model_selection.output.bundle, rules.model_selection.output.preds, f"{ROOT}/notebooks/05_drift.ipynb"
     output:
         nb=f"{R}/notebooks/05_drift.ipynb",
         table=f"{R}/drift/detection.md",
@@ -115,7 +115,7 @@ rule drift:
 
 if READMISSION:
     rule readmission:
-        input: rules.data.output, rules.model_selection.output.bundle
+        input: rules.data.output, rules.model_selection.output.bundle, f"{ROOT}/notebooks/06_readmission.ipynb"
         output:
             nb=f"{R}/notebooks/06_readmission.ipynb",
             summary=f"{R}/readmission/summary.md",
