@@ -429,6 +429,14 @@ class ConsentRegistry:
         ConsentError
             The purpose is registered but not consented for this encounter (HTTP 403).
         """
+        # one indexed lookup on the request path; the messages below are built only on refusal
+        with self._lock:
+            registered, consented = self._db.execute(
+                "SELECT EXISTS(SELECT 1 FROM purposes WHERE code = ?), "
+                "EXISTS(SELECT 1 FROM consents WHERE encounter_id = ? AND purpose = ?)",
+                (purpose, encounter_id, purpose)).fetchone()
+        if registered and consented:
+            return
         known = self.purposes()
         if purpose not in known:
             raise PurposeError("purpose", f"{purpose!r} is not a registered purpose; registered: {sorted(known)}")

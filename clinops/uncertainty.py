@@ -465,10 +465,13 @@ class RiskPredictor:
         x = self._encode_record(clean)
         missing = np.isnan(x)
         x_imp = np.where(missing, self._medians, x)
-        dm = xgb.DMatrix(x_imp.reshape(1, -1), feature_names=self.feature_names, nthread=1)
-        raw = float(self._booster.predict(dm)[0])
-        contrib = self._booster.predict(dm, pred_contribs=True)[0]
-        prob = float(self._calibrate(np.array([raw]))[0])
+        # Columns are in booster order (checked in __init__): the per-call name check is skipped.
+        # The score comes from predict(), not from the sum of the float32 TreeSHAP values (equal
+        # only to ~1e-6), so that serving and batch scoring (predict_frame) agree exactly.
+        dm = xgb.DMatrix(x_imp.reshape(1, -1), nthread=1)
+        raw = float(self._booster.predict(dm, validate_features=False)[0])
+        contrib = self._booster.predict(dm, pred_contribs=True, validate_features=False)[0]
+        prob = float(np.interp(raw, self._iso_x, self._iso_y))
         in_set = sets_from_probability(np.array([prob]), self._q)[0]
         conformal_set = tuple(int(k) for k in np.flatnonzero(in_set))
         with np.errstate(invalid="ignore"):

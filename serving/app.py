@@ -140,8 +140,8 @@ def create_app(bundle: ModelBundle, *, state_dir: Path, tokens_path: Path, conse
     # ------------------------------------------------------------------------------ predictions
     @app.post("/v1/predictions", response_model=schemas.PredictionResponse, tags=["predictions"],
               responses={**forbidden, **unavailable})
-    def predict(body: PredictionRequest,  # type: ignore[valid-type]
-                principal: Annotated[Principal, Depends(requires("system", "clinician"))]) -> JSONResponse:
+    async def predict(body: PredictionRequest,  # type: ignore[valid-type]
+                      principal: Annotated[Principal, Depends(requires("system", "clinician"))]) -> JSONResponse:
         """One patient's risk: calibrated probability, conformal set, top TreeSHAP contributions.
 
         The declared purpose must be covered by the encounter's consent (403 otherwise, and
@@ -151,7 +151,8 @@ def create_app(bundle: ModelBundle, *, state_dir: Path, tokens_path: Path, conse
         out-of-distribution input) are still answered, flagged `needs_review` and queued.
         """
         features = body.features.model_dump()
-        answer = runtime.predict(encounter_id=body.encounter_id, purpose=body.purpose, features=features,
+        # async: the runtime runs only its blocking steps (scoring, audit commit) on threads
+        answer = await runtime.predict(encounter_id=body.encounter_id, purpose=body.purpose, features=features,
                                  principal=principal)
         # the body is built by the runtime from typed values; returning it as JSON directly skips
         # a second validation against PredictionResponse on the hot path (the schema still

@@ -16,6 +16,7 @@ The app (:mod:`serving.app`) only maps HTTP to these methods.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -23,7 +24,9 @@ import queue
 import threading
 import uuid
 from collections import OrderedDict, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -231,6 +234,9 @@ class ServingRuntime:
                                  resolve_roles=sorted({"clinician", *self.policy.review_roles}))
         self.overrides = OverrideLog(self.state_dir / "overrides.sqlite")
         self._background = _BackgroundWorker(self.metrics)
+        # Threads for the blocking steps of a prediction (scoring, audit commit); several, so
+        # that concurrent commits can be grouped into one fdatasync by the audit trail.
+        self.blocking = ThreadPoolExecutor(max_workers=16, thread_name_prefix="serving-blocking")
         state_path = self.state_dir / "governance_state.json"
         if state_path.exists():
             self.governance = GovernanceStateMachine.load(state_path, self.policy, sink=self._on_governance_event,
@@ -308,9 +314,15 @@ class ServingRuntime:
             self.metrics.model_state.labels(s.value).set(1.0 if s is state else 0.0)
 
     # ----------------------------------------------------------------------------- predictions
-    def predict(self, *, encounter_id: str, purpose: str, features: Mapping[str, Any],
-                principal: Principal) -> dict[str, Any]:
+    async def predict(self, *, encounter_id: str, purpose: str, features: Mapping[str, Any],
+                      principal: Principal) -> dict[str, Any]:
         """Consent check, prediction, escalation, audit; returns the response body.
+
+        A coroutine, run on the server's event loop: the two steps that hold no Python lock for
+        long, scoring (XGBoost's TreeSHAP in C) and the audit commit (an fdatasync), run on
+        :attr:`blocking` threads while the loop serves other requests; concurrent commits are
+        grouped by the audit trail into one fdatasync. Everything else is short Python on the
+        loop, so requests do not contend for the interpreter lock across a thread pool.
 
         Raises
         ------
@@ -323,6 +335,7 @@ class ServingRuntime:
         """
         from clinops.privacy import ConsentError
 
+        loop = asyncio.get_running_loop()
         try:
             self.consent.check(encounter_id, purpose)
         except ConsentError as exc:
@@ -332,38 +345,17 @@ class ServingRuntime:
             fields = {"requester": principal.name, "role": principal.role, "purpose": purpose, "rule": exc.rule}
             if self.consent.is_erased(encounter_id):
                 # logging it under the subject would mint a new pseudonym and undo the erasure
-                self._append("consent_refusal", {**fields, "subject_erased": True})
+                await loop.run_in_executor(self.blocking, self._append, "consent_refusal",
+                                           {**fields, "subject_erased": True})
             else:
-                self._append("consent_refusal", fields, subject=encounter_id)
+                await loop.run_in_executor(self.blocking, partial(self._append, "consent_refusal", fields,
+                                                                  subject=encounter_id))
             raise
-        result: RiskResult = self.predictor.predict_one(features)
-        state = self.governance.state
-        reasons = escalation_reasons(state=state, conformal_set=result.conformal_set,
-                                     out_of_distribution=result.out_of_distribution, policy=self.policy)
-        prediction_id = uuid.uuid4().hex
-        contributions = self._top_contributions(result, features)
+        # one thread hop for scoring and the audit commit: each hop is a wake-up of another
+        # thread, and those cost more CPU than the Python between the two steps
+        result, state, reasons, prediction_id, contributions, record_id = await loop.run_in_executor(
+            self.blocking, self._score_and_record, encounter_id, purpose, features, principal)
         conformal_set = list(result.conformal_set)
-        fields = {
-            "prediction_id": prediction_id, "model_version": self.model_version,
-            "dataset_sha256": self.dataset_sha256, "raw_score": result.raw_score,
-            "probability": result.probability, "conformal_set": conformal_set,
-            "confidence_level": self.bundle.confidence_level, "low_confidence": result.low_confidence,
-            "out_of_distribution": result.out_of_distribution, "ood_features": list(result.ood_features),
-            "imputed": list(result.imputed), "governance_state": state.value,
-            "escalation_reasons": reasons, "requester": principal.name, "role": principal.role,
-            "purpose": purpose,
-        }
-        # the submitted feature values are patient data: encrypted payload under the subject's key
-        payload = {"features": {k: (float(v) if isinstance(v, int) else v) for k, v in features.items()
-                                if v is not None},
-                   "contributions": result.contributions}
-        events = [{"kind": "prediction", "fields": fields, "subject": encounter_id, "payload": payload}]
-        if reasons:
-            events.append({"kind": "escalation", "fields": {"requester": principal.name, "prediction_id": prediction_id,
-                                                            "reasons": reasons}})
-        # one commit (one fdatasync) for the prediction and its escalation, before anything else
-        receipts = self._append_many(events)
-        record_id = receipts[0] if receipts else None
         if reasons:
             details = {"prediction_id": prediction_id, "probability": result.probability,
                        "conformal_set": conformal_set, "reasons": reasons, "contributions": contributions,
@@ -393,6 +385,39 @@ class ServingRuntime:
             "governance_state": state.value, "needs_review": bool(reasons),
             "escalation_reasons": reasons, "audit_record_id": record_id,
         }
+
+    def _score_and_record(self, encounter_id: str, purpose: str, features: Mapping[str, Any],
+                          principal: Principal):
+        """Score one record and write its audit records (one commit); runs on a :attr:`blocking` thread."""
+        result: RiskResult = self.predictor.predict_one(features)
+        state = self.governance.state
+        reasons = escalation_reasons(state=state, conformal_set=result.conformal_set,
+                                     out_of_distribution=result.out_of_distribution, policy=self.policy)
+        prediction_id = uuid.uuid4().hex
+        contributions = self._top_contributions(result, features)
+        conformal_set = list(result.conformal_set)
+        fields = {
+            "prediction_id": prediction_id, "model_version": self.model_version,
+            "dataset_sha256": self.dataset_sha256, "raw_score": result.raw_score,
+            "probability": result.probability, "conformal_set": conformal_set,
+            "confidence_level": self.bundle.confidence_level, "low_confidence": result.low_confidence,
+            "out_of_distribution": result.out_of_distribution, "ood_features": list(result.ood_features),
+            "imputed": list(result.imputed), "governance_state": state.value,
+            "escalation_reasons": reasons, "requester": principal.name, "role": principal.role,
+            "purpose": purpose,
+        }
+        # the submitted feature values are patient data: encrypted payload under the subject's key
+        payload = {"features": {k: (float(v) if isinstance(v, int) else v) for k, v in features.items()
+                                if v is not None},
+                   "contributions": result.contributions}
+        events = [{"kind": "prediction", "fields": fields, "subject": encounter_id, "payload": payload}]
+        if reasons:
+            events.append({"kind": "escalation", "fields": {"requester": principal.name, "prediction_id": prediction_id,
+                                                            "reasons": reasons}})
+        # one commit (one fdatasync) for the prediction and its escalation, before anything else
+        receipts = self._append_many(events)
+        record_id = receipts[0] if receipts else None
+        return result, state, reasons, prediction_id, contributions, record_id
 
     def _top_contributions(self, result: RiskResult, features: Mapping[str, Any]) -> list[dict[str, Any]]:
         shap = {k: v for k, v in result.contributions.items() if k != "bias"}
@@ -740,6 +765,7 @@ class ServingRuntime:
         self._update_override_rate()
 
     def close(self) -> None:
+        self.blocking.shutdown(wait=True)
         if self.audit is not None:
             self.audit.close()
         self._background.close()

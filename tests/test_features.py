@@ -5,7 +5,6 @@ Every expected value below is worked out by hand from the rows written in the te
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -358,6 +357,34 @@ def test_validate_record():
         MANIFEST.validate_record({"dx_chapter": "cardiac"})
     with pytest.raises(FeatureValidationError, match="bilirubin"):
         MANIFEST.validate_record({"bilirubin": float("inf")})
+
+
+def test_scalar_range_check_agrees_with_the_vectorised_one():
+    """validate_record (one value) and in_range / encode (arrays) apply the same rule, ends included."""
+    for spec in MANIFEST.specs:
+        if spec.kind != "numeric" or spec.plausible_range is None:
+            continue
+        lo, hi = spec.plausible_range
+        probes = [v for v in (lo, hi, np.nextafter(lo, -np.inf), np.nextafter(lo, np.inf),
+                              np.nextafter(hi, -np.inf), np.nextafter(hi, np.inf), (lo + hi) / 2 if
+                              np.isfinite(lo + hi) else 0.0) if np.isfinite(v)]
+        vectorised = spec.in_range(np.array(probes))
+        assert [spec.accepts(float(v)) for v in probes] == vectorised.tolist(), spec.name
+
+
+def test_records_round_trip_through_validation_and_encoding():
+    df = pd.DataFrame({n: [np.nan, np.nan, np.nan] for n in MANIFEST.names})
+    df["heart_rate"] = [80.0, np.nan, 121.5]
+    df["dx_chapter"] = pd.Categorical(["infectious", None, "circulatory"])
+    df["mech_vent"] = [1.0, 0.0, np.nan]
+    records = MANIFEST.records(df)
+    assert records[1] == {"mech_vent": 0}
+    assert records[0] == {"heart_rate": 80.0, "dx_chapter": "infectious", "mech_vent": 1}
+    assert isinstance(records[0]["mech_vent"], int)
+    again = pd.DataFrame([MANIFEST.validate_record(r) for r in records])
+    pd.testing.assert_frame_equal(MANIFEST.encode(again), MANIFEST.encode(df))
+    with pytest.raises(FeatureValidationError, match="missing column"):
+        MANIFEST.records(df.drop(columns=["gcs"]))
 
 
 def test_encode_and_check_frame():

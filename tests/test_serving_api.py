@@ -153,6 +153,37 @@ def test_prediction_is_the_predictors_answer_and_is_audited(served, predictor):
     assert CONSENTED.encode() not in b"".join(p.read_bytes() for p in (state / "audit" / "log").glob("*.jsonl"))
 
 
+def test_concurrent_predictions_are_each_answered_and_audited_once(fresh, predictor):
+    """Concurrent requests share audit commits (grouped fdatasyncs) but each gets its own record,
+    its own answer, and the chain still verifies."""
+    import asyncio
+
+    client, state, server = fresh()
+    X, _ = demo_frame(48, seed=11)
+    records = predictor.manifest.records(X)
+
+    async def send_all():
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as aclient:
+            return await asyncio.gather(*(
+                aclient.post("/v1/predictions", headers=demo_token("system"),
+                             json={"encounter_id": CONSENTED, "purpose": "direct_care", "features": rec})
+                for rec in records))
+
+    responses = asyncio.run(send_all())
+    assert [r.status_code for r in responses] == [200] * len(records)
+    bodies = [r.json() for r in responses]
+    assert len({b["prediction_id"] for b in bodies}) == len(records)
+    for rec, body in zip(records, bodies):  # each answer is its own record's, not a neighbour's
+        assert body["probability"] == pytest.approx(predictor.predict_one(rec).probability, abs=1e-12)
+    logged = {r.fields["prediction_id"]: r for r in audit_records(state, "prediction")}
+    assert set(logged) == {b["prediction_id"] for b in bodies}
+    for body in bodies:
+        assert logged[body["prediction_id"]].record_id == body["audit_record_id"]
+        assert logged[body["prediction_id"]].fields["probability"] == body["probability"]
+    verify = client.get("/v1/audit/verify", headers=demo_token("auditor")).json()
+    assert verify["ok"] and verify["n_records"] >= len(records)
+
+
 @pytest.mark.parametrize(
     "body_patch, field, rule_part",
     [

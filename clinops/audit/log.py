@@ -623,6 +623,15 @@ class AuditTrail:
             self._key_cache[(pseudonym, day)] = entry
         return entry
 
+    def _keys_cached(self, batch: list[_Request], day: str) -> bool:
+        for req in batch:
+            if req.subject is None:
+                continue
+            pseudonym = self._pseudonym_cache.get(req.subject)
+            if pseudonym is None or (req.payload is not None and (pseudonym, day) not in self._key_cache):
+                return False
+        return True
+
     def _commit_locked(self, requests: list[_Request]) -> list[AuditReceipt]:
         """Write ``requests`` (after any pending recovery records) as one sealed commit."""
         assert self._signer is not None and self._pseudonyms is not None
@@ -638,7 +647,9 @@ class AuditTrail:
         seq, prev = self._next_seq, self._head.hex()
         lines, hashes, receipts = [], [], []
         # New pseudonyms and data keys of this commit go into one durable SQLite transaction.
-        keys_txn = self._pseudonyms.batch() if any(r.subject is not None for r in batch) else nullcontext()
+        # (A SQLite transaction costs a lock round trip even when empty: skipped when every
+        # pseudonym and data key this commit needs is already cached.)
+        keys_txn = nullcontext() if self._keys_cached(batch, day) else self._pseudonyms.batch()
         with keys_txn:
             for req in batch:
                 record_id = uuid.uuid4().hex

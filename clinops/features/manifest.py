@@ -91,6 +91,15 @@ class FeatureSpec:
         right = "]" if self.range_closed[1] and math.isfinite(hi) else ")"
         return f"{left}{_num(lo)}, {_num(hi)}{right} {self.unit}"
 
+    def accepts(self, x: float) -> bool:
+        """Whether one finite number lies inside the plausible range (scalar :meth:`in_range`)."""
+        if self.plausible_range is None:
+            return True
+        lo, hi = self.plausible_range
+        ok_lo = x >= lo if self.range_closed[0] else x > lo
+        ok_hi = x <= hi if self.range_closed[1] else x < hi
+        return ok_lo and ok_hi
+
     def in_range(self, values: np.ndarray) -> np.ndarray:
         """Boolean mask of values inside the plausible range (NaN counts as inside).
 
@@ -297,6 +306,31 @@ class FeatureManifest:
                           ensure_ascii=False, allow_nan=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
+    def records(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
+        """Rows of raw features as JSON-ready prediction records (the inverse view of :meth:`encode`).
+
+        Parameters
+        ----------
+        frame : DataFrame with the manifest's columns, raw units (e.g. a task table)
+
+        Returns
+        -------
+        list of dict, one per row
+            Binary features as 0/1 ints, categories as strings, numbers as floats; missing
+            values are left out (a server imputes them).
+        """
+        self.check_frame(frame)
+        out = []
+        for row in frame[self.names].itertuples(index=False):
+            record: dict[str, Any] = {}
+            for spec, value in zip(self._specs, row):
+                if value is None or (isinstance(value, float) and math.isnan(value)):
+                    continue
+                record[spec.name] = (int(value) if spec.kind == "binary" else
+                                     str(value) if spec.kind == "categorical" else float(value))
+            out.append(record)
+        return out
+
     # ------------------------------------------------------------------ validation
     def validate_record(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """Check one patient's raw feature values against the manifest.
@@ -334,11 +368,11 @@ class FeatureManifest:
                 out[s.name] = None
                 continue
             if s.kind == "numeric":
-                if not _is_number(v):
+                if type(v) is not float and type(v) is not int and not _is_number(v):
                     raise FeatureValidationError(
                         s.name, f"expected a number in {s.unit}, got {type(v).__name__} {v!r}")
                 x = float(v)
-                if not s.in_range(np.array([x]))[0] or math.isinf(x):
+                if not math.isfinite(x) or not s.accepts(x):
                     raise FeatureValidationError(
                         s.name, f"value {x:g} is outside the plausible range {s.range_text()}")
                 out[s.name] = x
