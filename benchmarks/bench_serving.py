@@ -187,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="what-if only: N independent servers per mode, each with its own state, clients "
                              "dealt round-robin (the service does not share state across processes, so this "
                              "is an upper bound for running several workers, not a supported deployment)")
+    parser.add_argument("--shared-state", action="store_true",
+                        help="with --replicas: the replicas share one state directory, so one audit trail "
+                             "(commits serialised across processes by its file lock); still a what-if")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "serving")
     args = parser.parse_args(argv)
 
@@ -199,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                                            else _registered_inputs(args.params, 1000))
         requests = _requests(records, demo_token("system")["Authorization"])
         fsync = _fdatasync_ms(tmp / "fsync-probe")
-        servers = {mode: [_start(model_args, tmp / f"state-{mode}-{k}", mode) for k in range(args.replicas)]
+        servers = {mode: [_start(model_args, tmp / (f"state-{mode}" if args.shared_state else f"state-{mode}-{k}"), mode)
+                          for k in range(args.replicas)]
                    for mode in ("off", "on")}
         try:
             for mode, replicas in servers.items():
@@ -255,8 +259,10 @@ def main(argv: list[str] | None = None) -> int:
 
     lines = ["# Serving benchmark: POST /v1/predictions", "",
              f"Model: {model_text}.", "",
-             *([f"**What-if, not a supported deployment:** {args.replicas} independent server processes per mode, "
-                "each with its own audit trail and state, clients dealt round-robin.", ""] if args.replicas > 1 else []),
+             *([f"**What-if, not a supported deployment:** {args.replicas} server processes per mode, "
+                + ("sharing one state directory and audit trail (each keeps its own in-memory state)"
+                   if args.shared_state else "each with its own audit trail and state")
+                + ", clients dealt round-robin.", ""] if args.replicas > 1 else []),
              f"{os.cpu_count()} CPUs shared by server and load generator, {args.rounds} rounds x {args.requests} "
              f"requests per cell, audit on/off alternated; load average {load_before[0]:.1f} before, "
              f"{load_after[0]:.1f} after (shared machine); one fdatasync on the state file system: "
