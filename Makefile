@@ -10,6 +10,7 @@ PARAMS ?= params/default.yaml
 CORES ?= 2
 HOST ?= 127.0.0.1
 PORT ?= 8000
+WORKERS ?= 2
 export PATH := $(abspath $(BIN)):$(PATH)
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
@@ -47,7 +48,7 @@ test-slow: setup
 serve: setup
 	$(BIN)/python -m serving --registered $$($(BIN)/python -m clinops.pipeline registered $(PARAMS))@champion \
 	  --project-root . --state-dir build/serving/$$($(BIN)/python -m clinops.pipeline name $(PARAMS)) \
-	  --host $(HOST) --port $(PORT) \
+	  --host $(HOST) --port $(PORT) --workers $(WORKERS) \
 	  $(if $(TLS_CERT),--tls-cert $(TLS_CERT) --tls-key $(TLS_KEY)) $(if $(SELF_SIGNED),--self-signed-cert build/serving/tls)
 
 clean-reports:

@@ -8,6 +8,9 @@ table (real feature distributions, so the share of escalated cases is the model'
 ``--demo`` the small toy model of the test suite and its synthetic rows are used instead (no
 ``make all`` needed; the toy model has 60 trees, so TreeSHAP is ~10x cheaper than on the real one).
 
+Each server runs ``--workers 2`` by default (two processes sharing one state directory, one per
+core; ``--workers 1`` for a single process).
+
 Clients: 1, 8 and 32 concurrent keep-alive connections, each sending its next request when the
 previous answer arrives (closed loop, no think time). Rounds alternate between the two servers so
 that background load on a shared machine hits both alike; latencies of all rounds are pooled per
@@ -141,13 +144,13 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     return status, await reader.readexactly(length)
 
 
-async def _load(ports: list[int], clients: int, n_requests: int, requests: list[bytes], offset: int) -> dict:
-    """``n_requests`` predictions over ``clients`` keep-alive connections (dealt round-robin to ``ports``)."""
+async def _load(port: int, clients: int, n_requests: int, requests: list[bytes], offset: int) -> dict:
+    """``n_requests`` predictions over ``clients`` keep-alive connections."""
     latencies: list[float] = []
     escalated = 0
     counter = iter(range(n_requests))
 
-    async def worker(port: int) -> None:
+    async def worker() -> None:
         nonlocal escalated
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
@@ -163,7 +166,7 @@ async def _load(ports: list[int], clients: int, n_requests: int, requests: list[
             writer.close()
 
     started = time.perf_counter()
-    await asyncio.gather(*(worker(ports[k % len(ports)]) for k in range(clients)))
+    await asyncio.gather(*(worker() for _ in range(clients)))
     return {"latencies": latencies, "wall": time.perf_counter() - started, "escalated": escalated}
 
 
@@ -183,13 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--seed", type=int, default=20260318)
-    parser.add_argument("--replicas", type=int, default=1,
-                        help="what-if only: N independent servers per mode, each with its own state, clients "
-                             "dealt round-robin (the service does not share state across processes, so this "
-                             "is an upper bound for running several workers, not a supported deployment)")
-    parser.add_argument("--shared-state", action="store_true",
-                        help="with --replicas: the replicas share one state directory, so one audit trail "
-                             "(commits serialised across processes by its file lock); still a what-if")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="worker processes per server (python -m serving --workers; default %(default)s)")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "serving")
     args = parser.parse_args(argv)
 
@@ -202,21 +200,19 @@ def main(argv: list[str] | None = None) -> int:
                                            else _registered_inputs(args.params, 1000))
         requests = _requests(records, demo_token("system")["Authorization"])
         fsync = _fdatasync_ms(tmp / "fsync-probe")
-        servers = {mode: [_start(model_args, tmp / (f"state-{mode}" if args.shared_state else f"state-{mode}-{k}"), mode)
-                          for k in range(args.replicas)]
+        servers = {mode: _start([*model_args, "--workers", str(args.workers)], tmp / f"state-{mode}", mode)
                    for mode in ("off", "on")}
         try:
-            for mode, replicas in servers.items():
-                asyncio.run(_load([port for _, port in replicas], 4 * args.replicas, args.warmup, requests, 0))
+            for mode, (_, port) in servers.items():
+                asyncio.run(_load(port, 4, args.warmup, requests, 0))
             pooled = {(mode, c): {"latencies": [], "wall": 0.0, "escalated": 0, "cpu": 0.0, "client_cpu": 0.0}
                       for mode in servers for c in args.clients}
             for c in args.clients:
                 for r in range(args.rounds):
-                    for mode, replicas in servers.items():
-                        processes = [psutil.Process(process.pid) for process, _ in replicas]
+                    for mode, (process, port) in servers.items():
+                        processes = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
                         cpu_before, client_before = sum(map(_cpu, processes)), _cpu(me)
-                        run = asyncio.run(_load([port for _, port in replicas], c, args.requests, requests,
-                                                r * args.requests))
+                        run = asyncio.run(_load(port, c, args.requests, requests, r * args.requests))
                         cell = pooled[(mode, c)]
                         cell["latencies"] += run["latencies"]
                         cell["wall"] += run["wall"]
@@ -233,10 +229,9 @@ def main(argv: list[str] | None = None) -> int:
                     "client_cpu_ms_per_request": 1000 * cell["client_cpu"] / n,
                     "escalated_share": cell["escalated"] / n}
         finally:
-            for replicas in servers.values():
-                for process, _ in replicas:
-                    process.terminate()
-                    process.wait(timeout=30)
+            for process, _ in servers.values():
+                process.terminate()
+                process.wait(timeout=30)
 
     ratios = {}
     for c in args.clients:
@@ -259,10 +254,8 @@ def main(argv: list[str] | None = None) -> int:
 
     lines = ["# Serving benchmark: POST /v1/predictions", "",
              f"Model: {model_text}.", "",
-             *([f"**What-if, not a supported deployment:** {args.replicas} server processes per mode, "
-                + ("sharing one state directory and audit trail (each keeps its own in-memory state)"
-                   if args.shared_state else "each with its own audit trail and state")
-                + ", clients dealt round-robin.", ""] if args.replicas > 1 else []),
+             f"Server: `python -m serving --workers {args.workers}` (one state directory, audit trail and "
+             "metrics shared by the workers).", "",
              f"{os.cpu_count()} CPUs shared by server and load generator, {args.rounds} rounds x {args.requests} "
              f"requests per cell, audit on/off alternated; load average {load_before[0]:.1f} before, "
              f"{load_after[0]:.1f} after (shared machine); one fdatasync on the state file system: "

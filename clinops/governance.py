@@ -47,14 +47,15 @@ Wiring the drift monitor to governance (the Layer 4 hook)::
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Callable, Collection, Mapping, Sequence
-from contextlib import closing
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum
@@ -329,7 +330,11 @@ class GovernanceStateMachine:
         Which model this state belongs to (stored in the file).
     clock : callable() -> aware datetime, optional (tests)
 
-    Thread-safe: every method runs under one re-entrant lock.
+    Thread-safe: every method runs under one re-entrant lock. Process-safe when ``path`` is
+    given: several server processes can share one state file. Readers reload it when it changed
+    on disk (one ``stat`` per read); every change runs under an exclusive lock on
+    ``<path>.lock`` and starts from the file's current content, so a suspension made by one
+    process is seen by the next prediction of every other.
     """
 
     FORMAT = "clinops.governance.state"
@@ -346,6 +351,8 @@ class GovernanceStateMachine:
         self.review_queue = review_queue
         self._clock = clock or _utcnow
         self._lock = threading.RLock()
+        self._file_signature: tuple[int, int, int] | None = None
+        self._exclusive_depth = 0
         if _restore is None:
             if self.path is not None and self.path.exists():
                 raise GovernanceError(f"path: {self.path} already holds a governance state; "
@@ -357,21 +364,77 @@ class GovernanceStateMachine:
             if self.path is not None:
                 self._save_locked(self.path)
         else:
-            self.model_id = _restore.get("model_id")
-            self._state = ModelState(_restore["state"])
-            self._history = [GovernanceEvent.from_dict(e) for e in _restore.get("history", [])]
-            self.created_utc = _parse_iso(_restore["created_utc"])
+            self._restore(_restore)
+            if self.path is not None:
+                self._file_signature = self._signature()
+
+    def _restore(self, d: Mapping[str, Any]) -> None:
+        self.model_id = d.get("model_id")
+        self._state = ModelState(d["state"])
+        self._history = [GovernanceEvent.from_dict(e) for e in d.get("history", [])]
+        self.created_utc = _parse_iso(d["created_utc"])
+
+    # -- sharing the state file between processes ------------------------------------------
+
+    def _signature(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)  # type: ignore[arg-type]
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _reload_if_changed(self) -> None:
+        """Pick up a change another process saved (lock held)."""
+        if self.path is None:
+            return
+        signature = self._signature()
+        if signature is None or signature == self._file_signature:
+            return
+        d = json.loads(self.path.read_text())
+        if d.get("format") == self.FORMAT:
+            self._restore(d)
+        self._file_signature = signature
+
+    @contextmanager
+    def _fresh(self) -> Iterator[None]:
+        with self._lock:
+            self._reload_if_changed()
+            yield
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Thread lock + exclusive file lock (re-entrant), state reloaded from the file first."""
+        with self._lock:
+            if self.path is None or self._exclusive_depth:
+                self._exclusive_depth += 1
+                try:
+                    yield
+                finally:
+                    self._exclusive_depth -= 1
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._reload_if_changed()
+                self._exclusive_depth = 1
+                try:
+                    yield
+                finally:
+                    self._exclusive_depth = 0
+            finally:
+                os.close(fd)  # releases the lock
 
     # -- state ------------------------------------------------------------------------------
 
     @property
     def state(self) -> ModelState:
-        with self._lock:
+        with self._fresh():
             return self._state
 
     @property
     def history(self) -> list[GovernanceEvent]:
-        with self._lock:
+        with self._fresh():
             return list(self._history)
 
     @property
@@ -426,7 +489,7 @@ class GovernanceStateMachine:
         state does not change), followed by a ``suspended`` event when ``degradation`` is at or
         above the trigger and the model is active.
         """
-        with self._lock:
+        with self._exclusive():
             d = {"detector": detector, **dict(details or {})}
             if degradation is not None:
                 d["relative_degradation"] = float(degradation)
@@ -454,7 +517,7 @@ class GovernanceStateMachine:
         ``[suspended]`` when the drop crosses the trigger and the model is active, otherwise
         ``[performance_check]`` (state unchanged).
         """
-        with self._lock:
+        with self._exclusive():
             drop = relative_degradation(reference_auroc, current_auroc)
             d = {"reference_auroc": float(reference_auroc), "current_auroc": float(current_auroc),
                  "relative_degradation": drop, "degradation_trigger": self.policy.degradation_trigger,
@@ -490,7 +553,7 @@ class GovernanceStateMachine:
         alerts = list(alerts)
         if not alerts:
             return []
-        with self._lock:
+        with self._exclusive():
             listed = [_jsonable(a) for a in alerts]
             d = {"alerts": listed, "action": self.policy.fairness_alert_action, **dict(details or {})}
             item = self._queue("fairness_alert", f"{len(alerts)} fairness alert(s)", d)
@@ -518,7 +581,7 @@ class GovernanceStateMachine:
         GovernanceError : model not suspended, role not in ``resume_roles``, reviewer unnamed,
             or (with ``require_resume_note``) an empty note.
         """
-        with self._lock:
+        with self._exclusive():
             if self._state is not ModelState.SUSPENDED:
                 raise GovernanceError(f"resume: model is {self._state.value}; only a suspended model can be resumed")
             self._check_person(reviewer, role, self.policy.resume_roles, "resume")
@@ -530,7 +593,7 @@ class GovernanceStateMachine:
 
     def suspend(self, actor: str, role: str, reason: str) -> GovernanceEvent:
         """Suspend by hand (a role in ``suspend_roles``); a reason is required."""
-        with self._lock:
+        with self._exclusive():
             self._check_person(actor, role, self.policy.suspend_roles, "suspend")
             if not (isinstance(reason, str) and reason.strip()):
                 raise GovernanceError("suspend: reason: required")
@@ -546,7 +609,7 @@ class GovernanceStateMachine:
     def record_periodic_review(self, reviewer: str, role: str, note: str,
                                details: Mapping[str, Any] | None = None) -> GovernanceEvent:
         """Record a scheduled review (calibration, fairness, incidents, documentation)."""
-        with self._lock:
+        with self._exclusive():
             self._check_person(reviewer, role, self.policy.review_roles, "record a periodic review")
             if not (isinstance(note, str) and note.strip()):
                 raise GovernanceError("record_periodic_review: note: required")
@@ -555,7 +618,7 @@ class GovernanceStateMachine:
 
     def last_review_utc(self) -> datetime:
         """Time of the last periodic review or resume (creation time when none)."""
-        with self._lock:
+        with self._fresh():
             times = [e.time_utc for e in self._history
                      if e.kind in (EventKind.PERIODIC_REVIEW.value, EventKind.RESUMED.value)]
             return max(times) if times else self.created_utc
@@ -582,6 +645,8 @@ class GovernanceStateMachine:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)        # atomic: a reader never sees half a file
+            if path == self.path:
+                self._file_signature = self._signature()
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)

@@ -10,6 +10,11 @@ A bundle directory, over HTTPS with a self-signed demo certificate::
 
     python -m serving --model-dir build/default/primary/bundle --self-signed-cert build/serving/tls
 
+Two worker processes on one state directory (they share the governance state, review queue,
+outcome window, audit trail and metrics)::
+
+    python -m serving --registered clinops-mortality@champion --workers 2
+
 Other commands::
 
     python -m serving hash-token        # reads a token on stdin, prints its token-file line
@@ -19,7 +24,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 log = logging.getLogger("serving")
@@ -55,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="create (if absent) and use DIR/cert.pem + DIR/key.pem (demo only)")
     p.add_argument("--audit", choices=["on", "off"], default="on",
                    help="'off' exists only for the benchmark's unaudited baseline")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes sharing the port and the state directory (default: %(default)s)")
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for each worker of --workers N
     p.add_argument("--log-level", default="info")
     return p
 
@@ -81,22 +95,10 @@ def _reference_auroc(args: argparse.Namespace, bundle) -> float | None:
     return value
 
 
-def _serve(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    import uvicorn
-
+def _build_app(args: argparse.Namespace):
     from clinops.modeling import ModelBundle
     from serving.app import create_app
-    from serving.tls import tls13_context_factory, write_self_signed_certificate
 
-    if (args.tls_cert is None) != (args.tls_key is None):
-        print("--tls-cert and --tls-key: give both or neither", file=sys.stderr)
-        return 2
-    if args.self_signed_cert is not None:
-        args.tls_cert, args.tls_key = args.self_signed_cert / "cert.pem", args.self_signed_cert / "key.pem"
-        if not args.tls_cert.exists():
-            write_self_signed_certificate(args.tls_cert, args.tls_key)
     if args.model_dir is not None:
         bundle = ModelBundle.load(args.model_dir)
     else:
@@ -108,12 +110,82 @@ def _serve(argv: list[str]) -> int:
                      governance_policy_path=args.governance_policy, drift_policy_path=args.drift_policy,
                      audit_enabled=args.audit == "on", reference_auroc=_reference_auroc(args, bundle),
                      min_outcomes=args.min_outcomes)
+    log.info("serving model %s (pid %d)", bundle.run_id, os.getpid())
+    return app
+
+
+def _serve(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import uvicorn
+
+    from serving.tls import tls13_context_factory, write_self_signed_certificate
+
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("--tls-cert and --tls-key: give both or neither", file=sys.stderr)
+        return 2
+    if args.workers < 1:
+        print("--workers: must be at least 1", file=sys.stderr)
+        return 2
+    if args.self_signed_cert is not None:
+        args.tls_cert, args.tls_key = args.self_signed_cert / "cert.pem", args.self_signed_cert / "key.pem"
+        if not args.tls_cert.exists():
+            write_self_signed_certificate(args.tls_cert, args.tls_key)
     tls = args.tls_cert is not None
-    log.info("serving model %s on %s://%s:%d", bundle.run_id, "https" if tls else "http", args.host, args.port)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower(), access_log=False,
-                ssl_certfile=str(args.tls_cert) if tls else None, ssl_keyfile=str(args.tls_key) if tls else None,
-                ssl_context_factory=tls13_context_factory if tls else None)
-    return 0
+    options = dict(host=args.host, port=args.port, log_level=args.log_level.lower(), access_log=False,
+                   ssl_certfile=str(args.tls_cert) if tls else None, ssl_keyfile=str(args.tls_key) if tls else None,
+                   ssl_context_factory=tls13_context_factory if tls else None)
+    log.info("serving on %s://%s:%d with %d worker(s)", "https" if tls else "http", args.host, args.port, args.workers)
+    if args.workers == 1:
+        app = _build_app(args)
+        if not args.reuse_port:
+            uvicorn.run(app, **options)
+            return 0
+        # a worker of a --workers N server: its own socket on the shared port (SO_REUSEPORT),
+        # so the kernel spreads new connections over the workers instead of one taking them all
+        sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((args.host, args.port))
+        sock.set_inheritable(True)
+        uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[sock])
+        return 0
+    return _supervise(args, argv)
+
+
+def _supervise(args: argparse.Namespace, argv: list[str]) -> int:
+    """Run ``args.workers`` worker processes on one port and one state directory until stopped.
+
+    The workers share their state through ``--state-dir`` (governance file, SQLite stores, audit
+    trail); their metrics are summed through a Prometheus multiprocess directory in it.
+    """
+    metrics_dir = args.state_dir / "prometheus-multiproc"
+    if metrics_dir.exists():
+        shutil.rmtree(metrics_dir)  # counters of earlier runs are not this run's
+    metrics_dir.mkdir(parents=True)
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir.resolve())}
+    worker_argv = [*argv, "--workers", "1", "--reuse-port"]
+    workers = [subprocess.Popen([sys.executable, "-m", "serving", *worker_argv], env=env) for _ in range(args.workers)]
+    stopping = False
+
+    def stop(signum, _frame) -> None:
+        nonlocal stopping
+        stopping = True
+        for w in workers:
+            if w.poll() is None:
+                w.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    code = 0
+    while any(w.poll() is None for w in workers):
+        for w in workers:
+            if w.poll() is not None and w.returncode != 0 and not stopping:
+                log.error("worker %d exited with %d: stopping the others", w.pid, w.returncode)
+                code = w.returncode
+                stop(signal.SIGTERM, None)
+        time.sleep(0.2)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

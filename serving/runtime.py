@@ -12,24 +12,28 @@
 - Layer 4: :class:`clinops.governance.GovernanceStateMachine`, :class:`~clinops.governance.ReviewQueue`,
   :class:`~clinops.governance.OverrideLog`, :func:`clinops.governance.escalation_reasons`.
 
-The app (:mod:`serving.app`) only maps HTTP to these methods.
+The app (:mod:`serving.app`) only maps HTTP to these methods. Several worker processes can
+run one runtime each on the same ``state_dir``: everything they must agree on is kept there
+(see :mod:`serving.shared` and ``clinops/docs/serving.md``, "Workers").
 """
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import json
 import logging
+import os
 import queue
 import threading
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import contextmanager
 from functools import partial
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -56,6 +60,7 @@ from clinops.privacy import ConsentRegistry, Principal, load_or_create_key, pseu
 from clinops.uncertainty import RiskPredictor, RiskResult, expected_calibration_error
 
 from serving.metrics import ServingMetrics
+from serving.shared import AlreadyLinked, OutcomeStore, PredictionMemo, PredictionMemory
 
 log = logging.getLogger("serving")
 
@@ -82,31 +87,14 @@ class AuditUnavailable(RuntimeError):
     """The audit record could not be written, so the action is not answered (HTTP 503)."""
 
 
-@dataclass
-class _PredictionMemo:
-    """What the service keeps in memory about a recent prediction (for overrides and outcomes)."""
-
-    encounter_id: str
-    probability: float
-    conformal_set: list[int]
-    sex: str | None
-    age: float | None
-
-
 class _BackgroundWorker:
     """Runs bookkeeping off the request path, on one thread, in submission order.
 
-    Two jobs go here: putting an escalated case on the review queue (the audit trail already
-    holds the escalation durably, in the same commit as the prediction, when the answer is sent;
-    the queue's own SQLite commit would be a second fsync on the request path) and the periodic
-    PSI evaluation (tens of milliseconds every few dozen requests). Readers of either call
-    :meth:`flush` first, so the API never shows state behind its own answers; a case lost by a
-    crash is restored from the audit trail at the next start
-    (:meth:`ServingRuntime.reconcile_review_queue`).
+    The periodic PSI evaluation goes here (milliseconds every few dozen requests). Readers of
+    its results call :meth:`flush` first, so the API never shows state behind its own answers.
     """
 
-    def __init__(self, metrics: ServingMetrics):
-        self._metrics = metrics
+    def __init__(self) -> None:
         self._jobs: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="serving-background", daemon=True)
         self._thread.start()
@@ -123,8 +111,6 @@ class _BackgroundWorker:
                 what, function, args, kwargs = job
                 function(*args, **kwargs)
             except Exception:
-                if job[0] == "review_queue":  # the audit trail keeps the case; reconciliation restores it
-                    self._metrics.review_queue_write_failures.inc()
                 log.exception("background job %s failed", job[0])
             finally:
                 self._jobs.task_done()
@@ -136,6 +122,17 @@ class _BackgroundWorker:
     def close(self) -> None:
         self._jobs.put(None)
         self._thread.join(timeout=30)
+
+
+@contextmanager
+def _directory_lock(path: Path) -> Iterator[None]:
+    """Exclusive lock between the worker processes of one state directory."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def dataset_sha256(lineage: Mapping[str, Any]) -> str:
@@ -233,7 +230,7 @@ class ServingRuntime:
         self.queue = ReviewQueue(self.state_dir / "review_queue.sqlite",
                                  resolve_roles=sorted({"clinician", *self.policy.review_roles}))
         self.overrides = OverrideLog(self.state_dir / "overrides.sqlite")
-        self._background = _BackgroundWorker(self.metrics)
+        self._background = _BackgroundWorker()
         # Threads for the blocking steps of a prediction (scoring, audit commit); several, so
         # that concurrent commits can be grouped into one fdatasync by the audit trail.
         self.blocking = ThreadPoolExecutor(max_workers=16, thread_name_prefix="serving-blocking")
@@ -249,26 +246,17 @@ class ServingRuntime:
         self.psi_window = int(psi_window or self.drift_policy.psi_window)
         self._psi_rows: deque[list[float]] = deque(maxlen=self.psi_window)
         self._psi_since_eval = 0
-        self._drifted: set[str] = set()
-        self.last_psi: dict[str, float] = {}
 
         self.outcome_window = int(outcome_window)
         self.min_outcomes = int(min_outcomes)
-        self._outcomes: deque[tuple[float, int, str | None, float | None]] = deque(maxlen=self.outcome_window)
-        self._linked: set[str] = set()
-        self._fairness_alerted: frozenset = frozenset()
-        self.live: dict[str, Any] = {}
-
-        # Recent predictions kept in memory only (never on disk): enough to link an outcome or
-        # an override without decrypting the audit payload. Bounded; erased subjects removed.
-        self._memo: OrderedDict[str, _PredictionMemo] = OrderedDict()
-        self._memo_limit = 100_000
+        # Shared by every worker process of this state directory (see serving.shared): the
+        # predictions overrides and outcomes link to, the outcome window, live metrics, drift.
+        self.memory = PredictionMemory(self.state_dir / "private")
+        self.outcomes = OutcomeStore(self.state_dir / "private" / "outcomes.sqlite")
         self._state_lock = threading.RLock()
-        self._outcome_lock = threading.Lock()
-        self._n_predictions = 0
-        self._n_overrides = 0
         self._refresh_state_metrics()
-        self.restored_review_items = self.reconcile_review_queue()
+        with _directory_lock(self.state_dir / "serving.lock"):  # one worker restores, the others see it
+            self.restored_review_items = self.reconcile_review_queue()
 
     # ----------------------------------------------------------------------------- audit
     def _append(self, kind: str, fields: Mapping[str, Any], *, subject: str | None = None,
@@ -357,24 +345,10 @@ class ServingRuntime:
             self.blocking, self._score_and_record, encounter_id, purpose, features, principal)
         conformal_set = list(result.conformal_set)
         if reasons:
-            details = {"prediction_id": prediction_id, "probability": result.probability,
-                       "conformal_set": conformal_set, "reasons": reasons, "contributions": contributions,
-                       "model_version": self.model_version, "audit_record_id": record_id}
-            self._background.submit("review_queue", self.queue.add, "prediction_escalation", ", ".join(reasons),
-                                    details=details, subject=prediction_id)
             self.metrics.escalated_predictions.inc()
             for reason in reasons:
                 self.metrics.escalations.labels(reason).inc()
-        with self._state_lock:
-            self._n_predictions += 1
-            self._memo[prediction_id] = _PredictionMemo(
-                encounter_id=encounter_id, probability=result.probability, conformal_set=conformal_set,
-                sex=None if features.get("sex_male") is None else ("male" if features["sex_male"] else "female"),
-                age=None if features.get("age") is None else float(features["age"]))
-            while len(self._memo) > self._memo_limit:
-                self._memo.popitem(last=False)
         self.metrics.predictions.inc()
-        self._update_override_rate()
         self._observe_for_drift(features)
         return {
             "prediction_id": prediction_id, "model_version": self.model_version,
@@ -390,7 +364,7 @@ class ServingRuntime:
                           principal: Principal):
         """Score one record and write its audit records (one commit); runs on a :attr:`blocking` thread."""
         result: RiskResult = self.predictor.predict_one(features)
-        state = self.governance.state
+        state = self.governance.state  # re-read from disk if another worker changed it
         reasons = escalation_reasons(state=state, conformal_set=result.conformal_set,
                                      out_of_distribution=result.out_of_distribution, policy=self.policy)
         prediction_id = uuid.uuid4().hex
@@ -417,6 +391,23 @@ class ServingRuntime:
         # one commit (one fdatasync) for the prediction and its escalation, before anything else
         receipts = self._append_many(events)
         record_id = receipts[0] if receipts else None
+        self.memory.remember(prediction_id, PredictionMemo(
+            encounter_id=encounter_id, probability=result.probability, conformal_set=conformal_set,
+            sex=None if features.get("sex_male") is None else ("male" if features["sex_male"] else "female"),
+            age=None if features.get("age") is None else float(features["age"])))
+        if reasons:
+            # on the queue before the answer, so any worker's GET /v1/review-queue shows it; the
+            # audit commit above already holds the escalation, so a failed queue write only
+            # delays the case until reconcile_review_queue at the next start
+            details = {"prediction_id": prediction_id, "probability": result.probability,
+                       "conformal_set": conformal_set, "reasons": reasons, "contributions": contributions,
+                       "model_version": self.model_version, "audit_record_id": record_id}
+            try:
+                self.queue.add("prediction_escalation", ", ".join(reasons), details=details, subject=prediction_id)
+            except Exception:
+                self.metrics.review_queue_write_failures.inc()
+                log.exception("review queue write failed for prediction %s (restored at the next start)",
+                              prediction_id)
         return result, state, reasons, prediction_id, contributions, record_id
 
     def _top_contributions(self, result: RiskResult, features: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -495,10 +486,10 @@ class ServingRuntime:
             self.metrics.drift_psi.labels(name).set(value)
         drifted = {n for n, v in psi.items()
                    if psi_status(v, watch=self.drift_policy.psi_watch, alert=self.drift_policy.psi_alert) == "drift"}
-        with self._state_lock:
-            new = sorted(drifted - self._drifted)
-            self._drifted = drifted
-            self.last_psi = psi
+        with self.outcomes.transaction() as shared:  # workers agree on which features newly drifted
+            new = sorted(drifted - set(shared.get("drifted", [])))
+            shared.set("drifted", sorted(drifted))
+            shared.set("last_psi", psi)
         for name in new:
             self.governance.on_drift(detector=f"psi:{name}",
                                      details={"psi": psi[name], "psi_alert": self.drift_policy.psi_alert,
@@ -506,13 +497,12 @@ class ServingRuntime:
         return psi
 
     # ----------------------------------------------------------------------------- overrides
-    def _known_prediction(self, prediction_id: str) -> _PredictionMemo | None:
-        """The in-memory memo, or None when only the audit trail knows the prediction.
+    def _known_prediction(self, prediction_id: str) -> PredictionMemo | None:
+        """The remembered prediction, or None when only the audit trail knows it (pruned).
 
         Raises NotFound when neither knows it.
         """
-        with self._state_lock:
-            memo = self._memo.get(prediction_id)
+        memo = self.memory.recall(prediction_id)
         if memo is not None:
             return memo
         if self.audit is not None:
@@ -541,18 +531,15 @@ class ServingRuntime:
         record_id = self._append("override", fields, subject=subject, payload=payload)
         self.overrides.record(prediction_id, clinician=principal.name, role=principal.role, action="overridden",
                               model_output=model_output, note=reason)
-        with self._state_lock:
-            self._n_overrides += 1
         self.metrics.overrides.inc()
         rate = self._update_override_rate()
         return {"prediction_id": prediction_id, "overridden_by": principal.name,
                 "override_rate": rate.rate if rate.n_decisions else 0.0, "audit_record_id": record_id}
 
     def override_rate(self) -> OverrideRate:
-        """Overrides per prediction served since this process started (persisted decisions are
-        in the override log; the denominator is this process's predictions)."""
-        with self._state_lock:
-            return OverrideRate(n_decisions=max(self._n_predictions, self._n_overrides), n_overrides=self._n_overrides)
+        """Overrides per prediction served from this state directory (all workers, restarts included)."""
+        n_overrides = sum(1 for r in self.overrides.records() if r.action == "overridden")
+        return OverrideRate(n_decisions=max(self.memory.n_served(), n_overrides), n_overrides=n_overrides)
 
     def _update_override_rate(self) -> OverrideRate:
         rate = self.override_rate()
@@ -597,36 +584,38 @@ class ServingRuntime:
     def link_outcome(self, prediction_id: str, outcome: int, *, principal: Principal) -> dict[str, Any]:
         """Link an observed outcome to a prediction and re-evaluate the live rules."""
         memo = self._known_prediction(prediction_id)
-        with self._state_lock:
-            if prediction_id in self._linked:
-                raise Conflict("prediction_id", f"an outcome is already linked to prediction {prediction_id!r}")
+        if self.outcomes.is_linked(prediction_id):
+            raise Conflict("prediction_id", f"an outcome is already linked to prediction {prediction_id!r}")
         if memo is None:
-            # only the audit trail knows it (the service restarted): read back what was logged
+            # only the audit trail knows it (pruned from memory): read back what was logged
             shown = self.audit.show(prediction_id)  # type: ignore[union-attr]
             feats = (shown.get("features") or {}).get("features") or {}
-            memo = _PredictionMemo(encounter_id="", probability=float(shown["probability"]),
-                                   conformal_set=list(shown["conformal_set"]),
-                                   sex=None if feats.get("sex_male") is None else ("male" if feats["sex_male"] else "female"),
-                                   age=feats.get("age"))
-        record_id = self._append("outcome", {"requester": principal.name, "prediction_id": prediction_id,
-                                             "outcome": int(outcome), "probability": memo.probability},
-                                 subject=memo.encounter_id or None)
-        with self._outcome_lock:  # one evaluation at a time: alerts are decided on a consistent window
-            with self._state_lock:
-                self._linked.add(prediction_id)
-                self._outcomes.append((memo.probability, int(outcome), memo.sex, memo.age))
-                window = list(self._outcomes)
-            live = self._evaluate_outcomes(window)
+            memo = PredictionMemo(encounter_id="", probability=float(shown["probability"]),
+                                  conformal_set=list(shown["conformal_set"]),
+                                  sex=None if feats.get("sex_male") is None else ("male" if feats["sex_male"] else "female"),
+                                  age=feats.get("age"))
+        # one evaluation at a time across workers: alerts are decided on a consistent window
+        with self.outcomes.transaction() as shared:
+            try:
+                shared.link(prediction_id, memo.probability, int(outcome), memo.sex, memo.age)
+            except AlreadyLinked:
+                raise Conflict("prediction_id", f"an outcome is already linked to prediction {prediction_id!r}") from None
+            record_id = self._append("outcome", {"requester": principal.name, "prediction_id": prediction_id,
+                                                 "outcome": int(outcome), "probability": memo.probability},
+                                     subject=memo.encounter_id or None)
+            window = shared.window(self.outcome_window)
+            live = self._evaluate_outcomes(window, shared)
         return {"prediction_id": prediction_id, "linked": True, "window_size": len(window), "live": live,
                 "governance_state": self.governance.state.value, "audit_record_id": record_id}
 
-    def _evaluate_outcomes(self, window: list[tuple[float, int, str | None, float | None]]) -> dict[str, Any]:
+    def _evaluate_outcomes(self, window: list[tuple[float, int, str | None, float | None]],
+                           shared: OutcomeStore) -> dict[str, Any]:
         prob = np.array([w[0] for w in window])
         y = np.array([w[1] for w in window])
         self.metrics.live_outcomes.set(len(window))
         live: dict[str, Any] = {"n": len(window), "min_outcomes": self.min_outcomes}
         if len(window) < self.min_outcomes:
-            self.live = live
+            shared.set("live", live)
             return live
         live["ece"] = expected_calibration_error(y, prob)
         self.metrics.live_ece.set(live["ece"])
@@ -651,10 +640,10 @@ class ServingRuntime:
             live["fairness_alerts"] = [a.to_dict() for a in alerts]
             keys = frozenset((a.attribute, a.group_a, a.group_b, a.metric) for a in alerts)
             # alert once per new set of broken rules, not on every outcome while it persists
-            if alerts and keys != self._fairness_alerted:
+            if alerts and keys != frozenset(tuple(k) for k in shared.get("fairness_alerted", [])):
                 self.governance.on_fairness_alert(alerts, details={"source": "live outcomes", "window": len(window)})
-            self._fairness_alerted = keys
-        self.live = live
+            shared.set("fairness_alerted", sorted(keys))
+        shared.set("live", live)
         return live
 
     @staticmethod
@@ -681,19 +670,25 @@ class ServingRuntime:
                 "override_rate": rate.rate if rate.n_decisions else None,
                 "override_flags": override_rate_flags(rate, self.policy),
                 "live": self.live,
-                "psi": self.last_psi,
+                "psi": self.outcomes.get("last_psi", {}),
                 "degradation_check": "on" if self.reference_auroc is not None else
                 "off: no reference AUROC was given for this model",
             },
         }
 
+    @property
+    def live(self) -> dict[str, Any]:
+        """Live metrics over the linked-outcome window, as last evaluated by any worker."""
+        return self.outcomes.get("live", {})
+
     def periodic_review(self, *, incidents: list[str], documentation_complete: bool, sign_off: bool,
                         note: str | None, principal: Principal) -> dict[str, Any]:
         """Record a periodic review with the live calibration and fairness the service measured."""
+        live = self.live
         review = {
-            "calibration": {k: self.live.get(k) for k in ("n", "ece", "auroc")},
-            "fairness": {"group_auroc": self.live.get("group_auroc", {}),
-                         "alerts": self.live.get("fairness_alerts", [])},
+            "calibration": {k: live.get(k) for k in ("n", "ece", "auroc")},
+            "fairness": {"group_auroc": live.get("group_auroc", {}),
+                         "alerts": live.get("fairness_alerts", [])},
             "override_rate": self.governance_summary()["details"]["override_rate"],
             "incidents": list(incidents),
             "documentation_complete": bool(documentation_complete),
@@ -752,9 +747,7 @@ class ServingRuntime:
                                                              "audit": "no records for this subject"})
                 audit_result = {"status": "nothing logged for this subject (or already erased)",
                                 "record_id": record_id}
-        with self._state_lock:
-            for pid in [p for p, m in self._memo.items() if m.encounter_id == encounter_id]:
-                del self._memo[pid]
+        self.memory.forget_encounter(encounter_id)
         return {"encounter_id": encounter_id, "consents_withdrawn": withdrawn, "audit": audit_result}
 
     def refresh_metrics(self) -> None:
@@ -769,4 +762,6 @@ class ServingRuntime:
         if self.audit is not None:
             self.audit.close()
         self._background.close()
+        self.memory.close()
+        self.outcomes.close()
         self.consent.close()

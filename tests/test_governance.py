@@ -318,3 +318,21 @@ def test_repeated_drift_alarms_share_one_open_review_item(policy, tmp_path):
     q.resolve(ids[0], reviewer="dr.a", role="reviewer", resolution="known protocol change")
     assert m.on_drift(detector="psi:mech_vent")[0].details["review_item"] not in ids   # new episode, new item
     assert m.state is ModelState.ACTIVE
+
+
+def test_two_processes_share_one_state_file(policy, tmp_path):
+    """Two servers on one state file: a change made by either is seen by the other's next read,
+    and each change starts from the file (no lost update)."""
+    path = tmp_path / "governance_state.json"
+    a = GovernanceStateMachine(policy, path=path)
+    b = GovernanceStateMachine.load(path, policy)
+    a.suspend("dr.a", "reviewer", "manual stop")
+    assert b.state is ModelState.SUSPENDED
+    with pytest.raises(GovernanceError, match="already SUSPENDED"):
+        b.suspend("dr.b", "reviewer", "again")
+    b.resume("dr.b", "reviewer", "checked, back on")
+    assert a.state is ModelState.ACTIVE
+    a.record_periodic_review("dr.a", "reviewer", "quarterly")
+    kinds = [e.kind for e in GovernanceStateMachine.load(path, policy).history]
+    assert kinds == ["suspended", "resumed", "periodic_review"]
+    assert [e.kind for e in b.history] == kinds

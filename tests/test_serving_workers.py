@@ -1,0 +1,121 @@
+"""``python -m serving --workers 2``: two processes on one port and one state directory.
+
+Every request opens a new connection (the kernel spreads connections over the workers with
+SO_REUSEPORT), so consecutive requests land on either worker; each check below would fail if a
+worker kept its own copy of the state: a suspension one worker does not see, an override or an
+outcome link unknown to the other, counters that are one worker's.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from clinops.audit.log import AuditTrail
+from serving.testing import REPO_ROOT, build_demo_bundle, demo_token, free_port
+
+RECORD = {"age": 71.0, "sex_male": 1, "dx_chapter": "respiratory", "gcs": 11.0, "map": 61.0,
+          "heart_rate": 112.0, "resp_rate": 26.0, "lactate": 3.4, "vasopressor": 1}
+ENCOUNTER = "30000001"
+
+
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory):
+    bundle = build_demo_bundle(tmp_path_factory.mktemp("bundle"), n=1500, seed=7)
+    state = tmp_path_factory.mktemp("state")
+    port = free_port()
+    log = (state.parent / "server.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "serving", "--model-dir", str(bundle), "--state-dir", str(state), "--host",
+         "127.0.0.1", "--port", str(port), "--workers", "2", "--min-outcomes", "10", "--log-level", "info"],
+        cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # both workers up: each logs its pid when its app is built
+            if (state.parent / "server.log").read_text().count("serving model demo-run") == 2:
+                break
+            if process.poll() is not None:
+                pytest.fail(f"server exited: {(state.parent / 'server.log').read_text()}")
+            time.sleep(0.2)
+        else:
+            pytest.fail("the two workers did not start")
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        yield url, state
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+        log.close()
+
+
+def post(url, path, body, role):
+    # a new connection per request: consecutive requests reach either worker
+    return httpx.post(f"{url}{path}", json=body, headers={**demo_token(role), "Connection": "close"}, timeout=30)
+
+
+def predict(url, record=RECORD):
+    r = post(url, "/v1/predictions", {"encounter_id": ENCOUNTER, "purpose": "direct_care", "features": record},
+             "system")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def metric(url, name):
+    text = httpx.get(f"{url}/metrics", headers=demo_token("system"), timeout=30).text
+    return {tuple(sorted(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples if s.name == name}
+
+
+def test_two_workers_share_state(two_workers):
+    url, state = two_workers
+    first = [predict(url) for _ in range(16)]
+    assert len({b["prediction_id"] for b in first}) == 16
+    assert metric(url, "clinops_predictions_total") == {(): 16.0}  # summed over both workers
+
+    # a suspension through one connection holds for every later prediction, whichever worker
+    assert post(url, "/v1/governance/suspend", {"reason": "shared-state test"}, "reviewer").status_code == 200
+    suspended = [predict(url) for _ in range(12)]
+    assert {b["governance_state"] for b in suspended} == {"SUSPENDED-PENDING-REVIEW"}
+    assert all("model_suspended" in b["escalation_reasons"] for b in suspended)
+    queue = httpx.get(f"{url}/v1/review-queue", headers=demo_token("reviewer"), timeout=30).json()["items"]
+    queued = {item["prediction_id"] for item in queue}
+    assert {b["prediction_id"] for b in suspended} <= queued  # on the queue before the answers
+    r = post(url, "/v1/governance/resume", {"note": "checked"}, "reviewer")
+    assert r.status_code == 200 and r.json()["state"] == "ACTIVE"
+    assert {predict(url)["governance_state"] for _ in range(8)} == {"ACTIVE"}
+
+    # overrides of predictions made by either worker: known, and the reason stays encrypted
+    for body in first[:8]:
+        r = post(url, f"/v1/predictions/{body['prediction_id']}/override", {"reason": "bed 4, looks better"},
+                 "clinician")
+        assert r.status_code == 200, r.text
+    assert metric(url, "clinops_overrides_total") == {(): 8.0}
+    assert metric(url, "clinops_override_rate") == {(): pytest.approx(8 / 36)}
+    trail = AuditTrail.open(state / "audit", read_only=True)
+    try:
+        overrides = trail.find("override")
+        assert len(overrides) == 8
+        assert all("reason" not in r.fields and r.subject for r in overrides)
+        assert trail.verify().ok
+    finally:
+        trail.close()
+
+    # one outcome per prediction, across workers; the window is shared
+    for i, body in enumerate(first[:12]):
+        r = post(url, "/v1/outcomes", {"prediction_id": body["prediction_id"], "outcome": i % 2}, "system")
+        assert r.status_code == 200, r.text
+        assert r.json()["window_size"] == i + 1
+    again = [post(url, "/v1/outcomes", {"prediction_id": first[0]["prediction_id"], "outcome": 1}, "system")
+             for _ in range(4)]
+    assert {r.status_code for r in again} == {409}
+    summary = httpx.get(f"{url}/v1/governance", headers=demo_token("reviewer"), timeout=30).json()
+    assert summary["details"]["live"]["n"] == 12
