@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import Gauge as _Gauge
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,6 +29,10 @@ class ServingMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+
+        def Gauge(*args, **kwargs) -> _Gauge:  # noqa: N802 -- every gauge: most recent value of any worker
+            return _Gauge(*args, multiprocess_mode="mostrecent", **kwargs)
+
         self.request_latency = Histogram(
             "clinops_request_latency_seconds", "Request latency by route template, method and status",
             ["method", "route", "status"], buckets=LATENCY_BUCKETS_SECONDS, registry=r)
@@ -37,21 +42,21 @@ class ServingMetrics:
         self.escalated_predictions = Counter(
             "clinops_escalated_predictions", "Predictions marked for human review (any reason)", registry=r)
         self.overrides = Counter("clinops_overrides", "Clinician overrides", registry=r)
-        self.override_rate = Gauge("clinops_override_rate", "Overrides per prediction served from this state directory", registry=r, multiprocess_mode="mostrecent")
+        self.override_rate = Gauge("clinops_override_rate", "Overrides per prediction served from this state directory", registry=r)
         self.consent_refusals = Counter("clinops_consent_refusals", "Requests refused by the consent registry", registry=r)
         self.audit_failures = Counter("clinops_audit_write_failures", "Audit writes that failed (request failed too)", registry=r)
         self.review_queue_write_failures = Counter(
             "clinops_review_queue_write_failures", "Escalated cases the review queue did not take (restored from "
             "the audit trail at the next start)", registry=r)
-        self.review_queue_open = Gauge("clinops_review_queue_open", "Open cases in the review queue", registry=r, multiprocess_mode="mostrecent")
-        self.model_state = Gauge("clinops_model_state", "1 for the governance state the model is in", ["state"], registry=r, multiprocess_mode="mostrecent")
-        self.drift_psi = Gauge("clinops_drift_psi", "PSI of recent inputs against the training bins", ["feature"], registry=r, multiprocess_mode="mostrecent")
-        self.drift_window = Gauge("clinops_drift_window_size", "Predictions in the drift window", registry=r, multiprocess_mode="mostrecent")
-        self.live_outcomes = Gauge("clinops_live_outcomes", "Linked outcomes in the sliding window", registry=r, multiprocess_mode="mostrecent")
-        self.live_ece = Gauge("clinops_live_ece", "Expected calibration error over linked outcomes", registry=r, multiprocess_mode="mostrecent")
-        self.live_auroc = Gauge("clinops_live_auroc", "AUROC over linked outcomes", registry=r, multiprocess_mode="mostrecent")
+        self.review_queue_open = Gauge("clinops_review_queue_open", "Open cases in the review queue", registry=r)
+        self.model_state = Gauge("clinops_model_state", "1 for the governance state the model is in", ["state"], registry=r)
+        self.drift_psi = Gauge("clinops_drift_psi", "PSI of recent inputs against the training bins", ["feature"], registry=r)
+        self.drift_window = Gauge("clinops_drift_window_size", "Predictions in the drift window", registry=r)
+        self.live_outcomes = Gauge("clinops_live_outcomes", "Linked outcomes in the sliding window", registry=r)
+        self.live_ece = Gauge("clinops_live_ece", "Expected calibration error over linked outcomes", registry=r)
+        self.live_auroc = Gauge("clinops_live_auroc", "AUROC over linked outcomes", registry=r)
         self.live_group_auroc = Gauge(
-            "clinops_live_group_auroc", "AUROC over linked outcomes per group", ["attribute", "group"], registry=r, multiprocess_mode="mostrecent")
+            "clinops_live_group_auroc", "AUROC over linked outcomes per group", ["attribute", "group"], registry=r)
 
     def render(self) -> bytes:
         """The exposition text (Prometheus text format 0.0.4), summed over worker processes if any."""

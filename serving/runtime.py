@@ -306,11 +306,12 @@ class ServingRuntime:
                       principal: Principal) -> dict[str, Any]:
         """Consent check, prediction, escalation, audit; returns the response body.
 
-        A coroutine, run on the server's event loop: the two steps that hold no Python lock for
-        long, scoring (XGBoost's TreeSHAP in C) and the audit commit (an fdatasync), run on
-        :attr:`blocking` threads while the loop serves other requests; concurrent commits are
-        grouped by the audit trail into one fdatasync. Everything else is short Python on the
-        loop, so requests do not contend for the interpreter lock across a thread pool.
+        A coroutine, run on the server's event loop. The blocking part (:meth:`_score_and_record`:
+        XGBoost's TreeSHAP in C, the audit commit's fdatasync, the prediction memory and, for an
+        escalated case, the review queue) runs in one hop on a :attr:`blocking` thread while the
+        loop serves other requests; concurrent commits are grouped by the audit trail into one
+        fdatasync. The rest is short Python on the loop, so requests do not contend for the
+        interpreter lock across a thread pool.
 
         Raises
         ------
@@ -391,10 +392,8 @@ class ServingRuntime:
         # one commit (one fdatasync) for the prediction and its escalation, before anything else
         receipts = self._append_many(events)
         record_id = receipts[0] if receipts else None
-        self.memory.remember(prediction_id, PredictionMemo(
-            encounter_id=encounter_id, probability=result.probability, conformal_set=conformal_set,
-            sex=None if features.get("sex_male") is None else ("male" if features["sex_male"] else "female"),
-            age=None if features.get("age") is None else float(features["age"])))
+        self.memory.remember(prediction_id, PredictionMemo.of(encounter_id, result.probability, conformal_set,
+                                                              features))
         if reasons:
             # on the queue before the answer, so any worker's GET /v1/review-queue shows it; the
             # audit commit above already holds the escalation, so a failed queue write only
@@ -538,7 +537,7 @@ class ServingRuntime:
 
     def override_rate(self) -> OverrideRate:
         """Overrides per prediction served from this state directory (all workers, restarts included)."""
-        n_overrides = sum(1 for r in self.overrides.records() if r.action == "overridden")
+        n_overrides = self.overrides.rate().n_overrides
         return OverrideRate(n_decisions=max(self.memory.n_served(), n_overrides), n_overrides=n_overrides)
 
     def _update_override_rate(self) -> OverrideRate:
@@ -590,10 +589,7 @@ class ServingRuntime:
             # only the audit trail knows it (pruned from memory): read back what was logged
             shown = self.audit.show(prediction_id)  # type: ignore[union-attr]
             feats = (shown.get("features") or {}).get("features") or {}
-            memo = PredictionMemo(encounter_id="", probability=float(shown["probability"]),
-                                  conformal_set=list(shown["conformal_set"]),
-                                  sex=None if feats.get("sex_male") is None else ("male" if feats["sex_male"] else "female"),
-                                  age=feats.get("age"))
+            memo = PredictionMemo.of("", float(shown["probability"]), list(shown["conformal_set"]), feats)
         # one evaluation at a time across workers: alerts are decided on a consistent window
         with self.outcomes.transaction() as shared:
             try:

@@ -24,7 +24,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 
 @dataclass
@@ -36,6 +36,16 @@ class PredictionMemo:
     conformal_set: list[int]
     sex: str | None
     age: float | None
+
+    @classmethod
+    def of(cls, encounter_id: str, probability: float, conformal_set: list[int],
+           features: Mapping[str, Any]) -> "PredictionMemo":
+        """From the submitted (or logged) features: the fairness groups are taken from them."""
+        sex = features.get("sex_male")
+        age = features.get("age")
+        return cls(encounter_id=encounter_id, probability=probability, conformal_set=conformal_set,
+                   sex=None if sex is None else ("male" if sex else "female"),
+                   age=None if age is None else float(age))
 
 
 def _connect(path: Path, *, synchronous: str) -> sqlite3.Connection:
