@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -461,35 +461,59 @@ class RiskPredictor:
         -------
         RiskResult
         """
-        clean = self.manifest.validate_record(record)
-        x = self._encode_record(clean)
-        missing = np.isnan(x)
-        x_imp = np.where(missing, self._medians, x)
+        return self.predict_many([record])[0]
+
+    def predict_many(self, records: Sequence[Mapping[str, Any]]) -> list[RiskResult]:
+        """Score several patients in one XGBoost call (what the server does with concurrent requests).
+
+        Each result equals :meth:`predict_one` on the same record exactly: XGBoost scores and
+        explains every row on its own, so batching changes the cost (one ``DMatrix`` and one
+        call to each predictor for the batch), never the numbers.
+
+        Parameters
+        ----------
+        records : sequence of mappings, length n
+            As for :meth:`predict_one`. Every record is validated first; the first invalid one
+            raises and nothing is scored.
+
+        Returns
+        -------
+        list of RiskResult, length n, in the order of ``records``
+        """
+        if not records:
+            return []
+        X = np.stack([self._encode_record(self.manifest.validate_record(r)) for r in records])  # (n, p)
+        missing = np.isnan(X)
+        X_imp = np.where(missing, self._medians, X)
         # Columns are in booster order (checked in __init__): the per-call name check is skipped.
         # The score comes from predict(), not from the sum of the float32 TreeSHAP values (equal
         # only to ~1e-6), so that serving and batch scoring (predict_frame) agree exactly.
-        dm = xgb.DMatrix(x_imp.reshape(1, -1), nthread=1)
-        raw = float(self._booster.predict(dm, validate_features=False)[0])
-        contrib = self._booster.predict(dm, pred_contribs=True, validate_features=False)[0]
-        prob = float(np.interp(raw, self._iso_x, self._iso_y))
-        in_set = sets_from_probability(np.array([prob]), self._q)[0]
-        conformal_set = tuple(int(k) for k in np.flatnonzero(in_set))
+        dm = xgb.DMatrix(X_imp, nthread=1)
+        raw = self._booster.predict(dm, validate_features=False).astype(np.float64)  # (n,)
+        contrib = self._booster.predict(dm, pred_contribs=True, validate_features=False)  # (n, p + 1)
+        prob = self._calibrate(raw)
+        in_set = sets_from_probability(prob, self._q)  # (n, 2)
         with np.errstate(invalid="ignore"):
-            ood = ~missing & ((x < self._lo) | (x > self._hi))
-        contributions = {n: float(c) for n, c in zip(self.feature_names, contrib[:-1])}
-        contributions["bias"] = float(contrib[-1])
-        return RiskResult(
-            raw_score=raw,
-            probability=prob,
-            conformal_set=conformal_set,
-            low_confidence=len(conformal_set) != 1,
-            above_threshold=prob >= self._threshold,
-            imputed=tuple(n for n, m in zip(self.feature_names, missing) if m),
-            contributions=contributions,
-            out_of_distribution=bool(ood.any()),
-            ood_features=tuple(n for n, o in zip(self.feature_names, ood) if o),
-            model_version=self.bundle.run_id,
-        )
+            ood = ~missing & ((X < self._lo) | (X > self._hi))
+        names = self.feature_names
+        out = []
+        for i in range(len(records)):
+            conformal_set = tuple(int(k) for k in np.flatnonzero(in_set[i]))
+            contributions = dict(zip(names, contrib[i, :-1].tolist()))
+            contributions["bias"] = float(contrib[i, -1])
+            out.append(RiskResult(
+                raw_score=float(raw[i]),
+                probability=float(prob[i]),
+                conformal_set=conformal_set,
+                low_confidence=len(conformal_set) != 1,
+                above_threshold=bool(prob[i] >= self._threshold),
+                imputed=tuple(n for n, m in zip(names, missing[i]) if m),
+                contributions=contributions,
+                out_of_distribution=bool(ood[i].any()),
+                ood_features=tuple(n for n, o in zip(names, ood[i]) if o),
+                model_version=self.bundle.run_id,
+            ))
+        return out
 
     def predict_frame(self, df: pd.DataFrame, *, encoded: bool = False) -> pd.DataFrame:
         """Score many patients at once (notebooks, batch evaluation).

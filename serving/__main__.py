@@ -23,6 +23,7 @@ Other commands::
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import shutil
@@ -30,7 +31,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 log = logging.getLogger("serving")
@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
                         "run's metric named by --reference-metric, if any)")
     p.add_argument("--reference-metric", default="test_auroc", help="MLflow run metric holding the test AUROC")
     p.add_argument("--min-outcomes", type=int, default=100, help="linked outcomes before live metrics are judged")
+    p.add_argument("--scoring-batch", type=int, default=32,
+                   help="most concurrent predictions scored and audited together (1: one at a time)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--tls-cert", type=Path, help="PEM certificate: serve HTTPS (TLS 1.3 minimum)")
@@ -68,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="'off' exists only for the benchmark's unaudited baseline")
     p.add_argument("--workers", type=int, default=1,
                    help="worker processes sharing the port and the state directory (default: %(default)s)")
-    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for each worker of --workers N
+    p.add_argument("--dealt-fd", type=int, help=argparse.SUPPRESS)  # a worker of --workers N: its channel
     p.add_argument("--log-level", default="info")
     return p
 
@@ -109,8 +111,13 @@ def _build_app(args: argparse.Namespace):
     app = create_app(bundle, state_dir=args.state_dir, tokens_path=args.tokens, consent_seed_path=args.consent,
                      governance_policy_path=args.governance_policy, drift_policy_path=args.drift_policy,
                      audit_enabled=args.audit == "on", reference_auroc=_reference_auroc(args, bundle),
-                     min_outcomes=args.min_outcomes)
+                     min_outcomes=args.min_outcomes, scoring_batch=args.scoring_batch)
     log.info("serving model %s (pid %d)", bundle.run_id, os.getpid())
+    # What is loaded now (MLflow, pandas, scikit-learn, the model, the app) lives as long as the
+    # process: keep it out of the cyclic garbage collector. Its full passes over those objects
+    # paused a worker for ~150-190 ms under load (clinops/docs/serving.md, "The request path").
+    gc.collect()
+    gc.freeze()
     return app
 
 
@@ -127,6 +134,9 @@ def _serve(argv: list[str]) -> int:
     if args.workers < 1:
         print("--workers: must be at least 1", file=sys.stderr)
         return 2
+    if args.scoring_batch < 1:
+        print("--scoring-batch: must be at least 1", file=sys.stderr)
+        return 2
     if args.self_signed_cert is not None:
         args.tls_cert, args.tls_key = args.self_signed_cert / "cert.pem", args.self_signed_cert / "key.pem"
         if not args.tls_cert.exists():
@@ -138,17 +148,14 @@ def _serve(argv: list[str]) -> int:
     log.info("serving on %s://%s:%d with %d worker(s)", "https" if tls else "http", args.host, args.port, args.workers)
     if args.workers == 1:
         app = _build_app(args)
-        if not args.reuse_port:
+        if args.dealt_fd is None:
             uvicorn.run(app, **options)
             return 0
-        # a worker of a --workers N server: its own socket on the shared port (SO_REUSEPORT),
-        # so the kernel spreads new connections over the workers instead of one taking them all
-        sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((args.host, args.port))
-        sock.set_inheritable(True)
-        uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[sock])
+        # a worker of a --workers N server: it serves the connections the supervisor deals it
+        from serving.dealer import DealtServer
+
+        channel = socket.socket(fileno=args.dealt_fd)
+        DealtServer(uvicorn.Config(app, **options), channel).run()
         return 0
     return _supervise(args, argv)
 
@@ -156,16 +163,35 @@ def _serve(argv: list[str]) -> int:
 def _supervise(args: argparse.Namespace, argv: list[str]) -> int:
     """Run ``args.workers`` worker processes on one port and one state directory until stopped.
 
-    The workers share their state through ``--state-dir`` (governance file, SQLite stores, audit
-    trail); their metrics are summed through a Prometheus multiprocess directory in it.
+    The supervisor listens and deals each connection to the worker with the fewest open
+    connections (:class:`serving.dealer.ConnectionDealer`). The workers share their state
+    through ``--state-dir`` (governance file, SQLite stores, audit trail); their metrics are
+    summed through a Prometheus multiprocess directory in it.
     """
+    from serving.dealer import ConnectionDealer
+
+    listener = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((args.host, args.port))
+    except OSError as exc:
+        print(f"--host/--port: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 2
+    listener.listen(2048)
     metrics_dir = args.state_dir / "prometheus-multiproc"
     if metrics_dir.exists():
         shutil.rmtree(metrics_dir)  # counters of earlier runs are not this run's
     metrics_dir.mkdir(parents=True)
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir.resolve())}
-    worker_argv = [*argv, "--workers", "1", "--reuse-port"]
-    workers = [subprocess.Popen([sys.executable, "-m", "serving", *worker_argv], env=env) for _ in range(args.workers)]
+    channels, workers = [], []
+    for _ in range(args.workers):
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        worker_argv = [*argv, "--workers", "1", "--dealt-fd", str(theirs.fileno())]
+        workers.append(subprocess.Popen([sys.executable, "-m", "serving", *worker_argv], env=env,
+                                        pass_fds=[theirs.fileno()]))
+        theirs.close()
+        channels.append(mine)
+    dealer = ConnectionDealer(listener, channels)
     stopping = False
 
     def stop(signum, _frame) -> None:
@@ -178,13 +204,22 @@ def _supervise(args: argparse.Namespace, argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     code = 0
-    while any(w.poll() is None for w in workers):
+
+    def running() -> bool:
+        nonlocal code
         for w in workers:
             if w.poll() is not None and w.returncode != 0 and not stopping:
                 log.error("worker %d exited with %d: stopping the others", w.pid, w.returncode)
                 code = w.returncode
                 stop(signal.SIGTERM, None)
-        time.sleep(0.2)
+        return not stopping and any(w.poll() is None for w in workers)
+
+    try:
+        dealer.serve(running)
+    finally:
+        dealer.close()  # no new connections; the workers finish the ones they hold
+        for w in workers:
+            w.wait()
     return code
 
 

@@ -52,7 +52,7 @@ def create_app(bundle: ModelBundle, *, state_dir: Path, tokens_path: Path, conse
                governance_policy_path: Path, drift_policy_path: Path | None = None,
                audit_enabled: bool = True, reference_auroc: float | None = None,
                outcome_window: int = 500, min_outcomes: int = 100, psi_window: int | None = None,
-               top_contributions: int = 5) -> FastAPI:
+               top_contributions: int = 5, scoring_batch: int = 32) -> FastAPI:
     """Build the serving app on one model bundle.
 
     Parameters
@@ -71,7 +71,7 @@ def create_app(bundle: ModelBundle, *, state_dir: Path, tokens_path: Path, conse
         False only for the benchmark's unaudited baseline.
     reference_auroc : float, optional
         The model's test AUROC, for the live degradation rule.
-    outcome_window, min_outcomes, psi_window, top_contributions
+    outcome_window, min_outcomes, psi_window, top_contributions, scoring_batch
         See :class:`serving.runtime.ServingRuntime`.
 
     Returns
@@ -84,7 +84,7 @@ def create_app(bundle: ModelBundle, *, state_dir: Path, tokens_path: Path, conse
                              governance_policy_path=governance_policy_path, drift_policy_path=drift_policy_path,
                              audit_enabled=audit_enabled, reference_auroc=reference_auroc,
                              outcome_window=outcome_window, min_outcomes=min_outcomes, psi_window=psi_window,
-                             top_contributions=top_contributions)
+                             top_contributions=top_contributions, scoring_batch=scoring_batch)
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         yield

@@ -37,6 +37,9 @@ class ServingMetrics:
             "clinops_request_latency_seconds", "Request latency by route template, method and status",
             ["method", "route", "status"], buckets=LATENCY_BUCKETS_SECONDS, registry=r)
         self.predictions = Counter("clinops_predictions", "Predictions returned", registry=r)
+        self.scoring_batch_size = Histogram(
+            "clinops_scoring_batch_size", "Concurrent predictions scored and audited together (one XGBoost call, "
+            "one audit commit)", buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32), registry=r)
         self.escalations = Counter(
             "clinops_escalations", "Predictions marked for human review, by reason", ["reason"], registry=r)
         self.escalated_predictions = Counter(

@@ -30,6 +30,7 @@ import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from datetime import datetime, timezone
 from pathlib import Path
@@ -59,6 +60,7 @@ from clinops.modeling import ModelBundle
 from clinops.privacy import ConsentRegistry, Principal, load_or_create_key, pseudonymise
 from clinops.uncertainty import RiskPredictor, RiskResult, expected_calibration_error
 
+from serving.batching import NaturalBatcher
 from serving.metrics import ServingMetrics
 from serving.shared import AlreadyLinked, OutcomeStore, PredictionMemo, PredictionMemory
 
@@ -161,6 +163,28 @@ def psi_reference_from_bundle(bundle: ModelBundle) -> PsiReference:
     return PsiReference.from_bundle_reference({name: ref[name] for name in bundle.feature_names})
 
 
+@dataclass(frozen=True)
+class _PredictionRequest:
+    """One request in a scoring batch (already consent-checked and validated)."""
+
+    encounter_id: str
+    purpose: str
+    features: Mapping[str, Any]
+    principal: Principal
+
+
+@dataclass
+class _Scored:
+    """What :meth:`ServingRuntime._score_and_record` returns for one request."""
+
+    result: RiskResult
+    state: ModelState
+    reasons: list[str]
+    prediction_id: str
+    contributions: list[dict[str, Any]]
+    record_id: str | None = None  # of its prediction audit record, once written (None: auditing off)
+
+
 class ServingRuntime:
     """Everything the API does, on one model bundle.
 
@@ -190,13 +214,15 @@ class ServingRuntime:
         Recent predictions over which PSI is computed (default: the drift policy's).
     top_contributions : int
         Contributions returned per prediction (largest absolute TreeSHAP values).
+    scoring_batch : int
+        Most concurrent predictions scored and audited together (1: one at a time).
     """
 
     def __init__(self, bundle: ModelBundle, *, state_dir: Path, consent_seed_path: Path,
                  governance_policy_path: Path, drift_policy_path: Path | None = None,
                  audit_enabled: bool = True, reference_auroc: float | None = None,
                  outcome_window: int = 500, min_outcomes: int = 100, psi_window: int | None = None,
-                 top_contributions: int = 5):
+                 top_contributions: int = 5, scoring_batch: int = 32):
         if outcome_window < 10 or min_outcomes < 10 or min_outcomes > outcome_window:
             raise ValueError("outcome_window, min_outcomes: need 10 <= min_outcomes <= outcome_window")
         if top_contributions < 1:
@@ -231,9 +257,11 @@ class ServingRuntime:
                                  resolve_roles=sorted({"clinician", *self.policy.review_roles}))
         self.overrides = OverrideLog(self.state_dir / "overrides.sqlite")
         self._background = _BackgroundWorker()
-        # Threads for the blocking steps of a prediction (scoring, audit commit); several, so
-        # that concurrent commits can be grouped into one fdatasync by the audit trail.
+        # Threads for the blocking steps (scoring, audit commits, the other routes' writes).
         self.blocking = ThreadPoolExecutor(max_workers=16, thread_name_prefix="serving-blocking")
+        # Predictions are scored in natural batches, one batch at a time per worker process.
+        self.scoring: NaturalBatcher[_PredictionRequest, _Scored] = NaturalBatcher(
+            self._score_and_record, self.blocking, max_batch=scoring_batch)
         state_path = self.state_dir / "governance_state.json"
         if state_path.exists():
             self.governance = GovernanceStateMachine.load(state_path, self.policy, sink=self._on_governance_event,
@@ -306,12 +334,12 @@ class ServingRuntime:
                       principal: Principal) -> dict[str, Any]:
         """Consent check, prediction, escalation, audit; returns the response body.
 
-        A coroutine, run on the server's event loop. The blocking part (:meth:`_score_and_record`:
-        XGBoost's TreeSHAP in C, the audit commit's fdatasync, the prediction memory and, for an
-        escalated case, the review queue) runs in one hop on a :attr:`blocking` thread while the
-        loop serves other requests; concurrent commits are grouped by the audit trail into one
-        fdatasync. The rest is short Python on the loop, so requests do not contend for the
-        interpreter lock across a thread pool.
+        A coroutine, run on the server's event loop. The checks of this request alone (consent,
+        the manifest's rules) run on the loop; the request then joins the next scoring batch
+        (:attr:`scoring`, a :class:`serving.batching.NaturalBatcher`): the requests that arrived
+        while the previous batch was being scored are scored, audited (one commit, one
+        fdatasync) and remembered together on a :attr:`blocking` thread by
+        :meth:`_score_and_record`. A lone request is a batch of one and waits for nothing.
 
         Raises
         ------
@@ -340,11 +368,10 @@ class ServingRuntime:
                 await loop.run_in_executor(self.blocking, partial(self._append, "consent_refusal", fields,
                                                                   subject=encounter_id))
             raise
-        # one thread hop for scoring and the audit commit: each hop is a wake-up of another
-        # thread, and those cost more CPU than the Python between the two steps
-        result, state, reasons, prediction_id, contributions, record_id = await loop.run_in_executor(
-            self.blocking, self._score_and_record, encounter_id, purpose, features, principal)
-        conformal_set = list(result.conformal_set)
+        # this request's own 422, before it joins a batch that an invalid record would fail
+        self.manifest.validate_record(features)
+        scored: _Scored = await self.scoring.submit(_PredictionRequest(encounter_id, purpose, features, principal))
+        result, reasons = scored.result, scored.reasons
         if reasons:
             self.metrics.escalated_predictions.inc()
             for reason in reasons:
@@ -352,62 +379,78 @@ class ServingRuntime:
         self.metrics.predictions.inc()
         self._observe_for_drift(features)
         return {
-            "prediction_id": prediction_id, "model_version": self.model_version,
+            "prediction_id": scored.prediction_id, "model_version": self.model_version,
             "raw_score": result.raw_score, "probability": result.probability,
-            "conformal_set": conformal_set, "confidence_level": self.bundle.confidence_level,
+            "conformal_set": list(result.conformal_set), "confidence_level": self.bundle.confidence_level,
             "low_confidence": result.low_confidence, "out_of_distribution": result.out_of_distribution,
-            "imputed": list(result.imputed), "contributions": contributions,
-            "governance_state": state.value, "needs_review": bool(reasons),
-            "escalation_reasons": reasons, "audit_record_id": record_id,
+            "imputed": list(result.imputed), "contributions": scored.contributions,
+            "governance_state": scored.state.value, "needs_review": bool(reasons),
+            "escalation_reasons": reasons, "audit_record_id": scored.record_id,
         }
 
-    def _score_and_record(self, encounter_id: str, purpose: str, features: Mapping[str, Any],
-                          principal: Principal):
-        """Score one record and write its audit records (one commit); runs on a :attr:`blocking` thread."""
-        result: RiskResult = self.predictor.predict_one(features)
+    def _score_and_record(self, requests: list[_PredictionRequest]) -> list[_Scored]:
+        """Score a batch of requests and write their audit records in one commit; runs on a
+        :attr:`blocking` thread. An audit failure fails every request of the batch (none of
+        them was recorded, so none is answered)."""
+        self.metrics.scoring_batch_size.observe(len(requests))
+        results = self.predictor.predict_many([r.features for r in requests])
         state = self.governance.state  # re-read from disk if another worker changed it
-        reasons = escalation_reasons(state=state, conformal_set=result.conformal_set,
-                                     out_of_distribution=result.out_of_distribution, policy=self.policy)
-        prediction_id = uuid.uuid4().hex
-        contributions = self._top_contributions(result, features)
-        conformal_set = list(result.conformal_set)
-        fields = {
-            "prediction_id": prediction_id, "model_version": self.model_version,
-            "dataset_sha256": self.dataset_sha256, "raw_score": result.raw_score,
-            "probability": result.probability, "conformal_set": conformal_set,
-            "confidence_level": self.bundle.confidence_level, "low_confidence": result.low_confidence,
-            "out_of_distribution": result.out_of_distribution, "ood_features": list(result.ood_features),
-            "imputed": list(result.imputed), "governance_state": state.value,
-            "escalation_reasons": reasons, "requester": principal.name, "role": principal.role,
-            "purpose": purpose,
-        }
-        # the submitted feature values are patient data: encrypted payload under the subject's key
-        payload = {"features": {k: (float(v) if isinstance(v, int) else v) for k, v in features.items()
-                                if v is not None},
-                   "contributions": result.contributions}
-        events = [{"kind": "prediction", "fields": fields, "subject": encounter_id, "payload": payload}]
-        if reasons:
-            events.append({"kind": "escalation", "fields": {"requester": principal.name, "prediction_id": prediction_id,
-                                                            "reasons": reasons}})
-        # one commit (one fdatasync) for the prediction and its escalation, before anything else
+        scored: list[_Scored] = []
+        events: list[dict[str, Any]] = []
+        prediction_event: list[int] = []  # index in events of each request's prediction record
+        for request, result in zip(requests, results):
+            reasons = escalation_reasons(state=state, conformal_set=result.conformal_set,
+                                         out_of_distribution=result.out_of_distribution, policy=self.policy)
+            prediction_id = uuid.uuid4().hex
+            conformal_set = list(result.conformal_set)
+            fields = {
+                "prediction_id": prediction_id, "model_version": self.model_version,
+                "dataset_sha256": self.dataset_sha256, "raw_score": result.raw_score,
+                "probability": result.probability, "conformal_set": conformal_set,
+                "confidence_level": self.bundle.confidence_level, "low_confidence": result.low_confidence,
+                "out_of_distribution": result.out_of_distribution, "ood_features": list(result.ood_features),
+                "imputed": list(result.imputed), "governance_state": state.value,
+                "escalation_reasons": reasons, "requester": request.principal.name, "role": request.principal.role,
+                "purpose": request.purpose,
+            }
+            # the submitted feature values are patient data: encrypted payload under the subject's key
+            payload = {"features": {k: (float(v) if isinstance(v, int) else v) for k, v in request.features.items()
+                                    if v is not None},
+                       "contributions": result.contributions}
+            scored.append(_Scored(result, state, reasons, prediction_id,
+                                  self._top_contributions(result, request.features)))
+            prediction_event.append(len(events))
+            events.append({"kind": "prediction", "fields": fields, "subject": request.encounter_id,
+                           "payload": payload})
+            if reasons:
+                events.append({"kind": "escalation", "fields": {"requester": request.principal.name,
+                                                                "prediction_id": prediction_id, "reasons": reasons}})
+        # one commit (one fdatasync) for the whole batch, before anything else
         receipts = self._append_many(events)
-        record_id = receipts[0] if receipts else None
-        self.memory.remember(prediction_id, PredictionMemo.of(encounter_id, result.probability, conformal_set,
-                                                              features))
-        if reasons:
+        if receipts:
+            for one, at in zip(scored, prediction_event):
+                one.record_id = receipts[at]
+        self.memory.remember({one.prediction_id: PredictionMemo.of(request.encounter_id, one.result.probability,
+                                                                    list(one.result.conformal_set), request.features)
+                              for request, one in zip(requests, scored)})
+        for one in scored:
+            if not one.reasons:
+                continue
             # on the queue before the answer, so any worker's GET /v1/review-queue shows it; the
             # audit commit above already holds the escalation, so a failed queue write only
             # delays the case until reconcile_review_queue at the next start
-            details = {"prediction_id": prediction_id, "probability": result.probability,
-                       "conformal_set": conformal_set, "reasons": reasons, "contributions": contributions,
-                       "model_version": self.model_version, "audit_record_id": record_id}
+            details = {"prediction_id": one.prediction_id, "probability": one.result.probability,
+                       "conformal_set": list(one.result.conformal_set), "reasons": one.reasons,
+                       "contributions": one.contributions, "model_version": self.model_version,
+                       "audit_record_id": one.record_id}
             try:
-                self.queue.add("prediction_escalation", ", ".join(reasons), details=details, subject=prediction_id)
+                self.queue.add("prediction_escalation", ", ".join(one.reasons), details=details,
+                               subject=one.prediction_id)
             except Exception:
                 self.metrics.review_queue_write_failures.inc()
                 log.exception("review queue write failed for prediction %s (restored at the next start)",
-                              prediction_id)
-        return result, state, reasons, prediction_id, contributions, record_id
+                              one.prediction_id)
+        return scored
 
     def _top_contributions(self, result: RiskResult, features: Mapping[str, Any]) -> list[dict[str, Any]]:
         shap = {k: v for k, v in result.contributions.items() if k != "bias"}

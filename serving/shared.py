@@ -105,17 +105,25 @@ class PredictionMemory:
                 self._others[path].executescript(self._SCHEMA)
         return [self._con, *self._others.values()]
 
-    def remember(self, prediction_id: str, memo: PredictionMemo) -> None:
-        """Store one prediction."""
+    def remember(self, memos: Mapping[str, PredictionMemo]) -> None:
+        """Store predictions (prediction id -> memo), in one transaction."""
+        rows = [(prediction_id, m.encounter_id, m.probability, json.dumps(m.conformal_set), m.sex, m.age)
+                for prediction_id, m in memos.items()]
+        if not rows:
+            return
         with self._lock:
-            cur = self._con.execute(
-                "INSERT INTO predictions (prediction_id, encounter_id, probability, conformal_set, sex, age) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (prediction_id, memo.encounter_id, memo.probability, json.dumps(memo.conformal_set), memo.sex,
-                 memo.age))
-            n = int(cur.lastrowid)
-            if n % 1000 == 0:
-                self._con.execute("DELETE FROM predictions WHERE n <= ?", (n - self._limit,))
+            self._con.execute("BEGIN")
+            try:
+                self._con.executemany(
+                    "INSERT INTO predictions (prediction_id, encounter_id, probability, conformal_set, sex, age) "
+                    "VALUES (?, ?, ?, ?, ?, ?)", rows)
+                n = int(self._con.execute("SELECT seq FROM sqlite_sequence WHERE name = 'predictions'").fetchone()[0])
+                if n // 1000 != (n - len(rows)) // 1000:  # prune when a thousand boundary is crossed
+                    self._con.execute("DELETE FROM predictions WHERE n <= ?", (n - self._limit,))
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            self._con.execute("COMMIT")
 
     def recall(self, prediction_id: str) -> PredictionMemo | None:
         with self._lock:

@@ -154,32 +154,40 @@ def test_prediction_is_the_predictors_answer_and_is_audited(served, predictor):
 
 
 def test_concurrent_predictions_are_each_answered_and_audited_once(fresh, predictor):
-    """Concurrent requests share audit commits (grouped fdatasyncs) but each gets its own record,
-    its own answer, and the chain still verifies."""
+    """Concurrent requests are scored in batches and share audit commits, but each gets its own
+    record and its own answer; an invalid request among them fails alone; the chain verifies."""
     import asyncio
 
     client, state, server = fresh()
     X, _ = demo_frame(48, seed=11)
     records = predictor.manifest.records(X)
+    invalid = {**records[0], "heart_rate": 400.0}  # outside the manifest's plausible range
 
     async def send_all():
         async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as aclient:
             return await asyncio.gather(*(
                 aclient.post("/v1/predictions", headers=demo_token("system"),
                              json={"encounter_id": CONSENTED, "purpose": "direct_care", "features": rec})
-                for rec in records))
+                for rec in [*records[:24], invalid, *records[24:]]))
 
     responses = asyncio.run(send_all())
+    assert responses[24].status_code == 422 and responses[24].json()["errors"][0]["field"] == "features.heart_rate"
+    responses = responses[:24] + responses[25:]
     assert [r.status_code for r in responses] == [200] * len(records)
     bodies = [r.json() for r in responses]
     assert len({b["prediction_id"] for b in bodies}) == len(records)
     for rec, body in zip(records, bodies):  # each answer is its own record's, not a neighbour's
-        assert body["probability"] == pytest.approx(predictor.predict_one(rec).probability, abs=1e-12)
+        expected = predictor.predict_one(rec)
+        assert body["probability"] == expected.probability and body["raw_score"] == expected.raw_score
     logged = {r.fields["prediction_id"]: r for r in audit_records(state, "prediction")}
     assert set(logged) == {b["prediction_id"] for b in bodies}
     for body in bodies:
         assert logged[body["prediction_id"]].record_id == body["audit_record_id"]
         assert logged[body["prediction_id"]].fields["probability"] == body["probability"]
+    # every valid prediction went through exactly one scoring batch
+    scraped = _metrics(client)
+    assert scraped["clinops_scoring_batch_size_sum"] == len(records)
+    assert 1 <= scraped["clinops_scoring_batch_size_count"] <= len(records)
     verify = client.get("/v1/audit/verify", headers=demo_token("auditor")).json()
     assert verify["ok"] and verify["n_records"] >= len(records)
 
@@ -417,11 +425,25 @@ def test_verify_and_erasure(fresh):
 
 
 def test_failed_audit_write_fails_the_request(fresh):
+    import asyncio
+
     client, state, server = fresh()
     server.config.app.state.runtime.audit.close()
     error = only_error(predict(client), 503)
     assert error["field"] == "audit"
     assert _metrics(client)["clinops_audit_write_failures_total"] == 1
+
+    async def several():  # concurrent requests share a batch and its commit: each one fails
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as aclient:
+            return await asyncio.gather(*(
+                aclient.post("/v1/predictions", headers=demo_token("system"),
+                             json={"encounter_id": CONSENTED, "purpose": "direct_care", "features": RECORD})
+                for _ in range(6)))
+
+    assert [r.status_code for r in asyncio.run(several())] == [503] * 6
+    scraped = _metrics(client)
+    assert scraped["clinops_audit_write_failures_total"] == scraped["clinops_scoring_batch_size_count"]
+    assert scraped.get("clinops_predictions_total", 0) == 0
     assert client.get("/v1/review-queue", headers=demo_token("clinician")).json()["items"] == []
 
 

@@ -210,6 +210,22 @@ def test_predict_one_matches_batch_and_mapie(fitted):
         batch.probability, bundle.calibrator.predict(batch.raw_score.to_numpy()), rtol=1e-9)
 
 
+def test_predict_many_equals_predict_one_row_by_row_exactly(fitted):
+    # the server scores concurrent requests as one batch: batching must not change a number
+    bundle, X_test, _ = fitted
+    pred = uncertainty.RiskPredictor(bundle)
+    records = _raw_records(X_test)[:64]
+    records[3] = {"age": bundle.reference["age"]["max"] + 10, "unit": "micu"}  # imputed and out of range
+    many = pred.predict_many(records)
+    assert len(many) == len(records)
+    for record, batched in zip(records, many):
+        assert batched == pred.predict_one(record)  # dataclass equality: every field, exactly
+    assert many[3].out_of_distribution and "lactate" in many[3].imputed
+    assert pred.predict_many([]) == []
+    with pytest.raises(FeatureValidationError, match="age: value 150 is outside"):
+        pred.predict_many([records[0], {"age": 150}])
+
+
 def test_predict_one_fields_shap_imputation_and_ood(fitted):
     bundle, _, _ = fitted
     pred = uncertainty.RiskPredictor(bundle)
