@@ -972,22 +972,31 @@ class OverrideLog(_SqliteStore):
                    actor=clinician, role=role)
         return rec
 
-    def records(self, *, since: datetime | None = None, until: datetime | None = None) -> list[OverrideRecord]:
-        """Decisions in ``[since, until)`` (UTC), oldest first."""
-        sql, args = "SELECT * FROM decisions WHERE 1 = 1", []
+    @staticmethod
+    def _window(since: datetime | None, until: datetime | None) -> tuple[str, list[str]]:
+        sql, args = " WHERE 1 = 1", []
         if since is not None:
             sql += " AND time_utc >= ?"
             args.append(_iso(since))
         if until is not None:
             sql += " AND time_utc < ?"
             args.append(_iso(until))
+        return sql, args
+
+    def records(self, *, since: datetime | None = None, until: datetime | None = None) -> list[OverrideRecord]:
+        """Decisions in ``[since, until)`` (UTC), oldest first."""
+        where, args = self._window(since, until)
         with self._lock, self._connect() as con:
-            return [self._record(r) for r in con.execute(sql + " ORDER BY record_id", args).fetchall()]
+            return [self._record(r) for r in con.execute(f"SELECT * FROM decisions{where} ORDER BY record_id",
+                                                         args).fetchall()]
 
     def rate(self, *, since: datetime | None = None, until: datetime | None = None) -> OverrideRate:
-        """Override rate over decisions in ``[since, until)``."""
-        recs = self.records(since=since, until=until)
-        return OverrideRate(n_decisions=len(recs), n_overrides=sum(r.action == "overridden" for r in recs))
+        """Override rate over decisions in ``[since, until)`` (counted in SQL: no record is read)."""
+        where, args = self._window(since, until)
+        with self._lock, self._connect() as con:
+            n, overridden = con.execute(f"SELECT COUNT(*), COALESCE(SUM(action = 'overridden'), 0) FROM decisions"
+                                        f"{where}", args).fetchone()
+        return OverrideRate(n_decisions=int(n), n_overrides=int(overridden))
 
 
 def override_rate_flags(rate: OverrideRate, policy: GovernancePolicy) -> list[str]:
