@@ -90,17 +90,14 @@ class ConnectionDealer:
                 # no worker left: the connection is closed (the supervisor is stopping)
 
     def _least_loaded(self) -> int | None:
-        candidates = [i for i in range(len(self.channels)) if self.alive[i]]
-        if not candidates:
-            return None
-        fewest = min(self.open[i] for i in candidates)
+        """The live worker with the fewest open connections; on a tie, the first after the last one dealt to."""
         n = len(self.channels)
-        for k in range(n):  # the first worker with the fewest, starting after the last one dealt to
-            i = (self._next + k) % n
-            if self.alive[i] and self.open[i] == fewest:
-                self._next = (i + 1) % n
-                return i
-        return None  # unreachable
+        live = [i for i in ((self._next + k) % n for k in range(n)) if self.alive[i]]
+        if not live:
+            return None
+        worker = min(live, key=self.open.__getitem__)  # min keeps the first of equals
+        self._next = (worker + 1) % n
+        return worker
 
     def _count_closed(self, worker: int) -> None:
         try:

@@ -418,7 +418,7 @@ class ServingRuntime:
                                     if v is not None},
                        "contributions": result.contributions}
             scored.append(_Scored(result, state, reasons, prediction_id,
-                                  self._top_contributions(result, request.features)))
+                                  self._top_contributions(result.contributions, request.features)))
             prediction_event.append(len(events))
             events.append({"kind": "prediction", "fields": fields, "subject": request.encounter_id,
                            "payload": payload})
@@ -439,29 +439,34 @@ class ServingRuntime:
             # on the queue before the answer, so any worker's GET /v1/review-queue shows it; the
             # audit commit above already holds the escalation, so a failed queue write only
             # delays the case until reconcile_review_queue at the next start
-            details = {"prediction_id": one.prediction_id, "probability": one.result.probability,
-                       "conformal_set": list(one.result.conformal_set), "reasons": one.reasons,
-                       "contributions": one.contributions, "model_version": self.model_version,
-                       "audit_record_id": one.record_id}
             try:
-                self.queue.add("prediction_escalation", ", ".join(one.reasons), details=details,
-                               subject=one.prediction_id)
+                self._queue_escalation(one.prediction_id, probability=one.result.probability,
+                                       conformal_set=list(one.result.conformal_set), reasons=one.reasons,
+                                       contributions=one.contributions, model_version=self.model_version,
+                                       audit_record_id=one.record_id)
             except Exception:
                 self.metrics.review_queue_write_failures.inc()
                 log.exception("review queue write failed for prediction %s (restored at the next start)",
                               one.prediction_id)
         return scored
 
-    def _top_contributions(self, result: RiskResult, features: Mapping[str, Any]) -> list[dict[str, Any]]:
-        shap = {k: v for k, v in result.contributions.items() if k != "bias"}
+    def _top_contributions(self, contributions: Mapping[str, float],
+                           features: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The largest absolute TreeSHAP values (ties by name), with the feature values."""
+        shap = {k: v for k, v in contributions.items() if k != "bias"}
         ranked = sorted(shap, key=lambda name: (-abs(shap[name]), name))[: self.top_contributions]
         return [{"feature": name, "value": features.get(name), "contribution": shap[name]} for name in ranked]
+
+    def _queue_escalation(self, prediction_id: str, *, reasons: list[str], **details: Any) -> None:
+        """Put one escalated prediction on the review queue (what the review page shows of it)."""
+        self.queue.add("prediction_escalation", ", ".join(reasons),
+                       details={"prediction_id": prediction_id, "reasons": reasons, **details}, subject=prediction_id)
 
     def reconcile_review_queue(self) -> int:
         """Queue every escalation the audit trail holds but the review queue lacks.
 
-        Covers a crash between the audit commit and the background queue write, or a lost
-        queue database. Returns the number of items restored.
+        Covers a crash between the audit commit and the queue write, a failed queue write, or a
+        lost queue database. Returns the number of items restored.
         """
         if self.audit is None:
             return 0
@@ -473,16 +478,11 @@ class ServingRuntime:
                 continue
             shown = self.audit.show(prediction_id)
             payload = shown.get("features") or {}
-            shap = {k: v for k, v in (payload.get("contributions") or {}).items() if k != "bias"}
-            values = payload.get("features") or {}
-            ranked = sorted(shap, key=lambda name: (-abs(shap[name]), name))[: self.top_contributions]
-            details = {"prediction_id": prediction_id, "probability": shown["probability"],
-                       "conformal_set": shown["conformal_set"], "reasons": record.fields["reasons"],
-                       "contributions": [{"feature": n, "value": values.get(n), "contribution": shap[n]} for n in ranked],
-                       "model_version": shown["model_version"], "audit_record_id": shown["record_id"],
-                       "restored_from_audit": True}
-            self.queue.add("prediction_escalation", ", ".join(record.fields["reasons"]), details=details,
-                           subject=prediction_id)
+            contributions = self._top_contributions(payload.get("contributions") or {}, payload.get("features") or {})
+            self._queue_escalation(prediction_id, probability=shown["probability"],
+                                   conformal_set=shown["conformal_set"], reasons=record.fields["reasons"],
+                                   contributions=contributions, model_version=shown["model_version"],
+                                   audit_record_id=shown["record_id"], restored_from_audit=True)
             queued.add(prediction_id)
             restored += 1
         if restored:

@@ -56,6 +56,18 @@ def _connect(path: Path, *, synchronous: str) -> sqlite3.Connection:
     return con
 
 
+@contextmanager
+def _transaction(con: sqlite3.Connection, begin: str) -> Iterator[None]:
+    """``begin`` ... COMMIT, or ROLLBACK on any exception (the connection is in autocommit mode)."""
+    con.execute(begin)
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
 class PredictionMemory:
     """Recent predictions, shared by the worker processes of one state directory.
 
@@ -111,19 +123,13 @@ class PredictionMemory:
                 for prediction_id, m in memos.items()]
         if not rows:
             return
-        with self._lock:
-            self._con.execute("BEGIN")
-            try:
-                self._con.executemany(
-                    "INSERT INTO predictions (prediction_id, encounter_id, probability, conformal_set, sex, age) "
-                    "VALUES (?, ?, ?, ?, ?, ?)", rows)
-                n = int(self._con.execute("SELECT seq FROM sqlite_sequence WHERE name = 'predictions'").fetchone()[0])
-                if n // 1000 != (n - len(rows)) // 1000:  # prune when a thousand boundary is crossed
-                    self._con.execute("DELETE FROM predictions WHERE n <= ?", (n - self._limit,))
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            self._con.execute("COMMIT")
+        with self._lock, _transaction(self._con, "BEGIN"):
+            self._con.executemany(
+                "INSERT INTO predictions (prediction_id, encounter_id, probability, conformal_set, sex, age) "
+                "VALUES (?, ?, ?, ?, ?, ?)", rows)
+            n = int(self._con.execute("SELECT seq FROM sqlite_sequence WHERE name = 'predictions'").fetchone()[0])
+            if n // 1000 != (n - len(rows)) // 1000:  # prune when a thousand boundary is crossed
+                self._con.execute("DELETE FROM predictions WHERE n <= ?", (n - self._limit,))
 
     def recall(self, prediction_id: str) -> PredictionMemo | None:
         with self._lock:
@@ -175,14 +181,8 @@ class OutcomeStore:
     @contextmanager
     def transaction(self) -> Iterator["OutcomeStore"]:
         """One exclusive write transaction across processes (committed on success)."""
-        with self._lock:
-            self._con.execute("BEGIN IMMEDIATE")
-            try:
-                yield self
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            self._con.execute("COMMIT")
+        with self._lock, _transaction(self._con, "BEGIN IMMEDIATE"):
+            yield self
 
     def link(self, prediction_id: str, probability: float, outcome: int, sex: str | None,
              age: float | None) -> None:

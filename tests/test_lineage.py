@@ -9,16 +9,10 @@ import pandas as pd
 import pytest
 
 from clinops import lineage, modeling, uncertainty
+from tests.fixtures.tiny import TINY_MANIFEST as TINY
 
-TINY_MANIFEST = {
-    "name": "tiny", "version": 1, "features": [
-        {"name": "age", "kind": "numeric", "unit": "years", "aggregate": "static",
-         "source": {"method": "test"}, "plausible_range": [18, 120], "justification": "test"},
-        {"name": "lactate", "kind": "numeric", "unit": "mmol/L", "aggregate": "max",
-         "source": {"method": "test"}, "plausible_range": [0, 50], "justification": "test"},
-        {"name": "vent", "kind": "binary", "unit": "1 = yes", "aggregate": "any",
-         "source": {"method": "test"}, "plausible_range": None, "justification": "test"},
-    ]}
+# the shared tiny manifest without its categorical feature (these tests fit on three numbers)
+TINY_MANIFEST = {**TINY, "features": [f for f in TINY["features"] if f["name"] != "unit"]}
 CONFIG = {"n_estimators": 40, "max_depth": 3, "learning_rate": 0.1, "subsample": 0.9,
           "colsample_bytree": 0.9, "min_child_weight": 1}
 SHA_A = hashlib.sha256(b"admissions").hexdigest()

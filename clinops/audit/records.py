@@ -139,21 +139,9 @@ def _normalise(value: Any, path: str, subject: str | None) -> Any:
             raise ValueError(f"{path}: holds the subject identifier; pass it only as subject=, "
                              "it is pseudonymised and never logged")
         return value
-    if kind is dict or (kind is not list and isinstance(value, Mapping)):
-        out = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"{path}: keys must be str, got {type(key).__name__} {key!r}")
-            if key.lower() in IDENTIFIER_KEYS:
-                raise ValueError(f"{path}.{key}: patient identifiers are never logged; pass the "
-                                 "encounter id as subject= and it is pseudonymised")
-            # a finite float needs no copy and no path
-            if type(item) is float and math.isfinite(item):
-                out[key] = item
-            else:
-                out[key] = _normalise(item, f"{path}.{key}", subject)
-        return out
-    if kind is list or kind is tuple:
+    if kind is dict:
+        return _normalise_mapping(value, path, subject)
+    if isinstance(value, (list, tuple)):  # concrete types: no abc check
         return [_normalise(item, f"{path}[{i}]", subject) for i, item in enumerate(value)]
     if value is None or isinstance(value, bool):
         return value
@@ -173,13 +161,29 @@ def _normalise(value: Any, path: str, subject: str | None) -> Any:
         if not math.isfinite(value):
             raise ValueError(f"{path}: must be a finite number, got {value}")
         return value
-    if isinstance(value, (list, tuple)):
-        return [_normalise(item, f"{path}[{i}]", subject) for i, item in enumerate(value)]
+    if isinstance(value, Mapping):
+        return _normalise_mapping(value, path, subject)
     if isinstance(value, Set):
         items = [_normalise(item, f"{path}{{}}", subject) for item in value]
         return sorted(items, key=canonical_json)
     raise TypeError(f"{path}: {type(value).__name__} is not a JSON type (str, number, bool, None, "
                     "list, dict)")
+
+
+def _normalise_mapping(value: Mapping[Any, Any], path: str, subject: str | None) -> dict[str, Any]:
+    out = {}
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise TypeError(f"{path}: keys must be str, got {type(key).__name__} {key!r}")
+        if key.lower() in IDENTIFIER_KEYS:
+            raise ValueError(f"{path}.{key}: patient identifiers are never logged; pass the "
+                             "encounter id as subject= and it is pseudonymised")
+        # a finite float needs no copy and no path (most of a prediction's values)
+        if type(item) is float and math.isfinite(item):
+            out[key] = item
+        else:
+            out[key] = _normalise(item, f"{path}.{key}", subject)
+    return out
 
 
 def _require_str(fields: Mapping[str, Any], name: str) -> None:
