@@ -34,7 +34,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -269,6 +268,14 @@ def read_cohort_table(path: str | Path, *, columns: Sequence[str] | None = None,
                        dtype={c: str for c in string_columns if c in wanted})[wanted]
 
 
+def _source_key(P: "Params", path: Path) -> str:
+    """How lineage names the table: its path relative to the project root, else its file name."""
+    try:
+        return str(path.resolve().relative_to(P.root.resolve()))
+    except ValueError:
+        return path.name
+
+
 def describe_source(P: "Params") -> dict:
     """What the cohort table is, for lineage: path, SHA-256, rows and columns.
 
@@ -282,10 +289,7 @@ def describe_source(P: "Params") -> dict:
     t = _table_section(P)
     path = P.resolve(t["path"])
     _check_path(path)
-    try:
-        key = str(path.resolve().relative_to(P.root.resolve()))
-    except ValueError:
-        key = path.name
+    key = _source_key(P, path)
     if _is_parquet(path):
         import pyarrow.parquet as pq
         n_rows = int(pq.read_metadata(path).num_rows)
@@ -677,24 +681,13 @@ def _task_table_from_params(P: "Params") -> tuple[pd.DataFrame, dict]:
     return table, {"manifest": manifest, "age_edges": edges}
 
 
-def _atomic_parquet(frame: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)  # readers see the old file or the new one, never half of one
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def build_task_table(P: "Params") -> Path:
     """Validate the cohort table of a ``data.source: table`` run and write its task table.
 
     Everything is checked before anything is written; the parquet is written atomically to
     ``build/<run>/primary/task_table.parquet``. Also writes, under ``reports/<run>/``:
     ``cohort/split_summary`` (stays, outcomes, prevalence per split), ``cohort/sensitive_groups``
-    (test-split group sizes, NOT ESTIMABLE below ``fairness.min_group_size``),
+    (test-split group sizes, NOT ESTIMABLE below the fairness policy's ``min_group_size``),
     ``features/manifest`` and ``features/missingness`` (training split).
 
     Returns
@@ -708,17 +701,26 @@ def build_task_table(P: "Params") -> Path:
     from clinops.features import FeatureManifest, missingness_table
     from clinops.report import write_table
 
+    from clinops.task_table import file_sha256, write_task_table
+
+    source = P.resolve(_table_section(P)["path"])
+    before = file_sha256(source) if source.is_file() else None
     table, info = _task_table_from_params(P)
+    # The hash must name the bytes that were read: a file replaced while it was read is refused.
+    if file_sha256(source) != before:
+        raise CohortTableError("data.table.path", f"{source} changed while it was read; run again")
     manifest = FeatureManifest.from_dict(info["manifest"])
     # The encoder the model uses must accept every row (same rules, second line of defence).
     manifest.encode(table[manifest.names])
     path = P.build_dir / "primary" / "task_table.parquet"
-    _atomic_parquet(table, path)
+    write_task_table(table, path, sources={_source_key(P, source): before})
 
     from clinops.pipeline import manifest_table
 
+    from clinops.settings import resolve_task_settings
+
     dl, out = P.data_label, P.reports_dir
-    min_group = int((P.get("fairness") or {}).get("min_group_size", 30))
+    min_group = resolve_task_settings(P, "primary").fairness.min_group_size
     is_train = table["split"].eq("train").to_numpy()
     summary = (table.groupby("split", sort=False)
                .agg(n=("id", "size"), positives=("label", "sum"), prevalence=("label", "mean"))
@@ -733,7 +735,7 @@ def build_task_table(P: "Params") -> Path:
     for _, row in small.iterrows():
         log.warning("fairness group %s=%s: %s (test split)", row["attribute"], row["group"], row["status"])
     write_table(groups, out / "cohort" / "sensitive_groups", title="Sensitive groups in the test split", data_label=dl,
-                note=(f"Groups with fewer than {min_group} test stays (`fairness.min_group_size`) or one outcome "
+                note=(f"Groups with fewer than {min_group} test stays (the fairness policy's `min_group_size`) or one outcome "
                       "class are reported as NOT ESTIMABLE in the fairness tables: no metric, no alert. "
                       + (f"{len(small)} group(s) are not estimable here." if len(small) else
                          "Every group is estimable.")))

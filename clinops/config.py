@@ -51,7 +51,9 @@ def _deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
-def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+def _read_yaml(path: Path, chain: tuple[Path, ...] = (), files: list[Path] | None = None) -> dict:
+    if files is not None:
+        files.append(path)
     if path in chain:
         raise ParamsError(f"{path}: 'extends' forms a cycle: {' -> '.join(map(str, chain + (path,)))}")
     if not path.is_file():
@@ -67,7 +69,17 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
         return data
     if not isinstance(parent, str):
         raise ParamsError(f"{path}: 'extends' must be a file name (string)")
-    return _deep_merge(_read_yaml((path.parent / parent).resolve(), chain + (path,)), data)
+    return _deep_merge(_read_yaml((path.parent / parent).resolve(), chain + (path,), files), data)
+
+
+#: Keys that were removed because they said the same thing as another key (settings are resolved
+#: once, clinops.settings): where the value lives now.
+MOVED_KEYS = {
+    "threshold": "the operating threshold is modeling.threshold (one key for every table and the server)",
+    "auroc_gap": "the AUROC gap is pairwise_gap_limits.auroc of the fairness policy file "
+                 "(per task under its tasks:), or fairness.policy_overrides.pairwise_gap_limits",
+    "min_group_size": "min_group_size is a rule of the fairness policy file, or fairness.policy_overrides.min_group_size",
+}
 
 
 def _format_error(path: Path, err: jsonschema.ValidationError) -> str:
@@ -76,6 +88,9 @@ def _format_error(path: Path, err: jsonschema.ValidationError) -> str:
         allowed = sorted(err.schema.get("properties", {}))
         extra = sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, dict) else []
         keys = ", ".join(f"{where}.{k}" if where != "(top level)" else k for k in extra)
+        moved = [MOVED_KEYS[k] for k in extra if where.endswith("fairness") and k in MOVED_KEYS]
+        if moved:
+            return f"{path}: {keys}: no longer a parameter: {'; '.join(moved)}"
         return f"{path}: unknown key {keys} (allowed here: {', '.join(allowed)})"
     if err.validator == "required":
         return f"{path}: {where}: {err.message}"
@@ -89,6 +104,8 @@ class Params:
     path: Path
     raw: dict = field(repr=False)
     root: Path
+    #: The file and every file it ``extends``, in reading order (the workflow's inputs).
+    files: tuple[Path, ...] = ()
 
     def __getitem__(self, key: str) -> Any:
         return self.raw[key]
@@ -187,14 +204,15 @@ def load_params(path: str | Path, *, root: Path | None = None) -> Params:
     if not p.is_absolute() and not p.exists():
         p = root / p
     p = p.resolve()
-    raw = _read_yaml(p)
+    files: list[Path] = []
+    raw = _read_yaml(p, files=files)
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(raw), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
     if errors:
         raise ParamsError("\n".join(_format_error(p, e) for e in errors))
     _semantic_checks(p, raw)
-    return Params(path=p, raw=raw, root=root)
+    return Params(path=p, raw=raw, root=root, files=tuple(files))
 
 
 def main(argv: list[str]) -> int:
@@ -206,9 +224,31 @@ def main(argv: list[str]) -> int:
     for arg in argv:
         try:
             prm = load_params(arg)
-        except ParamsError as exc:
+            detail = preflight(prm)
+        except (ParamsError, ValueError) as exc:  # PolicyError, SettingsError, CohortTableError are ValueErrors
             print(f"INVALID {exc}", file=sys.stderr)
             status = 1
         else:
-            print(f"ok {prm.path} (name={prm.name}, data={prm.source}, reports -> {prm.reports_dir})")
+            print(f"ok {prm.path} (name={prm.name}, data={prm.source}, reports -> {prm.reports_dir}){detail}")
     return status
+
+
+def preflight(P: Params) -> str:
+    """What ``make all`` checks before the workflow starts, beyond the schema.
+
+    Resolves every task's settings (policy files included) and, for a hospital's own table,
+    validates the whole table. Raises the first error (naming file, field and rule).
+    """
+    from clinops.settings import resolve_task_settings
+
+    tasks = ["primary"]
+    if P.source != "table" and (P.get("readmission") or {}).get("enabled", True):
+        tasks.append("readmission")
+    for task in tasks:
+        resolve_task_settings(P, task)
+    if P.source == "table":
+        from clinops.cohort_table import _task_table_from_params
+
+        table, _ = _task_table_from_params(P)
+        return f"; table ok: {len(table)} stays"
+    return ""

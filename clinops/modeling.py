@@ -708,6 +708,10 @@ class ModelBundle:
     lineage : dict
         Dataset SHA-256s, feature SQL / manifest SHA-256s, hyperparameters, seed, sizes,
         ``run_id`` once logged to MLflow.
+    settings : dict or None
+        The task's resolved settings (:meth:`clinops.settings.TaskSettings.to_dict`): the
+        policies, age edges and thresholds the server applies. None only for bundles built
+        outside the workflow without settings; the server refuses those.
     """
 
     booster: xgb.Booster
@@ -720,6 +724,21 @@ class ModelBundle:
     threshold: float
     reference: dict
     lineage: dict = field(default_factory=dict)
+    settings: dict | None = None
+
+    def task_settings(self):
+        """The :class:`clinops.settings.TaskSettings` this model was trained and reported with.
+
+        Raises
+        ------
+        clinops.settings.SettingsError : the bundle carries no settings.
+        """
+        from clinops.settings import SettingsError, TaskSettings
+
+        if not self.settings:
+            raise SettingsError("bundle.json: settings: missing (the bundle was written without resolved "
+                                "settings; retrain it with `make all`)")
+        return TaskSettings.from_dict(self.settings)
 
     @property
     def run_id(self) -> str | None:
@@ -758,6 +777,7 @@ class ModelBundle:
             "threshold": float(self.threshold),
             "reference": self.reference,
             "lineage": self.lineage,
+            "settings": self.settings,
         }
         (d / "bundle.json").write_text(
             json.dumps(meta, indent=2, sort_keys=True, default=_json_default))
@@ -790,6 +810,7 @@ class ModelBundle:
             threshold=float(meta["threshold"]),
             reference=meta["reference"],
             lineage=meta["lineage"],
+            settings=meta.get("settings"),
         )
 
 
@@ -828,6 +849,7 @@ def fit_final(
     isotonic_fraction: float = 0.5,
     max_bin: int = DEFAULT_MAX_BIN,
     lineage: Mapping[str, Any] | None = None,
+    settings: Any | None = None,
 ) -> ModelBundle:
     """Fit the final XGBoost model, its isotonic calibrator and conformal threshold.
 
@@ -859,6 +881,10 @@ def fit_final(
         XGBoost ``hist`` bins per feature, as in :func:`random_search_xgb`.
     lineage : mapping, optional
         Extra lineage (dataset / feature SHA-256s ...) stored in the bundle.
+    settings : clinops.settings.TaskSettings, optional
+        The task's resolved settings, stored in the bundle. When given, its conformal level,
+        operating threshold and PSI bin count are the ones used (``confidence_level`` and
+        ``threshold`` must then be left at their defaults or agree).
 
     Returns
     -------
@@ -883,6 +909,10 @@ def fit_final(
             and X_fit.index.intersection(X_cal.index).size):
         raise ValueError("X_cal: shares row index labels with X_fit; the calibration slice "
                          "must be disjoint from the fitting rows")
+    psi_bins = 10
+    if settings is not None:
+        confidence_level, threshold = settings.confidence_level, settings.operating_threshold
+        psi_bins = settings.drift.psi_bins
     if not 0.0 < confidence_level < 1.0:
         raise ValueError(f"confidence_level: must be in (0, 1), got {confidence_level}")
     if not 0.0 < threshold < 1.0:
@@ -933,8 +963,9 @@ def fit_final(
         conformal_threshold=conformal_threshold(conformal),
         confidence_level=float(confidence_level),
         threshold=float(threshold),
-        reference=reference_statistics(X_fit),
+        reference=reference_statistics(X_fit, n_bins=psi_bins),
         lineage=lineage_out,
+        settings=settings.to_dict() if settings is not None else None,
     )
 
 

@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 
 from clinops.config import Params, _deep_merge, load_params
+from clinops.settings import TASK_SECTIONS, TaskSettings, resolve_task_settings
+from clinops.task_table import read_task_table, write_task_table
 from clinops.report import (paper_values, record_values, to_markdown, write_paper_comparison,
                             write_paper_consistency, write_table)
 
@@ -154,6 +156,7 @@ def open_database(P: Params, *, task: str = "all"):
 
 
 def dataset_sha256(P: Params) -> dict[str, str]:
+    """SHA-256 of every source file, as the data step computed them in this run."""
     stamp = P.build_dir / "stamps" / "data.json"
     if not stamp.is_file():
         ensure_data(P)
@@ -163,12 +166,14 @@ def dataset_sha256(P: Params) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------
 # tasks
 # ---------------------------------------------------------------------------------------------
-SECTIONS = ("modeling", "uncertainty", "fairness", "drift", "mlflow")
-
-
 @dataclass
 class TaskConfig:
-    """One prediction task: where its table lives, its manifest and its settings."""
+    """One prediction task: where its table lives, its manifest and its settings.
+
+    ``resolved`` holds every rule and threshold (:class:`clinops.settings.TaskSettings`, stored
+    in the model bundle); ``settings`` keeps the raw sections for what is not a rule of the
+    model (the drift *scenario*, search sizes).
+    """
 
     key: str
     title: str
@@ -177,6 +182,7 @@ class TaskConfig:
     build_dir: Path
     reports_dir: Path
     comparison: bool
+    resolved: TaskSettings
     id_prefix: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -200,26 +206,23 @@ class TaskConfig:
 
 def task_config(P: Params, key: str) -> TaskConfig:
     """Settings of a task: the top-level sections, overridden by the task's own section."""
-    base = {s: dict(P.get(s, {}) or {}) for s in SECTIONS}
+    base = {s: dict(P.get(s, {}) or {}) for s in TASK_SECTIONS}
     if key == "primary":
         if P.source == "table":
             from clinops import cohort_table
             manifest = cohort_table.manifest_dict(P)
             title = f"user cohort ({P['data']['table']['outcome_column']})"
-            # The table's own age edges (data.table.sensitive.age_edges) bin its fairness age groups.
-            edges = (P["data"]["table"].get("sensitive") or {}).get("age_edges")
-            if edges:
-                base["fairness"]["age_edges"] = list(edges)
         else:
             manifest, title = "mortality", "ICU mortality"
         return TaskConfig(key, title, manifest, base, P.build_dir / "primary", P.reports_dir,
-                          comparison=P.source != "table")
+                          comparison=P.source != "table", resolved=resolve_task_settings(P, key))
     if key == "readmission":
         section = P.get("readmission", {}) or {}
-        settings = {s: _deep_merge(base[s], section.get(s, {}) or {}) for s in SECTIONS}
+        settings = {s: _deep_merge(base[s], section.get(s, {}) or {}) for s in TASK_SECTIONS}
         return TaskConfig(key, "30-day readmission", "readmission", settings, P.build_dir / "readmission",
-                          P.reports_dir / "readmission", comparison=P.source != "table", id_prefix="readm_",
-                          extra={k: v for k, v in section.items() if k not in SECTIONS})
+                          P.reports_dir / "readmission", comparison=P.source != "table",
+                          resolved=resolve_task_settings(P, key), id_prefix="readm_",
+                          extra={k: v for k, v in section.items() if k not in TASK_SECTIONS})
     raise ValueError(f"task: unknown task {key!r} (known: primary, readmission)")
 
 
@@ -317,7 +320,7 @@ def run_features(P: Params) -> SimpleNamespace:
     table["sensitive_sex"] = groups["sex"].to_numpy()
     table["sensitive_age"] = groups["age"].to_numpy()
     table = table.reset_index(drop=True)
-    table.to_parquet(task.table_path)
+    write_task_table(table, task.table_path, sources=dataset_sha256(P))
     flow.to_parquet(task.build_dir / "cohort_flow_final.parquet")
 
     out = P.reports_dir / "features"
@@ -363,7 +366,7 @@ def _task_seed(P: Params, task: TaskConfig) -> int:
 def _groups_for(P: Params, task: TaskConfig, frame: pd.DataFrame) -> dict[str, pd.Series]:
     from clinops import fairness
 
-    edges = task.settings["fairness"].get("age_edges", [18, 45, 65, 80])
+    edges = list(task.resolved.age_edges)
     groups: dict[str, pd.Series] = {}
     sex, age = frame["sensitive_sex"], frame["sensitive_age"]
     if sex.notna().any():
@@ -397,10 +400,11 @@ def run_model_selection(P: Params, task: str = "primary") -> SimpleNamespace:
     from clinops import lineage, modeling, uncertainty
 
     t = task_config(P, task)
-    m, u = t.settings["modeling"], t.settings["uncertainty"]
+    m, rs = t.settings["modeling"], t.resolved
     seed = _task_seed(P, t)
     progress = _progress(f"model:{t.key}")
-    table = load_task_table(t)
+    # The hashes name the bytes read here (and the sources the table was built from).
+    table, hashes = read_task_table(t.table_path)
     manifest = t.manifest()
     X = manifest.encode(table[manifest.names])
     y = table["label"].to_numpy(dtype=int)
@@ -419,11 +423,9 @@ def run_model_selection(P: Params, task: str = "primary") -> SimpleNamespace:
         progress=lambda i, n: progress(f"configuration {i}/{n}") if i % 10 == 0 or i == n else None)
     X_fit, X_cal, y_fit, y_cal = modeling.split_for_calibration(X_train, y_train, fraction=m["calibration_fraction"],
                                                                 seed=seed)
-    hashes = dataset_sha256(P)
     feature_hashes = _feature_hashes(t, manifest)
     bundle = modeling.fit_final(X_fit, y_fit, X_cal, y_cal, params=best, manifest=manifest, seed=seed,
-                                confidence_level=u["confidence_level"], threshold=m["threshold"],
-                                lineage={"dataset_sha256": hashes, "feature_sha256": feature_hashes,
+                                settings=rs, lineage={"dataset_sha256": hashes, "feature_sha256": feature_hashes,
                                          "data_source": P.data_label, "task": t.key, "params_file": P.path.name})
 
     progress("final evaluation on the test years (touched once)")
@@ -432,8 +434,8 @@ def run_model_selection(P: Params, task: str = "primary") -> SimpleNamespace:
     pred = predictor.predict_frame(X[~train].reset_index(drop=True), encoded=True)
     y_test = test["label"].to_numpy(dtype=int)
     prob, raw = pred["probability"].to_numpy(), pred["raw_score"].to_numpy()
-    metrics = modeling.evaluate(y_test, prob, threshold=m["threshold"], n_boot=m["n_boot"], seed=seed)
-    bins, strategy = u.get("ece_bins", 10), u.get("ece_strategy", "uniform")
+    metrics = modeling.evaluate(y_test, prob, threshold=rs.operating_threshold, n_boot=m["n_boot"], seed=seed)
+    bins, strategy = rs.ece_bins, rs.ece_strategy
     ece = uncertainty.expected_calibration_error(y_test, prob, n_bins=bins, strategy=strategy)
     ece_raw = uncertainty.expected_calibration_error(y_test, raw, n_bins=bins, strategy=strategy)
     reliability = uncertainty.reliability_table(y_test, prob, n_bins=bins, strategy=strategy)
@@ -448,16 +450,14 @@ def run_model_selection(P: Params, task: str = "primary") -> SimpleNamespace:
         bundle, project_root=P.root,
         params={"task": t.key, "seed": seed, "params_file": P.path.name, "params_sha256": P.sha256(),
                 "n_train": int(train.sum()), "n_test": int((~train).sum()), **{f"xgb_{k}": v for k, v in best.items()},
-                **{f"modeling_{k}": v for k, v in m.items()}},
+                **{f"modeling_{k}": v for k, v in m.items()}, **rs.flat(), "settings_sha256": rs.sha256},
         metrics={**{f"test_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))},
                  "test_ece": ece, "cv_best_mean_auroc": float(search["mean_auroc"].iloc[0]),
                  "test_conformal_coverage": float(coverage.iloc[0]["coverage"]) if "coverage" in coverage else float("nan")},
         dataset_sha256=hashes, feature_sha256=feature_hashes,
-        experiment=t.settings["mlflow"]["experiment"], registered_model_name=t.settings["mlflow"]["registered_model"],
+        experiment=rs.mlflow["experiment"], registered_model_name=rs.mlflow["registered_model"],
         tags={"data_source": P.data_label, "task": t.key, "run_name": P.name})
     bundle.save(t.bundle_dir)
-    # A new model version starts ACTIVE with a fresh governance history.
-    (t.build_dir / "governance_state.json").unlink(missing_ok=True)
 
     out_pred = test[["id", "label", "sensitive_sex", "sensitive_age"]
                     + [c for c in test.columns if c.startswith("group_")]].copy()
@@ -472,7 +472,7 @@ def run_model_selection(P: Params, task: str = "primary") -> SimpleNamespace:
                                  "isotonic fitted on": "held-out slice of the training years "
                                  f"({m['calibration_fraction']:.0%}), never the test years"}])
     lineage_table = pd.DataFrame([{"item": "MLflow run id (model version)", "value": run_id},
-                                  {"item": "registered model", "value": t.settings["mlflow"]["registered_model"]},
+                                  {"item": "registered model", "value": rs.mlflow["registered_model"]},
                                   *[{"item": f"feature hash: {k}", "value": v} for k, v in feature_hashes.items()],
                                   {"item": "dataset files hashed", "value": len(hashes)},
                                   {"item": "tracking store", "value": lineage.tracking_uri(P.root)}])
@@ -490,12 +490,12 @@ def run_model_selection(P: Params, task: str = "primary") -> SimpleNamespace:
     write_table(search.head(20), out / "random_search_top20", title=f"Stage 2: random search, best 20 of {m['n_iter']}",
                 data_label=dl)
     write_table(chosen, out / "chosen_configuration", title="Chosen XGBoost configuration vs the paper's", data_label=dl)
-    write_table(test_metrics, out / "test_metrics", title=f"Test years, {t.title} (threshold {m['threshold']})",
+    write_table(test_metrics, out / "test_metrics", title=f"Test years, {t.title} (threshold {rs.operating_threshold})",
                 data_label=dl)
     write_table(reliability, out / "reliability", title="Reliability table (isotonic, test years)", data_label=dl)
     write_table(calibration, out / "calibration", title="Calibration", data_label=dl)
     write_table(coverage, out / "conformal_coverage",
-                title=f"Split-conformal sets at {u['confidence_level']:.0%}: coverage on the test years", data_label=dl,
+                title=f"Split-conformal sets at {rs.confidence_level:.0%}: coverage on the test years", data_label=dl,
                 note="Coverage is guaranteed only under exchangeability; a temporal split breaks it, so this is "
                      "what was measured, not what was promised.")
     write_table(lineage_table, out / "lineage", title="Lineage (Layer 3)", data_label=dl)
@@ -531,35 +531,55 @@ def run_model_selection(P: Params, task: str = "primary") -> SimpleNamespace:
 # ---------------------------------------------------------------------------------------------
 # 04 fairness
 # ---------------------------------------------------------------------------------------------
-def _policy_task(P: Params, t: TaskConfig) -> str | None:
-    """The task name the policy files use for overrides (None: the file's defaults)."""
-    if t.key == "readmission":
-        return "readmission"
-    return "mortality" if P.source != "table" else None
+GOVERNANCE_STAGES = ("fairness", "drift")
 
 
-def _governance(P: Params, t: TaskConfig):
+def governance_events_path(t: TaskConfig, stage: str) -> Path:
+    """Where a stage writes its governance events (one file per stage, merged by a declared rule)."""
+    if stage not in GOVERNANCE_STAGES:
+        raise ValueError(f"stage: must be one of {GOVERNANCE_STAGES}, got {stage!r}")
+    return t.build_dir / "governance" / f"{stage}.json"
+
+
+def _governance(P: Params, t: TaskConfig, stage: str):
+    """A fresh state machine for one stage: each stage judges the newly deployed model (ACTIVE).
+
+    Stages never share a state file, so what a report says cannot depend on which stage ran
+    first or on an earlier run; :func:`merge_governance_events` joins the stages' events.
+    """
     from clinops import governance
 
-    policy = governance.GovernancePolicy.load(P.resolve(P["governance"]["policy"]), task=_policy_task(P, t))
-    path = t.build_dir / "governance_state.json"
-    if path.is_file():
-        return governance.GovernanceStateMachine.load(path, policy)
-    return governance.GovernanceStateMachine(policy, path=path, model_id=f"{P.name}:{t.key}")
+    path = governance_events_path(t, stage)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    return governance.GovernanceStateMachine(t.resolved.governance, path=path, model_id=f"{P.name}:{t.key}")
 
 
-def _fairness_policy(P: Params, t: TaskConfig):
-    import dataclasses
+def merge_governance_events(P: Params, task: str = "primary") -> pd.DataFrame:
+    """Join the governance events of the fairness and drift stages into one table.
 
-    from clinops import fairness
-
-    f = t.settings["fairness"]
-    policy = fairness.FairnessPolicy.load(P.resolve(f["policy"]), task=_policy_task(P, t))
-    if f.get("auroc_gap") is not None and hasattr(policy, "pairwise_gap_limits"):
-        limits = dict(policy.pairwise_gap_limits)
-        limits["auroc"] = float(f["auroc_gap"])
-        policy = dataclasses.replace(policy, pairwise_gap_limits=limits)
-    return policy
+    Writes ``<reports>/governance/events.{csv,md}``. Each stage starts from an ACTIVE model, so
+    the table lists, per stage, what that stage's evidence did to the model state.
+    """
+    t = task_config(P, task)
+    frames = []
+    for stage in GOVERNANCE_STAGES:
+        path = governance_events_path(t, stage)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: run the {stage} step of task {t.key} first")
+        history = json.loads(path.read_text()).get("history", [])
+        frames.append(pd.DataFrame(history).assign(stage=stage))
+    events = pd.concat(frames, ignore_index=True)
+    if len(events):
+        events = events[["stage", *[c for c in events.columns if c != "stage"]]]
+        for col in events.columns:  # nested details as JSON text, so the CSV is one value per cell
+            if events[col].map(lambda v: isinstance(v, (dict, list))).any():
+                events[col] = events[col].map(lambda v: json.dumps(v, sort_keys=True, default=str))
+    write_table(events, t.reports_dir / "governance" / "events", title=f"Governance events by stage ({t.title})",
+                data_label=P.data_label,
+                note="Each stage evaluates the newly registered model from the ACTIVE state; nothing here "
+                     "retrains a model. `time_utc` is when the workflow recorded the event (wall clock).")
+    return events
 
 
 def run_fairness(P: Params, task: str = "primary") -> SimpleNamespace:
@@ -567,30 +587,31 @@ def run_fairness(P: Params, task: str = "primary") -> SimpleNamespace:
     from clinops import fairness
 
     t = task_config(P, task)
-    f = t.settings["fairness"]
+    rs = t.resolved
+    threshold, min_group = rs.operating_threshold, rs.fairness.min_group_size
+    n_boot = int(t.settings["fairness"]["n_boot"])  # a reporting setting, not a rule the model carries
     seed = _task_seed(P, t)
     preds = pd.read_parquet(t.predictions_path)
     y, prob = preds["label"].to_numpy(dtype=int), preds["probability"].to_numpy()
     groups = _groups_for(P, t, preds)
-    table = fairness.subgroup_table(y, prob, {k: v.to_numpy() for k, v in groups.items()}, threshold=f["threshold"],
-                                    n_boot=f["n_boot"], seed=seed, min_group_size=f["min_group_size"])
-    gaps = pd.concat([fairness.fairness_gaps(y, prob, groups[a].to_numpy(), threshold=f["threshold"], n_boot=f["n_boot"],
-                                             seed=seed, min_group_size=f["min_group_size"], attribute=a)
+    table = fairness.subgroup_table(y, prob, {k: v.to_numpy() for k, v in groups.items()}, threshold=threshold,
+                                    n_boot=n_boot, seed=seed, min_group_size=min_group)
+    gaps = pd.concat([fairness.fairness_gaps(y, prob, groups[a].to_numpy(), threshold=threshold, n_boot=n_boot,
+                                             seed=seed, min_group_size=min_group, attribute=a)
                       for a in groups], ignore_index=True)
-    policy = _fairness_policy(P, t)
-    alerts = fairness.fairness_alerts(table, policy, gaps=gaps)
-    state = _governance(P, t)
+    alerts = fairness.fairness_alerts(table, rs.fairness, gaps=gaps)
+    state = _governance(P, t, "fairness")
     if alerts:
         state.on_fairness_alert(alerts)
-    fig = fairness.plot_subgroups(table, title=f"{t.title}: test years, threshold {f['threshold']} ({P.data_label})")
+    fig = fairness.plot_subgroups(table, title=f"{t.title}: test years, threshold {threshold} ({P.data_label})")
     alerts_md = ("No fairness alert: every gap is within the policy."
                  if not alerts else "\n".join(f"- **ALERT** {a.message}" for a in alerts)
                  + "\n\nAn alert sends the model to human review (Layer 4); it never triggers retraining.")
     out = t.reports_dir / "fairness"
     # index=True: the (attribute, group) index is what names each row, NOT ESTIMABLE ones included.
     write_table(table, out / "table2", title=f"Table 2: performance by subgroup ({t.title})", data_label=P.data_label,
-                index=True, note=f"Bootstrap 95 % CIs, {f['n_boot']} resamples, seed {seed}. Groups with fewer than "
-                     f"{f['min_group_size']} stays or one outcome class are reported as not estimable.")
+                index=True, note=f"Bootstrap 95 % CIs, {n_boot} resamples, seed {seed}. Groups with fewer than "
+                     f"{min_group} stays or one outcome class are reported as not estimable.")
     write_table(gaps, out / "fairness_gaps", title="Fairness gaps with bootstrap 95 % CIs", data_label=P.data_label)
     (out / "alerts.md").write_text(f"# Fairness alerts ({t.title})\n\nData: **{P.data_label}**.\n\n{alerts_md}\n")
     _write_figure(fig, out / "subgroups.png")
@@ -652,8 +673,8 @@ def run_drift(P: Params, task: str = "primary") -> SimpleNamespace:
     scenario = drift.shift_scenario(predict, X_test, y_test, column=d["feature"], n=min(d["n_shifted"], len(X_test)),
                                     seed=seed, target_prevalence=d.get("target_prevalence") if d.get("shift") is None else None,
                                     shift=d.get("shift"))
-    policy = drift.DriftPolicy.load(P.resolve(d["policy"]), task=_policy_task(P, t))
-    reference = drift.PsiReference.from_bundle_reference(bundle.reference)
+    policy = t.resolved.drift
+    reference = drift.PsiReference.from_bundle_reference(bundle.reference, eps=policy.psi_eps)
     train_rows = load_task_table(t)
     train_rows = train_rows[train_rows["split"].eq("train")]
     ref_scores = predict(train_rows[manifest.names])
@@ -663,7 +684,7 @@ def run_drift(P: Params, task: str = "primary") -> SimpleNamespace:
     # Two days of unshifted admissions, then the shifted ones for as long as the pool lasts (at least 4 days).
     change_at = 48.0
     duration = change_at + max(96.0, len(scenario.X_shifted) / rate)
-    state = _governance(P, t)
+    state = _governance(P, t, "drift")
     events: list = []
     monitor = drift.StreamMonitor.from_policy(policy, reference, reference_scores=ref_scores,
                                               eval_minutes=d["eval_minutes"], on_event=events.append)
@@ -708,7 +729,9 @@ def run_drift(P: Params, task: str = "primary") -> SimpleNamespace:
                 f"evaluated every {d['eval_minutes']:g} simulated minutes", data_label=dl)
     write_table(evidently, out / "evidently_psi", title="Evidently PSI per feature (reference: training years)",
                 data_label=dl)
-    write_table(gov, out / "governance_events", title="Governance events (Layer 4)", data_label=dl)
+    write_table(gov, out / "governance_events", title="Governance events of the drift stage (Layer 4)", data_label=dl,
+                note="This stage's events only, from a newly deployed (ACTIVE) model; every stage's events: "
+                     "governance/events.md.")
     _write_figure(stream_fig, out / "score_stream.png")
     _write_figure(psi_fig, out / "psi_over_time.png")
     notes = (f"Stream: {rate:g} admissions per simulated hour (Poisson), unshifted test admissions for "
@@ -754,7 +777,7 @@ def run_readmission_data(P: Params) -> SimpleNamespace:
     table["sensitive_sex"] = idx["gender"].astype("string").to_numpy()
     table["sensitive_age"] = idx["age"].astype(float).to_numpy()
     t.build_dir.mkdir(parents=True, exist_ok=True)
-    table.to_parquet(t.table_path)
+    write_task_table(table, t.table_path, sources=dataset_sha256(P))
     cohort.to_parquet(t.build_dir / "cohort.parquet")
 
     outcomes = readmission.outcome_summary(cohort)
@@ -804,8 +827,10 @@ def _main(argv: list[str]) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m clinops.pipeline",
                                  description="Workflow steps that are not notebooks.")
-    ap.add_argument("step", choices=["data", "calibration", "task-table", "compare", "where", "registered", "name"])
+    ap.add_argument("step", choices=["data", "calibration", "task-table", "governance", "compare", "where",
+                                     "registered", "name", "build-dir"])
     ap.add_argument("params")
+    ap.add_argument("--task", default="primary", choices=["primary", "readmission"])
     args = ap.parse_args(argv)
     P = load(args.params)
     if args.step == "data":
@@ -817,18 +842,24 @@ def _main(argv: list[str]) -> int:
     elif args.step == "task-table":
         from clinops import cohort_table
         cohort_table.build_task_table(P)
+    elif args.step == "governance":
+        events = merge_governance_events(P, args.task)
+        print(f"{len(events)} governance events ({args.task})")
     elif args.step == "compare":
         path = write_paper_comparison(P.build_dir, P.reports_dir, data_label=P.data_label, source=P.source)
         print(f"wrote {path}")
         if P.source != "table":
             print(f"wrote {write_paper_consistency(P.reports_dir)}")
     elif args.step == "registered":
-        print(task_config(P, "primary").settings["mlflow"]["registered_model"])
+        print(task_config(P, "primary").resolved.mlflow["registered_model"])
     elif args.step == "name":
         print(P.name)
+    elif args.step == "build-dir":
+        print(P.build_dir)
     elif args.step == "where":
         print(f"\nDone. Reports for run '{P.name}' ({P.data_label}) are in {P.reports_dir}/ :\n"
-              f"  {P.reports_dir / 'paper_comparison.md'}\n  {P.reports_dir / 'notebooks'}/ (executed notebooks, .ipynb and .html)\n"
+              f"  {P.reports_dir / 'index.html'} (the reviewer's entry page: open it in a browser)\n"
+              f"  {P.reports_dir / 'reproduction.md'}\n  {P.reports_dir / 'paper_comparison.md'}\n  {P.reports_dir / 'notebooks'}/ (executed notebooks, .ipynb and .html)\n"
               f"  model registry: {P.root / 'mlruns'} (MLflow)")
     return 0
 

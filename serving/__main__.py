@@ -51,8 +51,6 @@ def _parser() -> argparse.ArgumentParser:
                    help="bearer token file (default: the demo tokens)")
     p.add_argument("--consent", type=Path, default=_HERE / "config" / "consent.example.yaml",
                    help="consent and purpose seed (default: the demo seed)")
-    p.add_argument("--governance-policy", type=Path, default=Path("params/policies/governance.yaml"))
-    p.add_argument("--drift-policy", type=Path, default=Path("params/policies/drift.yaml"))
     p.add_argument("--reference-auroc", type=float, default=None,
                    help="the model's test AUROC for the live degradation rule (default: the registered "
                         "run's metric named by --reference-metric, if any)")
@@ -109,7 +107,6 @@ def _build_app(args: argparse.Namespace):
         name, _, alias = args.registered.partition("@")
         bundle = load_registered_bundle(name, alias or "champion", project_root=args.project_root)
     app = create_app(bundle, state_dir=args.state_dir, tokens_path=args.tokens, consent_seed_path=args.consent,
-                     governance_policy_path=args.governance_policy, drift_policy_path=args.drift_policy,
                      audit_enabled=args.audit == "on", reference_auroc=_reference_auroc(args, bundle),
                      min_outcomes=args.min_outcomes, scoring_batch=args.scoring_batch)
     log.info("serving model %s (pid %d)", bundle.run_id, os.getpid())

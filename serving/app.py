@@ -49,7 +49,6 @@ Every error body is `{"errors": [{"field": ..., "rule": ...}]}`.
 
 
 def create_app(bundle: ModelBundle, *, state_dir: Path, tokens_path: Path, consent_seed_path: Path,
-               governance_policy_path: Path, drift_policy_path: Path | None = None,
                audit_enabled: bool = True, reference_auroc: float | None = None,
                outcome_window: int = 500, min_outcomes: int = 100, psi_window: int | None = None,
                top_contributions: int = 5, scoring_batch: int = 32) -> FastAPI:
@@ -65,8 +64,6 @@ def create_app(bundle: ModelBundle, *, state_dir: Path, tokens_path: Path, conse
         Token file (``serving/config/tokens.example.yaml`` for the demo).
     consent_seed_path : Path
         Consent and purpose seed (``serving/config/consent.example.yaml`` for the demo).
-    governance_policy_path, drift_policy_path : Path
-        ``params/policies/governance.yaml`` and ``drift.yaml``.
     audit_enabled : bool
         False only for the benchmark's unaudited baseline.
     reference_auroc : float, optional
@@ -81,7 +78,6 @@ def create_app(bundle: ModelBundle, *, state_dir: Path, tokens_path: Path, conse
     """
     tokens = TokenRegistry.load(tokens_path)
     runtime = ServingRuntime(bundle, state_dir=state_dir, consent_seed_path=consent_seed_path,
-                             governance_policy_path=governance_policy_path, drift_policy_path=drift_policy_path,
                              audit_enabled=audit_enabled, reference_auroc=reference_auroc,
                              outcome_window=outcome_window, min_outcomes=min_outcomes, psi_window=psi_window,
                              top_contributions=top_contributions, scoring_batch=scoring_batch)

@@ -41,7 +41,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from clinops.audit.log import AuditTrail
-from clinops.drift import DriftPolicy, PsiReference, psi_status
+from clinops.drift import PSI_EPS, DriftPolicy, PsiReference, psi_status
 from clinops.fairness import FairnessPolicy, age_groups, fairness_alerts, subgroup_table
 from clinops.features import FeatureManifest
 from clinops.governance import (
@@ -160,7 +160,8 @@ def psi_reference_from_bundle(bundle: ModelBundle) -> PsiReference:
     ref = bundle.reference
     if isinstance(ref, Mapping) and ref.get("format") == PsiReference.FORMAT:
         return PsiReference.from_dict(ref)
-    return PsiReference.from_bundle_reference({name: ref[name] for name in bundle.feature_names})
+    eps = bundle.task_settings().drift.psi_eps if bundle.settings else PSI_EPS
+    return PsiReference.from_bundle_reference({name: ref[name] for name in bundle.feature_names}, eps=eps)
 
 
 @dataclass(frozen=True)
@@ -197,10 +198,9 @@ class ServingRuntime:
         registry and the privacy key live here.
     consent_seed_path : Path
         YAML seed of the consent and purpose registry (used when the registry is created).
-    governance_policy_path : Path
-        ``params/policies/governance.yaml``; its ``fairness_policy`` gives the fairness rules.
-    drift_policy_path : Path, optional
-        ``params/policies/drift.yaml`` (PSI levels and window); defaults apply when omitted.
+        The governance, fairness and drift rules, the age groups and the operating threshold
+        are the bundle's resolved settings (:meth:`clinops.modeling.ModelBundle.task_settings`):
+        exactly those the model's reports were computed with. A bundle without them is refused.
     audit_enabled : bool
         False only for the benchmark's baseline: nothing is written to the audit trail.
     reference_auroc : float, optional
@@ -219,7 +219,6 @@ class ServingRuntime:
     """
 
     def __init__(self, bundle: ModelBundle, *, state_dir: Path, consent_seed_path: Path,
-                 governance_policy_path: Path, drift_policy_path: Path | None = None,
                  audit_enabled: bool = True, reference_auroc: float | None = None,
                  outcome_window: int = 500, min_outcomes: int = 100, psi_window: int | None = None,
                  top_contributions: int = 5, scoring_batch: int = 32):
@@ -229,6 +228,7 @@ class ServingRuntime:
             raise ValueError("top_contributions: must be >= 1")
         if reference_auroc is not None and not 0.5 < reference_auroc <= 1.0:
             raise ValueError(f"reference_auroc: must be in (0.5, 1], got {reference_auroc}")
+        self.settings = bundle.task_settings()  # raises SettingsError before anything is created
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.bundle = bundle
@@ -249,9 +249,11 @@ class ServingRuntime:
         self.audit: AuditTrail | None = AuditTrail.open(self.state_dir / "audit") if self.audit_enabled else None
         self._tls = threading.local()  # audit record id of the last governance event, per thread
 
-        self.policy = GovernancePolicy.load(governance_policy_path)
-        self.fairness_policy = self.policy.fairness() if self.policy.fairness_policy else FairnessPolicy()
-        self.drift_policy = DriftPolicy.load(drift_policy_path) if drift_policy_path else DriftPolicy()
+        self.policy: GovernancePolicy = self.settings.governance
+        self.fairness_policy: FairnessPolicy = self.settings.fairness
+        self.drift_policy: DriftPolicy = self.settings.drift
+        # The inputs live fairness groups outcomes by (None: the model has no such input).
+        self._group_features = {"age_feature": self.settings.age_feature, "sex_feature": self.settings.sex_feature}
         # Clinicians see the queue and resolve their own cases (issue 7); reviewers too.
         self.queue = ReviewQueue(self.state_dir / "review_queue.sqlite",
                                  resolve_roles=sorted({"clinician", *self.policy.review_roles}))
@@ -431,7 +433,8 @@ class ServingRuntime:
             for one, at in zip(scored, prediction_event):
                 one.record_id = receipts[at]
         self.memory.remember({one.prediction_id: PredictionMemo.of(request.encounter_id, one.result.probability,
-                                                                    list(one.result.conformal_set), request.features)
+                                                                    list(one.result.conformal_set), request.features,
+                                                                    **self._group_features)
                               for request, one in zip(requests, scored)})
         for one in scored:
             if not one.reasons:
@@ -632,7 +635,8 @@ class ServingRuntime:
             # only the audit trail knows it (pruned from memory): read back what was logged
             shown = self.audit.show(prediction_id)  # type: ignore[union-attr]
             feats = (shown.get("features") or {}).get("features") or {}
-            memo = PredictionMemo.of("", float(shown["probability"]), list(shown["conformal_set"]), feats)
+            memo = PredictionMemo.of("", float(shown["probability"]), list(shown["conformal_set"]), feats,
+                                     **self._group_features)
         # one evaluation at a time across workers: alerts are decided on a consistent window
         with self.outcomes.transaction() as shared:
             try:
@@ -666,7 +670,7 @@ class ServingRuntime:
                                                details={"source": "live outcomes", "window": len(window)})
         groups = self._groups(window)
         if groups:
-            table = subgroup_table(y, prob, groups, threshold=self.bundle.threshold, n_boot=0, seed=None,
+            table = subgroup_table(y, prob, groups, threshold=self.settings.operating_threshold, n_boot=0, seed=None,
                                    min_group_size=self.fairness_policy.min_group_size)
             per_group = {}
             for (attribute, group), row in table.iterrows():
@@ -685,15 +689,16 @@ class ServingRuntime:
         shared.set("live", live)
         return live
 
-    @staticmethod
-    def _groups(window) -> dict[str, Any]:
+    def _groups(self, window) -> dict[str, Any]:
         groups: dict[str, Any] = {}
         sexes = [w[2] for w in window]
         if all(s is not None for s in sexes):
             groups["sex"] = np.array(sexes)
         ages = [w[3] for w in window]
         if all(a is not None for a in ages):
-            groups["age_group"] = age_groups(np.array(ages, dtype=float)).astype(str).to_numpy()
+            # The model's own age groups (e.g. an own cohort's edges), as in its fairness report.
+            groups["age_group"] = age_groups(np.array(ages, dtype=float),
+                                             edges=list(self.settings.age_edges)).astype(str).to_numpy()
         return groups
 
     # ----------------------------------------------------------------------------- governance

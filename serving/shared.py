@@ -39,10 +39,12 @@ class PredictionMemo:
 
     @classmethod
     def of(cls, encounter_id: str, probability: float, conformal_set: list[int],
-           features: Mapping[str, Any]) -> "PredictionMemo":
-        """From the submitted (or logged) features: the fairness groups are taken from them."""
-        sex = features.get("sex_male")
-        age = features.get("age")
+           features: Mapping[str, Any], *, age_feature: str | None = "age",
+           sex_feature: str | None = "sex_male") -> "PredictionMemo":
+        """From the submitted (or logged) features: the fairness groups are taken from the inputs
+        the model's settings name (``age_feature`` in years, ``sex_feature`` 1 = male)."""
+        sex = features.get(sex_feature) if sex_feature else None
+        age = features.get(age_feature) if age_feature else None
         return cls(encounter_id=encounter_id, probability=probability, conformal_set=conformal_set,
                    sex=None if sex is None else ("male" if sex else "female"),
                    age=None if age is None else float(age))

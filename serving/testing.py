@@ -70,7 +70,8 @@ def demo_frame(n: int, *, seed: int, manifest: FeatureManifest | None = None) ->
     return X, y
 
 
-def build_demo_bundle(directory: str | Path, *, n: int = 1500, seed: int = 7, run_id: str = "demo-run") -> Path:
+def build_demo_bundle(directory: str | Path, *, n: int = 1500, seed: int = 7, run_id: str = "demo-run",
+                      settings=None) -> Path:
     """Train and save a small model bundle with the real pipeline functions.
 
     Parameters
@@ -83,6 +84,8 @@ def build_demo_bundle(directory: str | Path, *, n: int = 1500, seed: int = 7, ru
         Seed for data, split, XGBoost and calibration.
     run_id : str
         Stored as ``lineage.run_id`` (the model version the server reports).
+    settings : clinops.settings.TaskSettings, optional
+        The rules the bundle carries (default: :func:`demo_settings`, the paper's mortality task).
 
     Returns
     -------
@@ -98,6 +101,7 @@ def build_demo_bundle(directory: str | Path, *, n: int = 1500, seed: int = 7, ru
     params = {"n_estimators": 60, "max_depth": 3, "learning_rate": 0.1, "subsample": 0.9,
               "colsample_bytree": 0.9, "min_child_weight": 1}
     bundle = fit_final(X_fit, y_fit, X_cal, y_cal, params=params, manifest=manifest, seed=seed,
+                       settings=settings if settings is not None else demo_settings(),
                        lineage={"run_id": run_id, "dataset_sha256": "0" * 64, "source": "serving.testing demo data"})
     return bundle.save(directory)
 
@@ -105,17 +109,23 @@ def build_demo_bundle(directory: str | Path, *, n: int = 1500, seed: int = 7, ru
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def demo_settings(params_file: str = "params/default.yaml", task: str = "primary"):
+    """The resolved settings of a task of the repository's parameter file (the demo model's)."""
+    from clinops.config import load_params
+    from clinops.settings import resolve_task_settings
+
+    return resolve_task_settings(load_params(REPO_ROOT / params_file, root=REPO_ROOT), task)
+
+
 def demo_app(bundle_dir: str | Path, state_dir: str | Path, **options):
-    """The serving app on a bundle directory with the demo tokens, consent seed and the
-    repository's governance and drift policies; ``options`` go to :func:`serving.app.create_app`."""
+    """The serving app on a bundle directory with the demo tokens and consent seed (the rules
+    are the bundle's settings); ``options`` go to :func:`serving.app.create_app`."""
     from clinops.modeling import ModelBundle
     from serving.app import CONFIG_DIR, create_app
 
     return create_app(ModelBundle.load(bundle_dir), state_dir=Path(state_dir),
                       tokens_path=CONFIG_DIR / "tokens.example.yaml",
-                      consent_seed_path=CONFIG_DIR / "consent.example.yaml",
-                      governance_policy_path=REPO_ROOT / "params" / "policies" / "governance.yaml",
-                      drift_policy_path=REPO_ROOT / "params" / "policies" / "drift.yaml", **options)
+                      consent_seed_path=CONFIG_DIR / "consent.example.yaml", **options)
 
 
 def demo_token(role: str) -> dict[str, str]:

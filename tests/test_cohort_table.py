@@ -317,7 +317,8 @@ def test_build_writes_only_valid_tables(tmp_path):
     with pytest.raises(CohortTableError, match="pid: id repeats"):
         cohort_table.build_task_table(P)
     assert out.read_bytes() == before                         # the old table is untouched
-    assert [p.name for p in out.parent.iterdir()] == ["task_table.parquet"]   # no temp file left
+    # no temp file left: the table and the file naming its source hashes
+    assert sorted(p.name for p in out.parent.iterdir()) == ["task_table.parquet", "task_table.sources.json"]
     assert cohort_table.main(["check", str(P.path)]) == 1
 
 
@@ -378,3 +379,43 @@ def test_whole_chain_on_the_example_table(tmp_path):
                 "features/manifest.md", "cohort/split_summary.md"):
         assert "user-provided cohort table" in (tmp_path / "reports" / rel).read_text() or rel.endswith("manifest.md")
     assert (tmp_path / "mlruns" / "mlflow.db").is_file()
+
+
+def test_lineage_names_the_bytes_trained_on_after_a_fix_in_place(tmp_path):
+    """A broken table fails the run; fixed in place, the model's lineage (bundle and MLflow) names
+    the fixed bytes, never a hash left over from the failed run."""
+    from mlflow import MlflowClient
+
+    from clinops import pipeline
+    from clinops.lineage import tracking_uri
+
+    csv = tmp_path / "cohort.csv"
+    frame = pd.read_csv(EXAMPLE_CSV)
+    frame.to_csv(csv, index=False)
+    raw = {"extends": str(EXAMPLE_PARAMS), "name": "own-lineage", "build_dir": str(tmp_path / "build"),
+           "reports_dir": str(tmp_path / "reports"), "data": {"table": {"path": str(csv)}},
+           "modeling": {"cv_folds": 2, "n_iter": 1, "n_boot": 10, "candidates": ["xgboost"]},
+           "mlflow": {"experiment": "own-lineage-test", "registered_model": "own-lineage-test"}}
+    for section in ("fairness", "drift", "governance"):
+        raw[section] = {"policy": str(ROOT / "params" / "policies" / f"{section}.yaml")}
+    params_file = tmp_path / "own.yaml"
+    params_file.write_text(yaml.safe_dump(raw))
+    P = load_params(params_file, root=tmp_path)
+    pipeline.ensure_data(P)                                   # hashes the broken file below first
+    broken = frame.copy()
+    broken.loc[3, "age_years"] = 400
+    broken.to_csv(csv, index=False)
+    pipeline.ensure_data(P)
+    with pytest.raises(CohortTableError, match="age_years"):
+        cohort_table.build_task_table(P)
+    frame.iloc[:-1].to_csv(csv, index=False)                  # fixed in place: new bytes
+    fixed = hashlib.sha256(csv.read_bytes()).hexdigest()
+    cohort_table.build_task_table(P)
+    model = pipeline.run_model_selection(P, "primary")
+    lineage = model.bundle.lineage["dataset_sha256"]
+    assert lineage["cohort.csv"] == fixed
+    table_bytes = (tmp_path / "build" / "primary" / "task_table.parquet").read_bytes()
+    assert lineage["task_table.parquet"] == hashlib.sha256(table_bytes).hexdigest()
+    uri = tracking_uri(tmp_path)
+    tags = MlflowClient(tracking_uri=uri).get_run(model.run_id).data.tags
+    assert tags["dataset_sha256.cohort.csv"] == fixed

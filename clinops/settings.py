@@ -1,0 +1,242 @@
+"""Settings resolved once: one frozen object per task, built from the parameter and policy files.
+
+Every stage of the workflow, the model bundle and the server read a task's settings from a
+:class:`TaskSettings`; nothing else re-reads the parameter or policy files. It answers every
+"which value applies?" question in one place:
+
+* the operating threshold (``modeling.threshold``; the only threshold key),
+* the fairness rules (``params/policies/fairness.yaml`` with the task's overrides, then the
+  parameter file's ``fairness.policy_overrides``), the age edges and the group columns,
+* the drift and governance policies with the task's overrides,
+* the conformal level and ECE binning, the modeling search settings, the MLflow names.
+
+The object is stored in the model bundle (``bundle.json`` -> ``settings``) and logged to MLflow,
+so a served model applies exactly the rules its reports were computed with.
+
+Examples
+--------
+>>> from clinops.config import load_params
+>>> s = resolve_task_settings(load_params("params/default.yaml"), "readmission")
+>>> s.operating_threshold, s.fairness.pairwise_gap_limits["auroc"], s.fairness.min_group_size
+(0.15, 0.05, 30)
+>>> TaskSettings.from_dict(s.to_dict()) == s
+True
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from clinops.drift import DriftPolicy
+from clinops.fairness import FairnessPolicy
+from clinops.governance import GovernancePolicy
+from clinops.policy import PolicyError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from clinops.config import Params
+
+#: Sections of a parameter file that a task may override (``readmission: {modeling: ...}``).
+TASK_SECTIONS = ("modeling", "uncertainty", "fairness", "drift", "mlflow")
+TASKS = ("primary", "readmission")
+
+
+class SettingsError(ValueError):
+    """Settings that contradict each other; the message names the file, the key and the rule."""
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """The resolved settings of one task. Frozen: build it with :func:`resolve_task_settings`.
+
+    Attributes
+    ----------
+    task : 'primary' (ICU mortality, or a hospital's own cohort) or 'readmission'
+    policy_task : the entry of the policy files' ``tasks:`` applied (None: the files' defaults)
+    operating_threshold : float in (0, 1)
+        Threshold on the calibrated probability for sensitivity, specificity, PPV and the
+        fairness tables (``modeling.threshold``).
+    confidence_level : float in (0, 1)
+        Target coverage of the split-conformal sets.
+    ece_bins, ece_strategy : ECE binning (``uncertainty``).
+    age_edges : tuple of float
+        Lower bounds of the age groups (years), e.g. (18, 45, 65, 80) -> 18-44, ..., 80+.
+    group_columns : tuple of str
+        Further group columns audited beside sex and age (own cohorts' ``other_columns``).
+    age_feature, sex_feature : str or None
+        The model inputs that carry age (years) and sex (binary, 1 = male), from which the
+        server groups live outcomes for its fairness rules; None when the model has no such
+        input (live fairness by that attribute is then not evaluated, and the server says so).
+    fairness, drift, governance : the policies, task overrides applied.
+    modeling : mapping
+        ``cv_folds``, ``n_iter``, ``calibration_fraction``, ``n_boot``, ``candidates``.
+    mlflow : mapping
+        ``experiment``, ``registered_model``.
+    sources : tuple of str
+        The parameter files (``extends`` chain) and policy files the settings came from
+        (names relative to the project root; provenance only, not compared).
+    """
+
+    task: str
+    policy_task: str | None
+    operating_threshold: float
+    confidence_level: float
+    ece_bins: int
+    ece_strategy: str
+    age_edges: tuple[float, ...]
+    group_columns: tuple[str, ...]
+    fairness: FairnessPolicy
+    drift: DriftPolicy
+    governance: GovernancePolicy
+    age_feature: str | None = None
+    sex_feature: str | None = None
+    modeling: Mapping[str, Any] = field(default_factory=dict)
+    mlflow: Mapping[str, str] = field(default_factory=dict)
+    sources: tuple[str, ...] = field(default=(), compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe mapping (what the bundle stores and MLflow logs)."""
+        gov = dataclasses.asdict(self.governance)
+        gov["fairness_policy"] = None  # the resolved fairness rules travel as `fairness`, not a path
+        return {
+            "task": self.task, "policy_task": self.policy_task,
+            "operating_threshold": float(self.operating_threshold),
+            "confidence_level": float(self.confidence_level),
+            "ece_bins": int(self.ece_bins), "ece_strategy": self.ece_strategy,
+            "age_edges": [float(e) for e in self.age_edges], "group_columns": list(self.group_columns),
+            "age_feature": self.age_feature, "sex_feature": self.sex_feature,
+            "fairness": {"pairwise_gap_limits": dict(self.fairness.pairwise_gap_limits),
+                         "disparity_limits": dict(self.fairness.disparity_limits),
+                         "min_group_size": int(self.fairness.min_group_size), "action": self.fairness.action},
+            "drift": dataclasses.asdict(self.drift),
+            "governance": {k: (list(v) if isinstance(v, tuple) else v) for k, v in gov.items()},
+            "modeling": dict(self.modeling), "mlflow": dict(self.mlflow), "sources": list(self.sources),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TaskSettings":
+        """Inverse of :meth:`to_dict`; the policies validate their own values."""
+        missing = sorted({"task", "operating_threshold", "fairness", "drift", "governance"} - set(d))
+        if missing:
+            raise SettingsError(f"settings: missing key(s) {missing} (a bundle written before settings were "
+                                "resolved once: retrain it with `make all`)")
+        return cls(task=d["task"], policy_task=d.get("policy_task"),
+                   operating_threshold=float(d["operating_threshold"]),
+                   confidence_level=float(d["confidence_level"]), ece_bins=int(d["ece_bins"]),
+                   ece_strategy=str(d["ece_strategy"]), age_edges=tuple(float(e) for e in d["age_edges"]),
+                   group_columns=tuple(d.get("group_columns", ())),
+                   fairness=FairnessPolicy(**d["fairness"]), drift=DriftPolicy(**d["drift"]),
+                   governance=GovernancePolicy(**d["governance"]), age_feature=d.get("age_feature"),
+                   sex_feature=d.get("sex_feature"), modeling=dict(d.get("modeling", {})),
+                   mlflow=dict(d.get("mlflow", {})), sources=tuple(d.get("sources", ())))
+
+    @property
+    def sha256(self) -> str:
+        """Content hash of the settings (provenance excluded): equal settings, equal hash."""
+        d = self.to_dict()
+        d.pop("sources")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+    def flat(self) -> dict[str, str]:
+        """Dotted keys -> text, for MLflow parameters (``settings.fairness.min_group_size`` ...)."""
+        out: dict[str, str] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, Mapping):
+                for k, v in value.items():
+                    walk(f"{prefix}.{k}", v)
+            else:
+                out[prefix] = json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
+
+        d = self.to_dict()
+        d.pop("sources")
+        walk("settings", d)
+        return out
+
+
+def task_sections(P: "Params", task: str) -> dict[str, dict]:
+    """The top-level sections, merged with the task's own sections (readmission)."""
+    from clinops.config import _deep_merge
+
+    base = {s: dict(P.get(s, {}) or {}) for s in TASK_SECTIONS}
+    if task == "primary":
+        return base
+    section = P.get("readmission", {}) or {}
+    return {s: _deep_merge(base[s], section.get(s, {}) or {}) for s in TASK_SECTIONS}
+
+
+def policy_task_name(P: "Params", task: str) -> str | None:
+    """The entry of the policy files' ``tasks:`` that applies (None: the files' defaults)."""
+    if task == "readmission":
+        return "readmission"
+    return "mortality" if P.source != "table" else None
+
+
+def _rel(P: "Params", path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(P.root))
+    except ValueError:
+        return str(path)
+
+
+def resolve_task_settings(P: "Params", task: str) -> TaskSettings:
+    """Build and validate the settings of ``task`` ('primary' or 'readmission').
+
+    Raises
+    ------
+    SettingsError
+        Two files name different fairness policies, or an override names an unknown rule.
+    PolicyError
+        A policy file breaks one of its rules (the message names file, key and rule).
+    """
+    if task not in TASKS:
+        raise SettingsError(f"task: unknown task {task!r} (known: {', '.join(TASKS)})")
+    sec = task_sections(P, task)
+    m, u, f, d = sec["modeling"], sec["uncertainty"], sec["fairness"], sec["drift"]
+    policy_task = policy_task_name(P, task)
+    gov_path = P.resolve(P["governance"]["policy"])
+    fair_path, drift_path = P.resolve(f["policy"]), P.resolve(d["policy"])
+    governance = GovernancePolicy.load(gov_path, task=policy_task)
+    if governance.fairness_policy and Path(governance.fairness_policy).resolve() != fair_path.resolve():
+        raise SettingsError(f"{P.path}: fairness.policy: {fair_path} differs from the fairness_policy of "
+                            f"{gov_path} ({governance.fairness_policy}); one fairness policy per run")
+    fairness = FairnessPolicy.load(fair_path, task=policy_task)
+    overrides = f.get("policy_overrides") or {}
+    if overrides:
+        try:
+            merged = {**dataclasses.asdict(fairness), **overrides}
+            fairness = FairnessPolicy(**merged)
+        except (PolicyError, TypeError) as exc:
+            raise SettingsError(f"{P.path}: fairness.policy_overrides: {exc}") from None
+    drift = DriftPolicy.load(drift_path, task=policy_task)
+    edges = list(f.get("age_edges", [18, 45, 65, 80]))
+    group_columns: tuple[str, ...] = ()
+    # Mortality takes age and the male flag as inputs; readmission has neither among its inputs.
+    age_feature, sex_feature = ("age", "sex_male") if task == "primary" else (None, None)
+    if P.source == "table":
+        sensitive = P["data"]["table"].get("sensitive") or {}
+        if sensitive.get("age_edges"):
+            edges = list(sensitive["age_edges"])  # the table's own groups
+        group_columns = tuple(sensitive.get("other_columns") or ())
+        declared = {f["name"] for f in P["data"]["table"]["features"]}
+        age_feature = sensitive.get("age_column") if sensitive.get("age_column") in declared else None
+        sex_feature = None  # an own table's sex column is text (M/F), not a model input
+    if list(edges) != sorted(edges):
+        raise SettingsError(f"{P.path}: age_edges: must be increasing, got {edges}")
+    sources = [*(_rel(P, p) for p in P.files), _rel(P, gov_path), _rel(P, fair_path), _rel(P, drift_path)]
+    return TaskSettings(
+        task=task, policy_task=policy_task, operating_threshold=float(m["threshold"]),
+        confidence_level=float(u["confidence_level"]), ece_bins=int(u.get("ece_bins", 10)),
+        ece_strategy=str(u.get("ece_strategy", "uniform")), age_edges=tuple(float(e) for e in edges),
+        group_columns=group_columns, age_feature=age_feature, sex_feature=sex_feature, fairness=fairness, drift=drift,
+        governance=dataclasses.replace(governance, fairness_policy=None),
+        modeling={k: m[k] for k in ("cv_folds", "n_iter", "calibration_fraction", "n_boot", "candidates") if k in m},
+        mlflow={k: sec["mlflow"][k] for k in ("experiment", "registered_model") if k in sec["mlflow"]},
+        sources=tuple(dict.fromkeys(sources)))
+
+
+__all__ = ["TaskSettings", "SettingsError", "resolve_task_settings", "policy_task_name", "task_sections",
+           "TASK_SECTIONS", "TASKS"]

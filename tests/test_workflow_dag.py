@@ -1,0 +1,114 @@
+"""The workflow knows its inputs: a fresh project runs everything; an edit reruns exactly its steps.
+
+A copy of the project (what git tracks, committed reports included, as a fresh clone has them) is
+made in a temporary folder. Snakemake is asked, without running anything (``--dry-run``), which
+steps it would run: all of them at first (committed reports never look up to date); then the
+outputs are created and marked done (``--touch``), after which nothing is scheduled; then one
+input of each kind is edited and the scheduled steps are compared with the steps that read it.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+PRIMARY = {"model_selection", "fairness", "drift", "governance"}
+REPORTING = {"paper_comparison", "reproduction", "reviewer_index", "all"}
+READMISSION = {"readmission", "readmission_governance"}
+ALL_QUICK = {"data", "synthetic_calibration", "cohort", "features"} | PRIMARY | READMISSION | REPORTING
+ALL_OWN = {"data", "task_table"} | PRIMARY | REPORTING
+
+pytestmark = pytest.mark.skipif(not SNAKEMAKE.exists(), reason=f"snakemake not installed beside {sys.executable}")
+
+
+def _copy_project(src: Path, dst: Path) -> None:
+    files = subprocess.run(["git", "-C", str(src), "ls-files", "-co", "--exclude-standard"], capture_output=True,
+                           text=True, check=True).stdout.split()
+    for rel in files:
+        if (src / rel).is_file():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / rel, dst / rel)
+
+
+def _snakemake(root: Path, params: str, *args: str) -> str:
+    out = subprocess.run([str(SNAKEMAKE), "--cores", "1", "--config", f"params={params}", "--rerun-triggers", "mtime",
+                          *args], cwd=root, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out.stdout + out.stderr
+
+
+def scheduled(root: Path, params: str) -> set[str]:
+    """The rules a dry run would execute (empty when nothing is to be done)."""
+    text = _snakemake(root, params, "--dry-run")
+    if "Nothing to be done" in text:
+        return set()
+    stats = text.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+\s*$", stats, flags=re.M)}
+
+
+def mark_done(root: Path, params: str) -> None:
+    """Create every output the workflow declares (empty) and let Snakemake date them in order."""
+    text = _snakemake(root, params, "--summary")
+    for line in text.splitlines()[1:]:
+        path = Path(line.split("\t")[0])
+        if path.is_absolute() and str(path).startswith(str(root)) and not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+    _snakemake(root, params, "--touch")
+
+
+@pytest.fixture(scope="module")
+def project(project_root, tmp_path_factory):
+    root = tmp_path_factory.mktemp("fresh-clone")
+    _copy_project(project_root, root)
+    return root
+
+
+def edit(path: Path, old: str, new: str) -> str:
+    text = path.read_text()
+    assert old in text, f"{path}: {old!r} not found"
+    path.write_text(text.replace(old, new, 1))
+    return text
+
+
+@pytest.mark.parametrize("what, path, old, new, expected", [
+    ("params key (fairness bootstrap)", "params/quick.yaml", "fairness:\n  n_boot: 100", "fairness:\n  n_boot: 120",
+     {"fairness", "governance"} | REPORTING),
+    ("params key (drift scenario)", "params/quick.yaml", "n_shifted: 300", "n_shifted: 280",
+     {"drift", "governance"} | READMISSION | REPORTING),
+    ("policy file (a rule the model carries)", "params/policies/fairness.yaml", "equalized_odds_difference: 0.05",
+     "equalized_odds_difference: 0.06", PRIMARY | READMISSION | REPORTING),
+    ("feature manifest", "clinops/manifests/mortality.yaml", "\n", "\n# edited\n", {"features"} | PRIMARY | REPORTING),
+    ("SQL file", "clinops/sql/readmission_src_lab.sql", "\n", "\n-- edited\n", READMISSION | REPORTING),
+    ("notebook", "notebooks/04_fairness.ipynb", '"cells": [', '"cells":  [', {"fairness", "governance"} | REPORTING),
+    ("package code", "clinops/report.py", "\n", "\n# edited\n", ALL_QUICK),
+])
+def test_an_edit_reruns_exactly_the_steps_that_read_it(project, what, path, old, new, expected):
+    if not (project / "build" / "quick" / "stamps").exists():
+        # A fresh clone: committed reports exist, yet every step is scheduled.
+        assert scheduled(project, "params/quick.yaml") == ALL_QUICK
+        mark_done(project, "params/quick.yaml")
+    assert scheduled(project, "params/quick.yaml") == set(), "an unchanged rerun schedules nothing"
+    original = edit(project / path, old, new)
+    try:
+        assert scheduled(project, "params/quick.yaml") == expected, what
+    finally:
+        (project / path).write_text(original)
+        mark_done(project, "params/quick.yaml")
+    assert scheduled(project, "params/quick.yaml") == set()
+
+
+def test_own_cohort_table_edit_reruns_from_the_data_step(project):
+    params = "params/example-own-cohort.yaml"
+    assert scheduled(project, params) == ALL_OWN
+    mark_done(project, params)
+    assert scheduled(project, params) == set()
+    table = project / "tests/fixtures/own_cohort/example_cohort.csv"
+    lines = table.read_text().splitlines(keepends=True)
+    table.write_text("".join(lines[:-1]))  # one stay fewer: new bytes, same layout
+    assert scheduled(project, params) == ALL_OWN
