@@ -18,6 +18,7 @@ import argparse
 import html
 import io
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any, Iterable
@@ -308,6 +309,16 @@ def build_model_card(P, task: str) -> str:
     return _page(f"Model card: {name}", "\n".join(parts))
 
 
+_LINK = re.compile(r"""(?:href|src)='([^'#]+)(?:#[^']*)?'""")
+
+
+def broken_links(page: Path) -> list[str]:
+    """Local links (href/src) of a generated page that point to no file, relative to the page."""
+    text = page.read_text()
+    return sorted({target for target in _LINK.findall(text)
+                   if "://" not in target and not (page.parent / target).exists()})
+
+
 def write_all(P) -> list[Path]:
     """Write the model cards (one per task with a bundle) and then ``index.html``."""
     from clinops.pipeline import task_config
@@ -325,6 +336,9 @@ def write_all(P) -> list[Path]:
     index = P.reports_dir / "index.html"
     index.write_text(build_index(P))
     out.append(index)
+    broken = [f"{page.name}: {link}" for page in out for link in broken_links(page)]
+    if broken:
+        raise FileNotFoundError(f"index.html / model cards: links to missing files: {broken}")
     return out
 
 
