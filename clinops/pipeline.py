@@ -846,7 +846,9 @@ def _main(argv: list[str]) -> int:
         events = merge_governance_events(P, args.task)
         print(f"{len(events)} governance events ({args.task})")
     elif args.step == "compare":
-        path = write_paper_comparison(P.build_dir, P.reports_dir, data_label=P.data_label, source=P.source)
+        scale = float(P["data"].get("synthetic", {}).get("scale", 1.0)) if P.is_synthetic else None
+        path = write_paper_comparison(P.build_dir, P.reports_dir, data_label=P.data_label, source=P.source,
+                                      synthetic_scale=scale)
         print(f"wrote {path}")
         if P.source != "table":
             print(f"wrote {write_paper_consistency(P.reports_dir)}")

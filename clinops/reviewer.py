@@ -124,7 +124,9 @@ def _table(frame: pd.DataFrame, *, raw_columns: Iterable[str] = ()) -> str:
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
-        return "" if pd.isna(v) else f"{v:.4g}"
+        if pd.isna(v):
+            return ""
+        return f"{int(v):,}" if v.is_integer() and abs(v) >= 100 else f"{v:.4g}"
     return "" if v is None else str(v)
 
 
@@ -216,7 +218,7 @@ def build_index(P) -> str:
                 nb, call = STAGE_SOURCES[stage]
                 cell = cell_anchor(root / "notebooks" / f"{nb}.ipynb", call)
                 link = (f"<a href='notebooks/{nb}.html#cell-id={_e(cell)}'>{nb}</a>" if cell else _e(nb))
-            construction = "by construction" if (P.is_synthetic and item.get("calibrated")) else ""
+            construction = "by construction" if str(r.get("holds by construction", "")) == "yes" else ""
             rows.append({"quantity": r["quantity"], "paper section": r["paper section"], "paper": r["paper"],
                          "this run": r["this run"], "difference": r["difference"], "produced by": link,
                          "holds": construction, "reproduction": _status_html(_row_status(root, comparison, r["quantity"]))})

@@ -51,3 +51,15 @@ def test_paper_consistency_flags_the_ppv_contradiction():
     assert row["implied by the paper's other numbers"] == pytest.approx(0.373, abs=0.001)
     assert not row["consistent"]
     assert df.loc["mortality prevalence", "consistent"] and df.loc["drift relative AUROC drop", "consistent"]
+
+
+def test_only_the_generators_calibration_targets_hold_by_construction():
+    from clinops.report import holds_by_construction
+
+    count = {"id": "cohort_n", "kind": "count", "calibrated": True}
+    share = {"id": "prevalence", "kind": "proportion", "calibrated": True}
+    metric = {"id": "test_auroc", "kind": "metric"}
+    assert holds_by_construction(count, 1.0) and holds_by_construction(share, 1.0)
+    assert not holds_by_construction(count, 0.05) and holds_by_construction(share, 0.05)  # counts scale
+    assert not holds_by_construction(metric, 1.0)
+    assert not holds_by_construction(share, None)                                           # real data
