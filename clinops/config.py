@@ -246,6 +246,17 @@ def preflight(P: Params) -> str:
         tasks.append("readmission")
     for task in tasks:
         resolve_task_settings(P, task)
+    if P.source != "table":
+        from clinops.features import FeatureManifest
+        from clinops.settings import task_sections
+
+        for task, manifest in (("primary", "mortality"), ("readmission", "readmission")):
+            feature = task_sections(P, task)["drift"].get("feature")
+            names = FeatureManifest.load(manifest).names
+            if task in tasks and feature not in names:
+                where = "drift.feature" if task == "primary" else "readmission.drift.feature"
+                raise ParamsError(f"{P.path}: {where}: {feature!r} is not a feature of the {manifest} manifest "
+                                  f"(features: {', '.join(names)})")
     if P.source == "table":
         from clinops.cohort_table import _task_table_from_params
 

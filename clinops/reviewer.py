@@ -102,7 +102,7 @@ TRIPOD_AI: list[tuple[str, str, str]] = [
 RUN_FOLDERS = {"cohort", "features", "model", "fairness", "drift", "governance", "readmission", "synthetic"}
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.9em}td,th{border:1px solid #ccc;padding:3px 6px;
+table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.9em;display:block;overflow-x:auto}td,th{border:1px solid #ccc;padding:3px 6px;
 text-align:left;vertical-align:top}th{background:#f3f3f3}.warn{background:#fff3cd;padding:0.6em;border:1px solid #e0c36c}
 .ok{color:#176b2c}.bad{color:#a40000;font-weight:bold}.muted{color:#666}code{font-size:0.9em}
 img{max-width:360px;border:1px solid #ddd;margin:4px}"""
@@ -277,7 +277,7 @@ def build_model_card(P, task: str) -> str:
     if task == "primary" and P.source != "table":
         amb = _read(R / "cohort" / "label_ambiguity.csv")
         if amb is not None:
-            parts.append(f"<p>{_e(label_note(P, amb))}</p>")
+            parts.append(f"<p>{_e(label_note(P, amb).replace('**', '').replace('`', ''))}</p>")
     for title, rel in (("Cohort flow", "cohort/flow_final.csv" if task == "primary" else "cohort/flow.csv"),
                        ("Split", "features/split_summary.csv" if P.source != "table" else "cohort/split_summary.csv"),
                        ("Metrics on the test split (bootstrap 95 % CIs)", "model/test_metrics.csv"),

@@ -88,3 +88,12 @@ def test_cli_reports_invalid_file(tmp_path, capsys, project_root, monkeypatch):
     p = _write(tmp_path, BASE + "fairness: {age_edges: [80, 18]}\n")
     assert main([str(p)]) == 1
     assert "fairness.age_edges: must be increasing" in capsys.readouterr().err
+
+
+def test_preflight_names_a_drift_feature_the_model_does_not_have(project_root, tmp_path):
+    from clinops.config import ParamsError, load_params, preflight
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"extends: {project_root / 'params/quick.yaml'}\nreadmission: {{drift: {{feature: age}}}}\n")
+    with pytest.raises(ParamsError, match=r"readmission.drift.feature: 'age' is not a feature of the readmission"):
+        preflight(load_params(path, root=project_root))

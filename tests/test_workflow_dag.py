@@ -120,3 +120,20 @@ def test_own_cohort_table_edit_reruns_from_the_data_step(project):
     table.write_text("".join(lines[:-1]))  # one stay fewer: new bytes, same layout
     # Every step but the paper comparison, which an own cohort does not have (it reads no table).
     assert scheduled(project, params) == ALL_OWN - {"paper_comparison"}
+
+
+def test_a_failing_step_ends_with_one_line_naming_step_and_cause(project):
+    """A step that fails for real (here: the fairness notebook on an unreadable predictions file)
+    stops the run with one line: the step, the exception from the notebook cell, the log."""
+    params = "params/quick.yaml"
+    mark_done(project, params)                      # every output exists (empty files)
+    edit(project / "notebooks/04_fairness.ipynb", '"cells": [', '"cells":   [')
+    out = subprocess.run([str(SNAKEMAKE), "--cores", "1", "--config", f"params={params}", "--rerun-triggers", "mtime",
+                          str(project / "reports/quick/fairness/table2.csv")], cwd=project, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode != 0
+    failed = (project / "build/quick/logs/FAILED").read_text().strip().splitlines()
+    assert len(failed) == 1 and failed[0].startswith("clinops: step fairness failed: ")
+    assert "PapermillExecutionError" not in failed[0], "the cause is the cell's exception, not the wrapper"
+    assert failed[0] in out.stderr
+    assert "build/quick/logs/fairness.log" in failed[0]
