@@ -37,6 +37,11 @@ all: setup
 	$(BIN)/clinops params $(PARAMS)
 	$(BIN)/snakemake --cores $(CORES) --config params=$(PARAMS) --rerun-triggers mtime --printshellcmds --show-failed-logs
 	@$(BIN)/python -m clinops.pipeline where $(PARAMS)
+	$(MAKE) --no-print-directory sbom
+
+# CycloneDX SBOM of the serving runtime dependencies (what `pip install .` and the image install).
+sbom: setup
+	$(BIN)/python -m clinops.ops sbom reports/serving/sbom.cdx.json
 
 test: setup
 	$(BIN)/python -m pytest tests -m "not slow" -n $(CORES) --dist loadfile

@@ -13,6 +13,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("generate", help="write serving/ops/ from params/policies/*.yaml")
     sub.add_parser("check", help="fail, naming file and line, where serving/ops/ differs from the policies")
+    sbom = sub.add_parser("sbom", help="write a CycloneDX SBOM of the serving runtime dependencies")
+    sbom.add_argument("output", type=Path, nargs="?", default=Path("reports/serving/sbom.cdx.json"))
     stack = sub.add_parser("stack", help="run a server command and a Prometheus scraping it; Ctrl-C stops both")
     stack.add_argument("--target", default="127.0.0.1:8000", help="host:port of the server (default: %(default)s)")
     stack.add_argument("--task", default="mortality", help="the served model's task (default: %(default)s)")
@@ -41,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         for problem in problems:
             print(problem, file=sys.stderr)
         return 1 if problems else 0
+    if args.command == "sbom":
+        from clinops.ops.sbom import write_sbom
+
+        print(f"wrote {write_sbom(root / 'pyproject.toml', args.output)}")
+        return 0
     if args.command == "stack":
         from clinops.ops.stack import main_stack
 
