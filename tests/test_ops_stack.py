@@ -9,6 +9,8 @@ is about. Then Prometheus is stopped and predictions must go on.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -149,3 +151,35 @@ def test_predictions_go_on_with_prometheus_stopped(stack):
     with httpx.Client(base_url=url, timeout=30) as client:
         for record in _records(10, seed=13):
             assert predict(client, record)["prediction_id"]
+
+
+def test_one_command_starts_both_prints_the_urls_and_ctrl_c_stops_both(tmp_path):
+    bundle = build_demo_bundle(tmp_path / "bundle", n=400)
+    port, prometheus_port = free_port(), free_port()
+    stack = subprocess.Popen(
+        [sys.executable, "-m", "clinops.ops", "stack", "--target", f"127.0.0.1:{port}", "--prometheus-port",
+         str(prometheus_port), "--scrape-interval", "1s", "--dir", str(tmp_path / "stack"), "--",
+         sys.executable, "-m", "serving", "--model-dir", str(bundle), "--state-dir", str(tmp_path / "state"),
+         "--port", str(port), "--workers", "1", "--log-level", "warning"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        lines = []
+        while not any("Ctrl-C stops both" in line for line in lines):
+            line = stack.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        printed = "".join(lines)
+        assert f"http://127.0.0.1:{port}/docs" in printed and f"http://127.0.0.1:{prometheus_port}" in printed
+        deadline = time.monotonic() + 60
+        while True:  # Prometheus scrapes the server with the demo token
+            targets = httpx.get(f"http://127.0.0.1:{prometheus_port}/api/v1/targets", timeout=5).json()
+            if [t["health"] for t in targets["data"]["activeTargets"]] == ["up"]:
+                break
+            assert time.monotonic() < deadline, targets
+            time.sleep(0.5)
+    finally:
+        os.killpg(stack.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole foreground group
+        assert stack.wait(timeout=90) == 0
+    for stopped in (port, prometheus_port):
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{stopped}/", timeout=2)

@@ -19,6 +19,7 @@ def _parser() -> argparse.ArgumentParser:
     stack.add_argument("--target", default="127.0.0.1:8000", help="host:port of the server (default: %(default)s)")
     stack.add_argument("--task", default="mortality", help="the served model's task (default: %(default)s)")
     stack.add_argument("--prometheus-port", type=int, default=9090)
+    stack.add_argument("--scrape-interval", default="15s", help="also the rule evaluation interval")
     stack.add_argument("--dir", type=Path, default=Path("build/stack"), help="Prometheus config and data")
     stack.add_argument("--metrics-token-file", type=Path,
                        help="bearer token for /metrics (default: the demo system token)")

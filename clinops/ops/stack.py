@@ -122,13 +122,15 @@ class PrometheusServer:
 
 
 def run_stack(server_command: list[str], *, root: Path, directory: Path, target: str, task: str,
-              metrics_token: str, prometheus_port: int, scheme: str = "http", ca_file: str | None = None) -> int:
+              metrics_token: str, prometheus_port: int, scrape_interval: str = "15s", scheme: str = "http",
+              ca_file: str | None = None) -> int:
     """Start the server command and Prometheus scraping it; print the URLs; stop both on Ctrl-C.
 
     Returns the server's exit code (0 when stopped by Ctrl-C or SIGTERM).
     """
     prometheus = PrometheusServer(directory, root=root, target=target, task=task, metrics_token=metrics_token,
-                                  port=prometheus_port, scheme=scheme, ca_file=ca_file)
+                                  port=prometheus_port, scrape_interval=scrape_interval, scheme=scheme,
+                                  ca_file=ca_file)
     server = subprocess.Popen(server_command)
     stopping = False
 
@@ -178,6 +180,6 @@ def main_stack(args) -> int:
         print("stack: give the server command after --", file=sys.stderr)
         return 2
     return run_stack(args.server_command, root=args.root, directory=args.dir, target=args.target, task=args.task,
-                     metrics_token=token, prometheus_port=args.prometheus_port,
+                     metrics_token=token, prometheus_port=args.prometheus_port, scrape_interval=args.scrape_interval,
                      scheme="https" if args.tls_ca else "http", ca_file=str(args.tls_ca.resolve()) if args.tls_ca else None)
 
