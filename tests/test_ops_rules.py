@@ -29,16 +29,23 @@ def promtool(*args, cwd):
     return subprocess.run([PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
+def edit_first_line(path, containing, old, new):
+    """Replace ``old`` by ``new`` in the first line of ``path`` containing ``containing``;
+    returns the line's index (0-based)."""
+    lines = path.read_text().splitlines()
+    number = next(i for i, line in enumerate(lines) if containing in line)
+    lines[number] = lines[number].replace(old, new)
+    path.write_text("\n".join(lines) + "\n")
+    return number
+
+
 def test_committed_files_agree_with_the_policy_files(project_root):
     assert check(project_root) == []
 
 
 def test_a_threshold_typed_by_hand_is_named_with_file_and_line(project_copy):
     alerts_file = project_copy / OPS_DIR / RULES_DIR / ALERTS_FILE
-    lines = alerts_file.read_text().splitlines()
-    number = next(i for i, line in enumerate(lines) if 'gap{task="mortality"} > 0.03' in line)
-    lines[number] = lines[number].replace("> 0.03", "> 0.04")
-    alerts_file.write_text("\n".join(lines) + "\n")
+    number = edit_first_line(alerts_file, 'gap{task="mortality"} > 0.03', "> 0.03", "> 0.04")
     problems = check(project_copy)
     assert len(problems) == 1
     assert problems[0].startswith(f"{OPS_DIR / RULES_DIR / ALERTS_FILE}:{number + 1}: ")
@@ -90,10 +97,7 @@ def test_promtool_accepts_config_and_rules_and_the_unit_tests_pass(project_copy)
 @needs_promtool
 def test_promtool_names_file_and_line_of_a_broken_expression(project_copy):
     alerts_file = project_copy / OPS_DIR / RULES_DIR / ALERTS_FILE
-    lines = alerts_file.read_text().splitlines()
-    number = next(i for i, line in enumerate(lines) if "expr: clinops_drift_psi{" in line)
-    lines[number] = lines[number].replace("clinops_drift_psi{", "clinops_drift_psi{{")
-    alerts_file.write_text("\n".join(lines) + "\n")
+    number = edit_first_line(alerts_file, "expr: clinops_drift_psi{", "clinops_drift_psi{", "clinops_drift_psi{{")
     result = promtool("check", "rules", str(alerts_file), cwd=project_copy)
     assert result.returncode != 0
     assert f"{alerts_file}: {number + 1}:" in result.stdout + result.stderr, result.stdout + result.stderr

@@ -214,21 +214,21 @@ def _task_alerts(t: TaskThresholds) -> list[Alert]:
                 AlertCase("gap below the limit", groups(0.8 - 0.8 * gap), False)]))
     psi = lambda v: [("clinops_drift_psi", {"feature": "lactate"}, _steady(v))]  # noqa: E731
     margin = 0.1 * (t.psi_alert - t.psi_watch)
-    alerts.append(Alert(
-        "ClinopsFeatureDrift", f"clinops_drift_psi{sel} >= {t.psi_alert!r}", "warning",
-        f"PSI of {{{{ $labels.feature }}}} is {_VALUE} (alert level {t.psi_alert!r}, task {task}): review",
-        "params/policies/drift.yaml psi.alert", task=task, cases=[
-            AlertCase("PSI at the alert level", psi(t.psi_alert), True, alert_labels={"feature": "lactate"},
-                      value=t.psi_alert),
-            AlertCase("PSI just below the alert level", psi(t.psi_alert - margin), False)]))
-    alerts.append(Alert(
-        "ClinopsFeatureDriftWatch", f"clinops_drift_psi{sel} >= {t.psi_watch!r} < {t.psi_alert!r}", "info",
-        f"PSI of {{{{ $labels.feature }}}} is {_VALUE} (watch level {t.psi_watch!r}, task {task})",
-        "params/policies/drift.yaml psi.watch", task=task, cases=[
-            AlertCase("PSI at the watch level", psi(t.psi_watch), True, alert_labels={"feature": "lactate"},
-                      value=t.psi_watch),
-            AlertCase("PSI just below the watch level", psi(t.psi_watch - margin), False),
-            AlertCase("PSI at the alert level (the drift alert, not the watch)", psi(t.psi_alert), False)]))
+
+    def psi_level(name: str, expr: str, severity: str, level: float, key: str, *extra: AlertCase) -> Alert:
+        return Alert(
+            name, expr, severity, f"PSI of {{{{ $labels.feature }}}} is {_VALUE} ({key} level {level!r}, task {task})",
+            f"params/policies/drift.yaml psi.{key}", task=task, cases=[
+                AlertCase(f"PSI at the {key} level", psi(level), True, alert_labels={"feature": "lactate"},
+                          value=level),
+                AlertCase(f"PSI just below the {key} level", psi(level - margin), False), *extra])
+
+    alerts.append(psi_level("ClinopsFeatureDrift", f"clinops_drift_psi{sel} >= {t.psi_alert!r}", "warning",
+                            t.psi_alert, "alert"))
+    alerts.append(psi_level("ClinopsFeatureDriftWatch", f"clinops_drift_psi{sel} >= {t.psi_watch!r} < {t.psi_alert!r}",
+                            "info", t.psi_watch, "watch",
+                            AlertCase("PSI at the alert level (the drift alert, not the watch)", psi(t.psi_alert),
+                                      False)))
     reference = 0.85
     auroc = lambda drop: [("clinops_reference_auroc", {}, _steady(reference)),  # noqa: E731
                           ("clinops_live_auroc", {}, _steady(reference * (1 - drop)))]
