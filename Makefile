@@ -11,11 +11,13 @@ CORES ?= 2
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 2
+PROMETHEUS_PORT ?= 9090
+STACK_TASK ?= mortality
 export PATH := $(abspath $(BIN)):$(PATH)
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: all setup test test-fast test-notebooks test-slow serve clean-reports help
+.PHONY: all setup test test-fast test-notebooks test-slow serve stack sbom clean-reports help
 
 help:
 	@sed -n '1,5p' Makefile
@@ -40,7 +42,12 @@ all: setup
 	@$(BIN)/snakemake --cores $(CORES) --config params=$(PARAMS) --rerun-triggers mtime --show-failed-logs \
 	  || { cat "$$($(BIN)/python -m clinops.pipeline build-dir $(PARAMS))/logs/FAILED" >&2 2>/dev/null; exit 1; }
 	@$(BIN)/python -m clinops.reproduction --check $(PARAMS) $(if $(ALLOW_DIFF),|| true)
+	@$(MAKE) --no-print-directory sbom
 	@$(BIN)/python -m clinops.pipeline where $(PARAMS)
+
+# CycloneDX SBOM of the serving runtime dependencies (what `pip install .` and the image install).
+sbom: setup
+	$(BIN)/python -m clinops.ops sbom reports/serving/sbom.cdx.json
 
 test: setup
 	$(BIN)/python -m pytest tests -m "not slow" -n $(CORES) --dist loadfile
@@ -51,11 +58,21 @@ test-slow: setup
 
 # The model that `make all` registered for PARAMS; TLS: make serve TLS_CERT=cert.pem TLS_KEY=key.pem,
 # or make serve SELF_SIGNED=1 (a self-signed certificate under build/serving/tls).
-serve: setup
-	$(BIN)/python -m serving --registered $$($(BIN)/python -m clinops.pipeline registered $(PARAMS))@champion \
+SERVE_ARGS = --registered $$($(BIN)/python -m clinops.pipeline registered $(PARAMS))@champion \
 	  --project-root . --state-dir build/serving/$$($(BIN)/python -m clinops.pipeline name $(PARAMS)) \
 	  --host $(HOST) --port $(PORT) --workers $(WORKERS) \
 	  $(if $(TLS_CERT),--tls-cert $(TLS_CERT) --tls-key $(TLS_KEY)) $(if $(SELF_SIGNED),--self-signed-cert build/serving/tls)
+serve: setup
+	$(BIN)/python -m serving $(SERVE_ARGS)
+
+# The server as `make serve` starts it, plus a Prometheus (Debian package `prometheus`) scraping
+# every worker with the rules of serving/ops; prints the URLs, Ctrl-C stops both.
+# STACK_TASK: the served model's task (the per-task alert rules select it).
+stack: setup
+	$(BIN)/python -m clinops.ops stack --target $(HOST):$(PORT) --task $(STACK_TASK) \
+	  --prometheus-port $(PROMETHEUS_PORT) --dir build/stack \
+	  $(if $(TLS_CERT),--tls-ca $(TLS_CERT)) $(if $(SELF_SIGNED),--tls-ca build/serving/tls/cert.pem) \
+	  -- $(BIN)/python -m serving $(SERVE_ARGS)
 
 clean-reports:
 	rm -rf build reports/notebooks

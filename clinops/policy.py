@@ -25,14 +25,7 @@ def read_policy(path: str | Path, task: str | None = None) -> dict[str, Any]:
     PolicyError : the file is not a mapping, or ``task`` is not one of its ``tasks``.
     """
     p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text()) or {}
-    except FileNotFoundError:
-        raise PolicyError(f"{p}: policy file not found") from None
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{p}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise PolicyError(f"{p}: must be a YAML mapping")
+    raw = _read_mapping(p)
     tasks = raw.pop("tasks", {}) or {}
     if task is not None:
         if task not in tasks:
@@ -42,4 +35,31 @@ def read_policy(path: str | Path, task: str | None = None) -> dict[str, Any]:
                 raw[key] = {**raw[key], **value}
             else:
                 raw[key] = value
+    return raw
+
+
+
+def policy_tasks(path: str | Path) -> list[str]:
+    """The task names a policy file has overrides for (its ``tasks:`` section), sorted.
+
+    Raises
+    ------
+    PolicyError : as :func:`read_policy`, or ``tasks`` is not a mapping.
+    """
+    p = Path(path)
+    tasks = _read_mapping(p).get("tasks") or {}
+    if not isinstance(tasks, dict):
+        raise PolicyError(f"{p}: tasks: must be a mapping task -> overrides")
+    return sorted(tasks)
+
+
+def _read_mapping(p: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except FileNotFoundError:
+        raise PolicyError(f"{p}: policy file not found") from None
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{p}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{p}: must be a YAML mapping")
     return raw

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import Gauge as _Gauge
@@ -60,6 +61,33 @@ class ServingMetrics:
         self.live_auroc = Gauge("clinops_live_auroc", "AUROC over linked outcomes", registry=r)
         self.live_group_auroc = Gauge(
             "clinops_live_group_auroc", "AUROC over linked outcomes per group", ["attribute", "group"], registry=r)
+        # Signals the Prometheus rules of serving/ops need (clinops.ops.prometheus).
+        self.imputed_values = Counter(
+            "clinops_imputed_values", "Feature values absent from a prediction request and imputed with the frozen "
+            "training median, by feature", ["feature"], registry=r)
+        self.feature_values = Counter(
+            "clinops_feature_values", "Feature values scored (present or imputed): the imputed share's denominator",
+            registry=r)
+        self.override_decisions = Gauge(
+            "clinops_override_decisions", "Predictions the override rate is judged on (served from this state "
+            "directory)", registry=r)
+        self.reference_auroc = Gauge(
+            "clinops_reference_auroc", "Test AUROC of the served model: the reference of the live degradation rule",
+            registry=r)
+        # One value per process start: with several workers "max" is the latest worker start and
+        # "min" the first, so a worker that (re)started long after the first one shows as a gap.
+        started = time.time()
+        _Gauge("clinops_worker_start_time_seconds", "Start time of the most recently started worker process "
+               "(Unix seconds)", multiprocess_mode="max", registry=r).set(started)
+        _Gauge("clinops_first_worker_start_time_seconds", "Start time of the first worker process of this server "
+               "run (Unix seconds)", multiprocess_mode="min", registry=r).set(started)
+
+    def observe_imputation(self, imputed: Sequence[str], n_features: int) -> None:
+        """Count one scored request: ``n_features`` values, of which the features named in ``imputed``
+        were missing and imputed."""
+        self.feature_values.inc(n_features)
+        for feature in imputed:
+            self.imputed_values.labels(feature).inc()
 
     def render(self) -> bytes:
         """The exposition text (Prometheus text format 0.0.4), summed over worker processes if any."""

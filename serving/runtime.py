@@ -239,6 +239,8 @@ class ServingRuntime:
         self.metrics = ServingMetrics()
         self.top_contributions = int(top_contributions)
         self.reference_auroc = reference_auroc
+        if reference_auroc is not None:
+            self.metrics.reference_auroc.set(reference_auroc)
         self.started_utc = datetime.now(timezone.utc)
 
         self.privacy_key = load_or_create_key(self.state_dir / "private" / "privacy.key")
@@ -379,6 +381,7 @@ class ServingRuntime:
             for reason in reasons:
                 self.metrics.escalations.labels(reason).inc()
         self.metrics.predictions.inc()
+        self.metrics.observe_imputation(result.imputed, len(self.manifest.specs))
         self._observe_for_drift(features)
         return {
             "prediction_id": scored.prediction_id, "model_version": self.model_version,
@@ -589,6 +592,7 @@ class ServingRuntime:
     def _update_override_rate(self) -> OverrideRate:
         rate = self.override_rate()
         self.metrics.override_rate.set(rate.rate if rate.n_decisions else 0.0)
+        self.metrics.override_decisions.set(rate.n_decisions)
         return rate
 
     # ----------------------------------------------------------------------------- review queue
