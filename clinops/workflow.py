@@ -60,14 +60,20 @@ def write_if_changed(path: str | Path, content: Mapping[str, Any]) -> bool:
     return True
 
 
+#: Sub-packages no workflow step imports (the audit trail serves the server; ops generates the
+#: monitoring files): editing them reruns nothing.
+NOT_IN_WORKFLOW = ("audit", "ops")
+
+
 def code_sha256(package_dir: Path = PACKAGE_DIR) -> str:
     """SHA-256 over the package's Python files (path and bytes, sorted), not its docs or data.
 
-    SQL files, manifests and policy files are inputs of their own steps and are not in it.
+    SQL files, manifests and policy files are inputs of their own steps and are not in it; nor
+    are the sub-packages of :data:`NOT_IN_WORKFLOW`.
     """
     h = hashlib.sha256()
     for path in sorted(package_dir.rglob("*.py")):
-        if "__pycache__" in path.parts:
+        if "__pycache__" in path.parts or path.relative_to(package_dir).parts[0] in NOT_IN_WORKFLOW:
             continue
         h.update(str(path.relative_to(package_dir)).encode() + b"\0" + path.read_bytes() + b"\0")
     h.update(b"params_schema.yaml\0" + (package_dir / "params_schema.yaml").read_bytes())
