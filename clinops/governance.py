@@ -117,6 +117,7 @@ TRANSITIONS: dict[tuple[ModelState, ModelState], tuple[str, ...]] = {
 #: Reason codes of :func:`escalation_reasons`, in the order they are reported.
 ESCALATION_REASONS: tuple[str, ...] = (
     "model_suspended", "empty_conformal_set", "ambiguous_conformal_set", "out_of_distribution",
+    "mostly_imputed",
 )
 
 
@@ -174,6 +175,9 @@ class GovernancePolicy:
     fairness_policy : path of the fairness alert rules (thresholds live there, once)
     escalate_empty_set, escalate_ambiguous_set, escalate_out_of_distribution : per-prediction
         escalation rules of :func:`escalation_reasons`
+    escalate_imputed_share : a prediction with more than this share of its features imputed
+        escalates (default 0.5, the cohort's rule: a stay with more than half of its features
+        missing is excluded from training, so the model never learned from such a record)
     resume_roles : roles that may resume a suspended model
     suspend_roles : roles that may suspend by hand
     review_roles : roles that may record a periodic review and resolve review items
@@ -190,6 +194,7 @@ class GovernancePolicy:
     escalate_empty_set: bool = True
     escalate_ambiguous_set: bool = True
     escalate_out_of_distribution: bool = True
+    escalate_imputed_share: float = 0.5
     resume_roles: tuple[str, ...] = ("reviewer",)
     suspend_roles: tuple[str, ...] = ("reviewer", "clinician")
     review_roles: tuple[str, ...] = ("reviewer",)
@@ -216,6 +221,10 @@ class GovernancePolicy:
                      "require_resume_note", "override_flag_zero"):
             if not isinstance(getattr(self, name), bool):
                 raise PolicyError(f"{where}.{name}: must be true or false, got {getattr(self, name)!r}")
+        share = self.escalate_imputed_share
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share < 1:
+            raise PolicyError(f"{where}.escalate_imputed_share: must be a share in [0, 1) (imputed features "
+                              f"above it escalate), got {share!r}")
         if not (isinstance(self.periodic_review_days, int) and self.periodic_review_days > 0):
             raise PolicyError(f"{where}.periodic_review_days: must be a positive integer")
         if not (isinstance(self.override_min_decisions, int) and self.override_min_decisions > 0):
@@ -683,7 +692,7 @@ class GovernanceStateMachine:
 
 
 def escalation_reasons(*, state: ModelState | str, conformal_set: Any = None,
-                       out_of_distribution: bool = False,
+                       out_of_distribution: bool = False, imputed_share: float | None = None,
                        policy: GovernancePolicy | None = None) -> list[str]:
     """Why one prediction must go to human review (empty list: no escalation).
 
@@ -695,6 +704,9 @@ def escalation_reasons(*, state: ModelState | str, conformal_set: Any = None,
         as MAPIE's ``predict_set`` gives per row). ``None`` = no set available (no reason).
     out_of_distribution : the input lies outside the training distribution (decided by the
         caller, e.g. from the feature ranges or PSI bins of the model bundle)
+    imputed_share : share of the record's features that were missing and imputed, optional;
+        above ``policy.escalate_imputed_share`` the answer rests mostly on training medians
+        (an integration that drops every vital sign must never look like a low-risk patient)
     policy : which rules apply (default: all of them)
 
     Returns
@@ -725,6 +737,8 @@ def escalation_reasons(*, state: ModelState | str, conformal_set: Any = None,
             reasons.append("ambiguous_conformal_set")
     if bool(out_of_distribution) and policy.escalate_out_of_distribution:
         reasons.append("out_of_distribution")
+    if imputed_share is not None and imputed_share > policy.escalate_imputed_share:
+        reasons.append("mostly_imputed")
     return reasons
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import ipaddress
 import logging
 import os
 import shutil
@@ -47,10 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--project-root", type=Path, default=Path.cwd(), help="project holding mlruns/ (default: cwd)")
     p.add_argument("--state-dir", type=Path, default=Path("build/serving"),
                    help="audit trail, review queue, governance state, consent registry (default: %(default)s)")
-    p.add_argument("--tokens", type=Path, default=_HERE / "config" / "tokens.example.yaml",
-                   help="bearer token file (default: the demo tokens)")
-    p.add_argument("--consent", type=Path, default=_HERE / "config" / "consent.example.yaml",
-                   help="consent and purpose seed (default: the demo seed)")
+    p.add_argument("--tokens", type=Path, help="bearer token file (required unless --demo)")
+    p.add_argument("--consent", type=Path, help="consent and purpose seed (required unless --demo)")
+    p.add_argument("--demo", action="store_true",
+                   help="use the published demo tokens and consent seed (serving/config/*.example.yaml); "
+                        "only on a loopback address")
+    p.add_argument("--insecure-http", action="store_true",
+                   help="serve plain HTTP on a non-loopback address (default there: refuse without TLS)")
     p.add_argument("--governance-policy", type=Path, default=Path("params/policies/governance.yaml"))
     p.add_argument("--drift-policy", type=Path, default=Path("params/policies/drift.yaml"))
     p.add_argument("--reference-auroc", type=float, default=None,
@@ -121,6 +125,38 @@ def _build_app(args: argparse.Namespace):
     return app
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address) is only reachable from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _credentials_problem(args: argparse.Namespace) -> str | None:
+    """Why these credential and transport options must not start a server, or None.
+
+    The demo tokens and consent seed are published: they serve only a loopback address and
+    only when asked for with ``--demo``. Outside loopback, plain HTTP needs ``--insecure-http``.
+    """
+    if args.demo:
+        if not is_loopback(args.host):
+            return (f"--demo: the demo tokens and consent seed are public; they serve only a loopback address, "
+                    f"not {args.host}")
+        args.tokens = args.tokens or _HERE / "config" / "tokens.example.yaml"
+        args.consent = args.consent or _HERE / "config" / "consent.example.yaml"
+    if args.tokens is None or args.consent is None:
+        return ("--tokens and --consent: required (your token file and consent source); "
+                "--demo uses the published demo ones on a loopback address")
+    if not is_loopback(args.host) and args.tls_cert is None and args.self_signed_cert is None \
+            and not args.insecure_http:
+        return (f"--host {args.host}: not a loopback address, so TLS is required (--tls-cert/--tls-key or "
+                "--self-signed-cert); --insecure-http serves plain HTTP anyway")
+    return None
+
+
 def _serve(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -136,6 +172,10 @@ def _serve(argv: list[str]) -> int:
         return 2
     if args.scoring_batch < 1:
         print("--scoring-batch: must be at least 1", file=sys.stderr)
+        return 2
+    problem = _credentials_problem(args)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     if args.self_signed_cert is not None:
         args.tls_cert, args.tls_key = args.self_signed_cert / "cert.pem", args.self_signed_cert / "key.pem"

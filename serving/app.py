@@ -24,6 +24,7 @@ from clinops.modeling import ModelBundle
 from clinops.privacy import Principal, TokenRegistry
 from serving import schemas
 from serving.errors import ERROR_RESPONSES, ErrorBody, error_response, install_error_handlers
+from serving.gate import MAX_BODY_BYTES, RequestGate, StrictJSONRoute
 from serving.metrics import LatencyMiddleware
 from serving.runtime import AuditUnavailable, Conflict, NotFound, ServingRuntime
 
@@ -52,7 +53,8 @@ def create_app(bundle: ModelBundle, *, state_dir: Path, tokens_path: Path, conse
                governance_policy_path: Path, drift_policy_path: Path | None = None,
                audit_enabled: bool = True, reference_auroc: float | None = None,
                outcome_window: int = 500, min_outcomes: int = 100, psi_window: int | None = None,
-               top_contributions: int = 5, scoring_batch: int = 32) -> FastAPI:
+               top_contributions: int = 5, scoring_batch: int = 32,
+               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     """Build the serving app on one model bundle.
 
     Parameters
@@ -73,6 +75,8 @@ def create_app(bundle: ModelBundle, *, state_dir: Path, tokens_path: Path, conse
         The model's test AUROC, for the live degradation rule.
     outcome_window, min_outcomes, psi_window, top_contributions, scoring_batch
         See :class:`serving.runtime.ServingRuntime`.
+    max_body_bytes : int
+        Largest request body (:class:`serving.gate.RequestGate`).
 
     Returns
     -------
@@ -90,13 +94,18 @@ def create_app(bundle: ModelBundle, *, state_dir: Path, tokens_path: Path, conse
         yield
         runtime.close()
 
+    # No /docs or /redoc: FastAPI's pages load their scripts from a CDN, which the
+    # Content-Security-Policy (serving.gate) and a hospital network forbid, and no copy is
+    # vendored here. The schema itself is served at /openapi.json.
     app = FastAPI(title="clinops serving demo", version="1.0.0", description=_DESCRIPTION, lifespan=lifespan,
-                  responses={401: ERROR_RESPONSES[401], 422: ERROR_RESPONSES[422]})
+                  responses={401: ERROR_RESPONSES[401], 422: ERROR_RESPONSES[422]}, docs_url=None, redoc_url=None)
+    app.router.route_class = StrictJSONRoute  # duplicate keys and NaN/Infinity are a 422
     app.state.runtime = runtime
     app.state.tokens = tokens
     install_error_handlers(app)
     _install_runtime_errors(app)
     app.add_middleware(LatencyMiddleware, metrics=runtime.metrics)
+    app.add_middleware(RequestGate, tokens=tokens, max_body_bytes=max_body_bytes)  # outermost of ours
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     bearer = HTTPBearer(auto_error=False, description="Bearer token mapped to a role in the token file")

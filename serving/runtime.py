@@ -388,52 +388,43 @@ class ServingRuntime:
             "escalation_reasons": reasons, "audit_record_id": scored.record_id,
         }
 
-    def _score_and_record(self, requests: list[_PredictionRequest]) -> list[_Scored]:
+    def _score_and_record(self, requests: list[_PredictionRequest]) -> list[_Scored | Exception]:
         """Score a batch of requests and write their audit records in one commit; runs on a
-        :attr:`blocking` thread. An audit failure fails every request of the batch (none of
-        them was recorded, so none is answered)."""
+        :attr:`blocking` thread.
+
+        A failure that belongs to one request (its scoring, its audit record) is that
+        request's answer only: the others are scored and recorded without it. An audit commit
+        that fails as a whole (the disk) fails every request of the batch: none of them was
+        recorded, so none is answered.
+        """
         self.metrics.scoring_batch_size.observe(len(requests))
-        results = self.predictor.predict_many([r.features for r in requests])
+        results = self._score_each(requests)
         state = self.governance.state  # re-read from disk if another worker changed it
-        scored: list[_Scored] = []
-        events: list[dict[str, Any]] = []
-        prediction_event: list[int] = []  # index in events of each request's prediction record
+        answers: list[_Scored | Exception] = []
+        events_of: list[list[dict[str, Any]]] = []  # each request's audit events (prediction first)
         for request, result in zip(requests, results):
-            reasons = escalation_reasons(state=state, conformal_set=result.conformal_set,
-                                         out_of_distribution=result.out_of_distribution, policy=self.policy)
-            prediction_id = uuid.uuid4().hex
-            conformal_set = list(result.conformal_set)
-            fields = {
-                "prediction_id": prediction_id, "model_version": self.model_version,
-                "dataset_sha256": self.dataset_sha256, "raw_score": result.raw_score,
-                "probability": result.probability, "conformal_set": conformal_set,
-                "confidence_level": self.bundle.confidence_level, "low_confidence": result.low_confidence,
-                "out_of_distribution": result.out_of_distribution, "ood_features": list(result.ood_features),
-                "imputed": list(result.imputed), "governance_state": state.value,
-                "escalation_reasons": reasons, "requester": request.principal.name, "role": request.principal.role,
-                "purpose": request.purpose,
-            }
-            # the submitted feature values are patient data: encrypted payload under the subject's key
-            payload = {"features": {k: (float(v) if isinstance(v, int) else v) for k, v in request.features.items()
-                                    if v is not None},
-                       "contributions": result.contributions}
-            scored.append(_Scored(result, state, reasons, prediction_id,
-                                  self._top_contributions(result.contributions, request.features)))
-            prediction_event.append(len(events))
-            events.append({"kind": "prediction", "fields": fields, "subject": request.encounter_id,
-                           "payload": payload})
-            if reasons:
-                events.append({"kind": "escalation", "fields": {"requester": request.principal.name,
-                                                                "prediction_id": prediction_id, "reasons": reasons}})
-        # one commit (one fdatasync) for the whole batch, before anything else
-        receipts = self._append_many(events)
-        if receipts:
-            for one, at in zip(scored, prediction_event):
-                one.record_id = receipts[at]
-        self.memory.remember({one.prediction_id: PredictionMemo.of(request.encounter_id, one.result.probability,
-                                                                    list(one.result.conformal_set), request.features)
-                              for request, one in zip(requests, scored)})
-        for one in scored:
+            if isinstance(result, Exception):
+                answers.append(result)
+                events_of.append([])
+                continue
+            try:
+                one, events = self._prediction_events(request, result, state)
+            except Exception as exc:  # noqa: BLE001 -- this request's failure only
+                answers.append(exc)
+                events_of.append([])
+                continue
+            answers.append(one)
+            events_of.append(events)
+        self._commit_predictions(answers, events_of)
+        recorded = [(request, one) for request, one in zip(requests, answers) if isinstance(one, _Scored)]
+        try:
+            self.memory.remember({one.prediction_id: PredictionMemo.of(request.encounter_id, one.result.probability,
+                                                                        list(one.result.conformal_set),
+                                                                        request.features)
+                                  for request, one in recorded})
+        except Exception:  # a cache: overrides and outcomes then find these through the audit trail
+            log.exception("prediction memory write failed for %d prediction(s)", len(recorded))
+        for _, one in recorded:
             if not one.reasons:
                 continue
             # on the queue before the answer, so any worker's GET /v1/review-queue shows it; the
@@ -448,7 +439,85 @@ class ServingRuntime:
                 self.metrics.review_queue_write_failures.inc()
                 log.exception("review queue write failed for prediction %s (restored at the next start)",
                               one.prediction_id)
-        return scored
+        return answers
+
+    def _score_each(self, requests: list[_PredictionRequest]) -> list[RiskResult | Exception]:
+        """One ``predict_many`` for the batch; if it fails, each record alone (so only the
+        record that fails gets the exception)."""
+        try:
+            return list(self.predictor.predict_many([r.features for r in requests]))
+        except Exception:  # noqa: BLE001
+            if len(requests) == 1:
+                raise
+        results: list[RiskResult | Exception] = []
+        for request in requests:
+            try:
+                results.extend(self.predictor.predict_many([request.features]))
+            except Exception as exc:  # noqa: BLE001
+                log.exception("scoring failed for one request of a batch")
+                results.append(exc)
+        return results
+
+    def _prediction_events(self, request: _PredictionRequest, result: RiskResult,
+                           state: ModelState) -> tuple[_Scored, list[dict[str, Any]]]:
+        """One scored request and its audit events (the prediction, and its escalation if any)."""
+        imputed_share = len(result.imputed) / len(self.manifest.names)
+        reasons = escalation_reasons(state=state, conformal_set=result.conformal_set,
+                                     out_of_distribution=result.out_of_distribution,
+                                     imputed_share=imputed_share, policy=self.policy)
+        prediction_id = uuid.uuid4().hex
+        fields = {
+            "prediction_id": prediction_id, "model_version": self.model_version,
+            "dataset_sha256": self.dataset_sha256, "raw_score": result.raw_score,
+            "probability": result.probability, "conformal_set": list(result.conformal_set),
+            "confidence_level": self.bundle.confidence_level, "low_confidence": result.low_confidence,
+            "out_of_distribution": result.out_of_distribution, "ood_features": list(result.ood_features),
+            "imputed": list(result.imputed), "governance_state": state.value,
+            "escalation_reasons": reasons, "requester": request.principal.name, "role": request.principal.role,
+            "purpose": request.purpose,
+        }
+        # the submitted feature values are patient data: encrypted payload under the subject's key
+        payload = {"features": {k: (float(v) if isinstance(v, int) else v) for k, v in request.features.items()
+                                if v is not None},
+                   "contributions": result.contributions}
+        one = _Scored(result, state, reasons, prediction_id, self._top_contributions(result.contributions,
+                                                                                     request.features))
+        events = [{"kind": "prediction", "fields": fields, "subject": request.encounter_id, "payload": payload}]
+        if reasons:
+            events.append({"kind": "escalation", "fields": {"requester": request.principal.name,
+                                                            "prediction_id": prediction_id, "reasons": reasons}})
+        return one, events
+
+    def _commit_predictions(self, answers: list[_Scored | Exception],
+                            events_of: list[list[dict[str, Any]]]) -> None:
+        """Write every request's events in one commit (one fdatasync) and set the record ids.
+
+        A record the trail refuses (ValueError / TypeError: nothing was written) is retried
+        request by request, so that only the request it belongs to fails.
+        """
+        def commit(indices: list[int]) -> None:
+            receipts = self._append_many([e for i in indices for e in events_of[i]])
+            if not receipts:
+                return  # auditing off
+            at = 0
+            for i in indices:
+                answers[i].record_id = receipts[at]  # type: ignore[union-attr]  # the prediction's
+                at += len(events_of[i])
+
+        pending = [i for i, events in enumerate(events_of) if events]
+        if not pending:
+            return
+        try:
+            commit(pending)
+        except (ValueError, TypeError):
+            if len(pending) == 1:
+                raise
+            for i in pending:
+                try:
+                    commit([i])
+                except (ValueError, TypeError) as exc:
+                    log.exception("audit record refused for one request of a batch")
+                    answers[i] = exc
 
     def _top_contributions(self, contributions: Mapping[str, float],
                            features: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -9,8 +9,6 @@ worker's.
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import time
 
 import httpx
@@ -19,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from clinops.audit.log import AuditTrail
-from serving.testing import REPO_ROOT, build_demo_bundle, demo_token, free_port
+from serving.testing import ServerProcess, build_demo_bundle, demo_token
 
 RECORD = {"age": 71.0, "sex_male": 1, "dx_chapter": "respiratory", "gcs": 11.0, "map": 61.0,
           "heart_rate": 112.0, "resp_rate": 26.0, "lactate": 3.4, "vasopressor": 1}
@@ -29,35 +27,8 @@ ENCOUNTER = "30000001"
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory):
     bundle = build_demo_bundle(tmp_path_factory.mktemp("bundle"), n=1500, seed=7)
-    state = tmp_path_factory.mktemp("state")
-    port = free_port()
-    log = (state.parent / "server.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "serving", "--model-dir", str(bundle), "--state-dir", str(state), "--host",
-         "127.0.0.1", "--port", str(port), "--workers", "2", "--min-outcomes", "10", "--log-level", "info"],
-        cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # both workers up: each logs its pid when its app is built
-            if (state.parent / "server.log").read_text().count("serving model demo-run") == 2:
-                break
-            if process.poll() is not None:
-                pytest.fail(f"server exited: {(state.parent / 'server.log').read_text()}")
-            time.sleep(0.2)
-        else:
-            pytest.fail("the two workers did not start")
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        yield url, state, process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
-        log.close()
+    with ServerProcess(bundle, tmp_path_factory.mktemp("state"), workers=2, args=["--min-outcomes", "10"]) as server:
+        yield server.base_url, server.state_dir, server.process.pid
 
 
 def post(url, path, body, role):
