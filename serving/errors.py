@@ -144,6 +144,8 @@ def install_error_handlers(app: FastAPI) -> None:
                 rule = exc.detail
         elif exc.status_code == 405:
             field, rule = "method", f"{request.method} is not allowed on {request.url.path}"
+        elif exc.status_code == 413:
+            field, rule = "body", str(exc.detail)
         else:
             field, rule = "request", str(exc.detail)
         return error_response(exc.status_code, [(field, rule)], getattr(exc, "headers", None))

@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 from fastapi import Request
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clinops.privacy import AuthenticationError, TokenRegistry
@@ -145,8 +146,11 @@ class FailedAuthLimiter:
         self._recent(address).append(self._clock())
 
 
-class _BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """A streamed body passed the limit (an HTTPException, so FastAPI's body reader lets it through)."""
+
+    def __init__(self, limit: int):
+        super().__init__(413, f"larger than {limit} bytes; reading stopped there", headers={"Connection": "close"})
 
 
 class RequestGate:
@@ -214,15 +218,14 @@ class RequestGate:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise _BodyTooLarge
+                    raise BodyTooLarge(self.max_body_bytes)
             return message
 
         try:
             await self.app(scope, receive_bounded, send_with_headers)
-        except _BodyTooLarge:
+        except BodyTooLarge as exc:  # read outside a route's own handlers
             if not started:
-                await self._refuse(scope, receive, send_with_headers, 413, "body",
-                                   f"larger than {self.max_body_bytes} bytes; reading stopped there")
+                await self._refuse(scope, receive, send_with_headers, 413, "body", exc.detail)
         except Exception:  # noqa: BLE001 -- answered here so that the connection survives
             if not started:
                 await internal_error_response()(scope, receive, send_with_headers)
