@@ -65,6 +65,7 @@ from typing import Any
 import numpy as np
 
 from clinops.policy import PolicyError, read_policy
+from clinops.privacy import connect_private_sqlite
 
 __all__ = [
     "ModelState",
@@ -752,7 +753,6 @@ class _SqliteStore:
     def __init__(self, path: str | Path, schema: str, *, sink: Sink | None = None,
                  clock: Callable[[], datetime] | None = None):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.sink = sink
         self._clock = clock or _utcnow
         self._lock = threading.Lock()
@@ -761,7 +761,8 @@ class _SqliteStore:
             con.executescript(schema)
 
     def _connect(self):
-        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        # private (0600) and overwriting what it deletes: the stores hold notes and case details
+        con = connect_private_sqlite(self.path, timeout=30, isolation_level=None)
         con.row_factory = sqlite3.Row
         return closing(con)
 

@@ -159,6 +159,9 @@ def _credentials_problem(args: argparse.Namespace) -> str | None:
 
 def _serve(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    # every file and directory the server creates is its owner's only (state, metrics, keys),
+    # whatever umask the caller had; the package also sets these modes explicitly
+    os.umask(0o077)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import uvicorn
 

@@ -57,7 +57,7 @@ from clinops.governance import (
     override_rate_flags,
 )
 from clinops.modeling import ModelBundle
-from clinops.privacy import ConsentRegistry, Principal, load_or_create_key, pseudonymise
+from clinops.privacy import ConsentRegistry, Principal, load_or_create_key, private_directory, pseudonymise
 from clinops.uncertainty import RiskPredictor, RiskResult, expected_calibration_error
 
 from serving.batching import NaturalBatcher
@@ -229,8 +229,8 @@ class ServingRuntime:
             raise ValueError("top_contributions: must be >= 1")
         if reference_auroc is not None and not 0.5 < reference_auroc <= 1.0:
             raise ValueError(f"reference_auroc: must be in (0.5, 1], got {reference_auroc}")
-        self.state_dir = Path(state_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir = private_directory(state_dir)  # 0700: everything in it is personal data or keys
+        private_directory(self.state_dir / "private")
         self.bundle = bundle
         self.predictor = RiskPredictor(bundle)
         self.manifest: FeatureManifest = self.predictor.manifest
@@ -263,12 +263,13 @@ class ServingRuntime:
         self.scoring: NaturalBatcher[_PredictionRequest, _Scored] = NaturalBatcher(
             self._score_and_record, self.blocking, max_batch=scoring_batch)
         state_path = self.state_dir / "governance_state.json"
-        if state_path.exists():
-            self.governance = GovernanceStateMachine.load(state_path, self.policy, sink=self._on_governance_event,
-                                                          review_queue=self.queue)
-        else:
-            self.governance = GovernanceStateMachine(self.policy, path=state_path, sink=self._on_governance_event,
-                                                     review_queue=self.queue, model_id=self.model_version)
+        with _directory_lock(self.state_dir / "serving.lock"):  # workers starting together: one creates it
+            if state_path.exists():
+                self.governance = GovernanceStateMachine.load(state_path, self.policy, sink=self._on_governance_event,
+                                                              review_queue=self.queue)
+            else:
+                self.governance = GovernanceStateMachine(self.policy, path=state_path, sink=self._on_governance_event,
+                                                         review_queue=self.queue, model_id=self.model_version)
 
         self.psi_reference = psi_reference_from_bundle(bundle)
         self.psi_window = int(psi_window or self.drift_policy.psi_window)

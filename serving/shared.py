@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from clinops.privacy import connect_private_sqlite, private_directory
+
 
 @dataclass
 class PredictionMemo:
@@ -49,8 +51,7 @@ class PredictionMemo:
 
 
 def _connect(path: Path, *, synchronous: str) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+    con = connect_private_sqlite(path, timeout=30, isolation_level=None, check_same_thread=False)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute(f"PRAGMA synchronous={synchronous}")
     return con
@@ -90,8 +91,7 @@ class PredictionMemory:
                "CREATE INDEX IF NOT EXISTS predictions_encounter ON predictions (encounter_id);")
 
     def __init__(self, directory: Path, *, limit: int = 100_000):
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory = private_directory(directory)
         self._lock = threading.Lock()
         self._limit = int(limit)
         slot = 0

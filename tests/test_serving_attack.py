@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
+import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -232,3 +234,39 @@ def test_an_empty_record_escalates_as_mostly_imputed(server):
         queue = client.get("/v1/review-queue", headers=demo_token("reviewer")).json()["items"]
     assert any(item["prediction_id"] == answer["prediction_id"] and "mostly_imputed" in item["reason"]
                for item in queue)
+
+
+# ------------------------------------------------------------------------------ item 7
+# The audit trail's public half: its header and signature public key, read-only (0444) on
+# purpose (clinops/docs/audit.md), inside the 0700 audit directory.
+AUDIT_PUBLIC_FILES = {"audit.json", "signing.pub"}
+
+
+def _not_private(root) -> dict[str, str]:
+    """Files not 0600 and directories not 0700 under ``root`` (``root`` included)."""
+    wrong = {}
+    for path in [root, *root.rglob("*")]:
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        expected = 0o700 if path.is_dir() else 0o444 if path.name in AUDIT_PUBLIC_FILES else 0o600
+        if mode != expected:
+            wrong[str(path.relative_to(root.parent))] = oct(mode)
+    return wrong
+
+
+def test_state_files_are_private_whatever_the_umask(server, bundle, tmp_path):
+    """Issue 16 (7): under umask 022 the prediction memory, consent, overrides and review-queue
+    databases were 0644 and ``private/`` 0755. The module's server runs under umask 022 and
+    has written every store by now; a runtime built in this process under umask 022 too (the
+    package sets the modes itself, not only ``python -m serving``)."""
+    with httpx.Client(base_url=server.base_url, timeout=60) as client:
+        made = post_text(client, body_text(good_features(3))).json()
+        client.post(f"/v1/predictions/{made['prediction_id']}/override", json={}, headers=demo_token("clinician"))
+    assert (server.state_dir / "consent.sqlite").exists() and (server.state_dir / "private").is_dir()
+    assert _not_private(server.state_dir) == {}
+    previous = os.umask(0o022)
+    try:
+        app = demo_app(bundle, tmp_path / "state")
+        app.state.runtime.close()
+    finally:
+        os.umask(previous)
+    assert _not_private(tmp_path / "state") == {}
