@@ -65,7 +65,7 @@ from typing import Any
 import numpy as np
 
 from clinops.policy import PolicyError, read_policy
-from clinops.privacy import connect_private_sqlite
+from clinops.privacy import connect_private_sqlite, purge_deleted
 
 __all__ = [
     "ModelState",
@@ -900,6 +900,32 @@ class ReviewQueue(_SqliteStore):
         self._emit(EventKind.REVIEW_ITEM_RESOLVED, f"review item {item_id} resolved by {reviewer} ({role}): {resolution}",
                    {"item_id": int(item_id), "resolution": resolution}, actor=reviewer, role=role)
         return item
+
+
+    def redact(self, field: str, values: Collection[str], *, keep: Collection[str] = ()) -> int:
+        """Erase the personal data of every item whose ``details[field]`` is one of ``values``.
+
+        Such an item keeps only the ``keep`` keys of its details (plus ``"redacted": true``)
+        and loses its note; its status, times and reviewer stay (the oversight record). Deleted
+        content is overwritten in the database file and the write-ahead log is emptied.
+        Returns the number of items redacted.
+        """
+        wanted = sorted(set(values))
+        if not wanted:
+            return 0
+        marks = ", ".join("?" * len(wanted))
+        with self._lock, self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            rows = con.execute(f"SELECT item_id, details FROM review_items "
+                               f"WHERE json_extract(details, ?) IN ({marks})", [f"$.{field}", *wanted]).fetchall()
+            for row in rows:
+                details = json.loads(row["details"])
+                kept = {k: details[k] for k in keep if k in details}
+                con.execute("UPDATE review_items SET details = ?, note = NULL WHERE item_id = ?",
+                            (json.dumps({**kept, "redacted": True}), row["item_id"]))
+            con.execute("COMMIT")
+            purge_deleted(con)
+        return len(rows)
 
 
 @dataclass(frozen=True)

@@ -516,6 +516,8 @@ class ConsentRegistry:
         with self._lock:
             cursor = self._db.execute("DELETE FROM consents WHERE encounter_id = ?", (encounter_id,))
             self._db.execute("INSERT OR IGNORE INTO erased VALUES (?)", (tombstone,))
+            if self._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                purge_deleted(self._db)  # the log's old pages still hold the identifier
         return cursor.rowcount
 
     def is_erased(self, encounter_id: str) -> bool:

@@ -169,7 +169,7 @@ def create_app(bundle: ModelBundle, *, state_dir: Path, tokens_path: Path, conse
         return JSONResponse(answer)
 
     @app.post("/v1/predictions/{prediction_id}/override", response_model=schemas.OverrideResponse,
-              tags=["oversight"], responses={**not_found, **unavailable})
+              tags=["oversight"], responses={**not_found, **conflict, **unavailable})
     def override(prediction_id: Annotated[str, PathParam(pattern=schemas.ID_PATTERN)],
                  body: schemas.OverrideRequest,
                  principal: Annotated[Principal, Depends(requires("clinician", "reviewer"))]) -> dict:

@@ -425,7 +425,7 @@ class ServingRuntime:
                                   for request, one in recorded})
         except Exception:  # a cache: overrides and outcomes then find these through the audit trail
             log.exception("prediction memory write failed for %d prediction(s)", len(recorded))
-        for _, one in recorded:
+        for request, one in recorded:
             if not one.reasons:
                 continue
             # on the queue before the answer, so any worker's GET /v1/review-queue shows it; the
@@ -435,7 +435,8 @@ class ServingRuntime:
                 self._queue_escalation(one.prediction_id, probability=one.result.probability,
                                        conformal_set=list(one.result.conformal_set), reasons=one.reasons,
                                        contributions=one.contributions, model_version=self.model_version,
-                                       audit_record_id=one.record_id)
+                                       audit_record_id=one.record_id,
+                                       subject_key=self.subject_key(request.encounter_id))
             except Exception:
                 self.metrics.review_queue_write_failures.inc()
                 log.exception("review queue write failed for prediction %s (restored at the next start)",
@@ -527,8 +528,17 @@ class ServingRuntime:
         ranked = sorted(shap, key=lambda name: (-abs(shap[name]), name))[: self.top_contributions]
         return [{"feature": name, "value": features.get(name), "contribution": shap[name]} for name in ranked]
 
+    def subject_key(self, encounter_id: str) -> str:
+        """The keyed pseudonym under which the service's own stores (review queue, outcomes)
+        file a patient's rows, so that an erasure finds them without storing the id."""
+        return pseudonymise(encounter_id, self.privacy_key, domain="serving-stores")
+
     def _queue_escalation(self, prediction_id: str, *, reasons: list[str], **details: Any) -> None:
-        """Put one escalated prediction on the review queue (what the review page shows of it)."""
+        """Put one escalated prediction on the review queue (what the review page shows of it).
+
+        ``details`` carries a ``subject_key`` (:meth:`subject_key`, or the audit pseudonym of a
+        case restored from the trail): :meth:`erase_subject` redacts the items it names.
+        """
         self.queue.add("prediction_escalation", ", ".join(reasons),
                        details={"prediction_id": prediction_id, "reasons": reasons, **details}, subject=prediction_id)
 
@@ -552,7 +562,8 @@ class ServingRuntime:
             self._queue_escalation(prediction_id, probability=shown["probability"],
                                    conformal_set=shown["conformal_set"], reasons=record.fields["reasons"],
                                    contributions=contributions, model_version=shown["model_version"],
-                                   audit_record_id=shown["record_id"], restored_from_audit=True)
+                                   audit_record_id=shown["record_id"], restored_from_audit=True,
+                                   subject_key=shown["subject_pseudonym"])
             queued.add(prediction_id)
             restored += 1
         if restored:
@@ -626,23 +637,28 @@ class ServingRuntime:
         raise NotFound("prediction_id", f"no prediction {prediction_id!r} is known to this service")
 
     def override(self, prediction_id: str, *, reason: str | None, principal: Principal) -> dict[str, Any]:
-        """Record a clinician's disagreement (no justification required)."""
+        """Record a clinician's disagreement (no justification required).
+
+        A reason is free text that may name the patient: it goes only to the audit record's
+        encrypted payload, under the patient's key (so an erasure shreds it), never to a clear
+        field or to the override log. When the service no longer knows the prediction's patient
+        (erased, or pruned from its memory), a reason cannot be stored erasably and the override
+        is refused (409) unless it comes without one.
+        """
         memo = self._known_prediction(prediction_id)
+        if reason and (memo is None or not memo.encounter_id):
+            raise Conflict("reason", "this prediction's patient is no longer known to the service (erased, or "
+                                     "older than its memory), so free text cannot be stored erasably; override "
+                                     "without a reason and document it in the clinical record")
         model_output = None if memo is None else {"probability": memo.probability, "conformal_set": memo.conformal_set}
         fields: dict[str, Any] = {"requester": principal.name, "role": principal.role,
                                   "prediction_id": prediction_id, "action": "overridden",
                                   "reason_given": bool(reason)}
-        payload = None
-        subject = None
-        if memo is not None:
-            subject = memo.encounter_id
-            if reason:
-                payload = {"reason": reason}  # free text may name the patient: encrypted, erasable
-        elif reason:
-            fields["reason"] = reason
+        subject = None if memo is None else memo.encounter_id
+        payload = {"reason": reason} if reason else None
         record_id = self._append("override", fields, subject=subject, payload=payload)
         self.overrides.record(prediction_id, clinician=principal.name, role=principal.role, action="overridden",
-                              model_output=model_output, note=reason)
+                              model_output=model_output)
         self.metrics.overrides.inc()
         rate = self._update_override_rate()
         return {"prediction_id": prediction_id, "overridden_by": principal.name,
@@ -667,6 +683,8 @@ class ServingRuntime:
         for item in self.queue.list(status):
             d = item.to_dict()
             details = dict(d.get("details") or {})
+            details.pop("subject_key", None)  # for erasure, not for readers
+            d["details"] = details
             d["prediction_id"] = details.get("prediction_id")
             d["overridden"] = d["prediction_id"] in overridden if d["prediction_id"] else False
             items.append(d)
@@ -703,10 +721,13 @@ class ServingRuntime:
             shown = self.audit.show(prediction_id)  # type: ignore[union-attr]
             feats = (shown.get("features") or {}).get("features") or {}
             memo = PredictionMemo.of("", float(shown["probability"]), list(shown["conformal_set"]), feats)
+            subject_key = shown["subject_pseudonym"]
+        else:
+            subject_key = self.subject_key(memo.encounter_id)
         # one evaluation at a time across workers: alerts are decided on a consistent window
         with self.outcomes.transaction() as shared:
             try:
-                shared.link(prediction_id, memo.probability, int(outcome), memo.sex, memo.age)
+                shared.link(prediction_id, memo.probability, int(outcome), memo.sex, memo.age, subject_key)
             except AlreadyLinked:
                 raise Conflict("prediction_id", f"an outcome is already linked to prediction {prediction_id!r}") from None
             record_id = self._append("outcome", {"requester": principal.name, "prediction_id": prediction_id,
@@ -839,9 +860,21 @@ class ServingRuntime:
             raise NotFound("prediction_id", str(exc)) from None
 
     def erase_subject(self, encounter_id: str, *, principal: Principal) -> dict[str, Any]:
-        """GDPR erasure: withdraw consent, crypto-shred the subject's audit payloads, forget memos."""
+        """GDPR erasure in every store that holds the patient's data (clinops/docs/serving.md,
+        "Personal data and erasure"): consent withdrawn, audit payloads crypto-shredded,
+        remembered predictions and linked outcomes deleted, review items redacted (feature
+        values, contributions and notes), each store's deleted content overwritten."""
         if self.consent.is_erased(encounter_id):
             raise NotFound("encounter_id", "this encounter was already erased")
+        # the keys the service's own stores file this patient under: its keyed pseudonym, and
+        # the audit pseudonym for rows restored or linked through the audit trail (read before
+        # the audit erasure destroys the mapping)
+        keys = [self.subject_key(encounter_id)]
+        if self.audit is not None:
+            audit_pseudonym = self.audit.pseudonym(encounter_id, create=False)
+            if audit_pseudonym:
+                keys.append(audit_pseudonym)
+        self._background.flush()
         withdrawn = self.consent.erase(encounter_id)
         audit_result: dict[str, Any] = {"status": "off"}
         if self.audit is not None:
@@ -856,8 +889,12 @@ class ServingRuntime:
                                                              "audit": "no records for this subject"})
                 audit_result = {"status": "nothing logged for this subject (or already erased)",
                                 "record_id": record_id}
-        self.memory.forget_encounter(encounter_id)
-        return {"encounter_id": encounter_id, "consents_withdrawn": withdrawn, "audit": audit_result}
+        stores = {"predictions_forgotten": self.memory.forget_encounter(encounter_id),
+                  "outcomes_deleted": self.outcomes.forget(keys),
+                  "review_items_redacted": self.queue.redact(
+                      "subject_key", keys, keep=("prediction_id", "reasons", "model_version", "audit_record_id"))}
+        return {"encounter_id": encounter_id, "consents_withdrawn": withdrawn, "audit": audit_result,
+                "stores": stores}
 
     def refresh_metrics(self) -> None:
         """Gauges read at scrape time (queue size, state, override rate)."""

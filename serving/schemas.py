@@ -217,6 +217,8 @@ class ErasureResponse(BaseModel):
     encounter_id: str
     consents_withdrawn: int
     audit: dict[str, Any]
+    stores: dict[str, int] = Field(default_factory=dict, description="Rows deleted or redacted in the service's "
+                                   "own stores: remembered predictions, linked outcomes, review items")
 
 
 class HealthResponse(BaseModel):

@@ -6,8 +6,8 @@ SQLite files under ``<state_dir>/private/`` (WAL, so readers never wait for a wr
   override or an outcome to it later (encounter id, calibrated probability, conformal set, sex,
   age). One file per worker, as it is written once per prediction on the hot path. A cache, not
   a record: the audit trail holds the truth, so commits are not fsynced.
-- ``outcomes.sqlite`` -- the linked outcomes (one per prediction, enforced by the primary key)
-  and a few shared values (the live metrics, the set of drifted features, the last fairness
+- ``outcomes.sqlite`` -- the linked outcomes (one per prediction, enforced by the primary key,
+  each with a keyed pseudonym of its patient so that an erasure finds it) and a few shared values (the live metrics, the set of drifted features, the last fairness
   alerts). Changes run in ``BEGIN IMMEDIATE`` transactions, so workers that link outcomes at the
   same moment evaluate the live rules one after the other on a consistent window.
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from clinops.privacy import connect_private_sqlite, private_directory
+from clinops.privacy import connect_private_sqlite, private_directory, purge_deleted
 
 
 @dataclass
@@ -151,10 +151,14 @@ class PredictionMemory:
         return total
 
     def forget_encounter(self, encounter_id: str) -> int:
-        """Delete every remembered prediction of an erased encounter, in every worker's file."""
+        """Delete every remembered prediction of an erased encounter, in every worker's file
+        (overwritten in the file, and the write-ahead log emptied)."""
         with self._lock:
-            return sum(con.execute("DELETE FROM predictions WHERE encounter_id = ?", (encounter_id,)).rowcount
-                       for con in self._all())
+            n = 0
+            for con in self._all():
+                n += con.execute("DELETE FROM predictions WHERE encounter_id = ?", (encounter_id,)).rowcount
+                purge_deleted(con)
+            return n
 
     def close(self) -> None:
         with self._lock:
@@ -172,10 +176,15 @@ class OutcomeStore:
 
     def __init__(self, path: Path):
         self._con = _connect(path, synchronous="FULL")
+        # subject_key: a keyed pseudonym of the patient, so that an erasure finds their rows
         self._con.executescript(
             "CREATE TABLE IF NOT EXISTS outcomes (n INTEGER PRIMARY KEY AUTOINCREMENT, prediction_id TEXT UNIQUE "
-            "NOT NULL, probability REAL NOT NULL, outcome INTEGER NOT NULL, sex TEXT, age REAL);"
+            "NOT NULL, probability REAL NOT NULL, outcome INTEGER NOT NULL, sex TEXT, age REAL, subject_key TEXT);"
             "CREATE TABLE IF NOT EXISTS shared_values (key TEXT PRIMARY KEY, value TEXT NOT NULL);")
+        columns = {row[1] for row in self._con.execute("PRAGMA table_info(outcomes)")}
+        if "subject_key" not in columns:  # a state directory from before erasure reached outcomes
+            self._con.execute("ALTER TABLE outcomes ADD COLUMN subject_key TEXT")
+        self._con.execute("CREATE INDEX IF NOT EXISTS outcomes_subject ON outcomes (subject_key)")
         self._lock = threading.RLock()
 
     @contextmanager
@@ -185,13 +194,24 @@ class OutcomeStore:
             yield self
 
     def link(self, prediction_id: str, probability: float, outcome: int, sex: str | None,
-             age: float | None) -> None:
+             age: float | None, subject_key: str | None) -> None:
         """Add one outcome (inside :meth:`transaction`); :class:`AlreadyLinked` if there is one."""
         try:
-            self._con.execute("INSERT INTO outcomes (prediction_id, probability, outcome, sex, age) "
-                              "VALUES (?, ?, ?, ?, ?)", (prediction_id, probability, int(outcome), sex, age))
+            self._con.execute("INSERT INTO outcomes (prediction_id, probability, outcome, sex, age, subject_key) "
+                              "VALUES (?, ?, ?, ?, ?, ?)",
+                              (prediction_id, probability, int(outcome), sex, age, subject_key))
         except sqlite3.IntegrityError:
             raise AlreadyLinked(prediction_id) from None
+
+    def forget(self, subject_keys: list[str]) -> int:
+        """Delete the outcomes of an erased patient (any of their ``subject_keys``); returns how many."""
+        if not subject_keys:
+            return 0
+        with self._lock:
+            n = self._con.execute(f"DELETE FROM outcomes WHERE subject_key IN ({', '.join('?' * len(subject_keys))})",
+                                  list(subject_keys)).rowcount
+            purge_deleted(self._con)
+        return n
 
     def is_linked(self, prediction_id: str) -> bool:
         with self._lock:

@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import stat
+import struct
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -270,3 +271,75 @@ def test_state_files_are_private_whatever_the_umask(server, bundle, tmp_path):
     finally:
         os.umask(previous)
     assert _not_private(tmp_path / "state") == {}
+
+
+# ------------------------------------------------------------------------------ item 4
+ERASED = "30000003"  # consented to direct_care (serving/config/consent.example.yaml)
+
+
+def _readable_traces(root, needles: dict[str, bytes]) -> dict[str, list[str]]:
+    """Which needles occur in which files under ``root`` (raw bytes: text, SQLite pages, WAL)."""
+    found: dict[str, list[str]] = {}
+    for path in root.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            hits = [name for name, needle in needles.items() if needle in data]
+            if hits:
+                found[str(path.relative_to(root))] = hits
+    return found
+
+
+def test_erasure_reaches_every_store(server):
+    """Issue 16 (4): after ``DELETE /v1/subjects/X`` an override reason of X stayed in a clear
+    audit field and in ``overrides.sqlite``, and ``review_queue.sqlite`` kept X's feature values
+    and resolve notes. Now nothing of X is readable in any file under the state directory."""
+    values = {"age": 87.625, "heart_rate": 151.375, "lactate": 7.8125}
+    notes = {"override": "NOTE-override-mentions-daughter-Quixote", "resolve": "NOTE-resolve-Zanzibar-call"}
+    with httpx.Client(base_url=server.base_url, timeout=60) as client:
+        sparse = post_text(client, body_text(json.dumps(values), ERASED)).json()  # mostly imputed: escalates
+        full = post_text(client, body_text(json.dumps({**RECORD, **values}), ERASED)).json()
+        assert sparse["needs_review"], sparse
+        for made in (sparse, full):
+            r = client.post(f"/v1/predictions/{made['prediction_id']}/override", json={"reason": notes["override"]},
+                            headers=demo_token("clinician"))
+            assert r.status_code == 200, r.text
+        items = client.get("/v1/review-queue", headers=demo_token("reviewer")).json()["items"]
+        item = next(i for i in items if i["prediction_id"] == sparse["prediction_id"])
+        assert {c["value"] for c in item["details"]["contributions"]} & set(values.values())  # shown before
+        r = client.post(f"/v1/review-queue/{item['item_id']}/resolve", json={"note": notes["resolve"]},
+                        headers=demo_token("reviewer"))
+        assert r.status_code == 200, r.text
+        r = client.post("/v1/outcomes", json={"prediction_id": full["prediction_id"], "outcome": 1},
+                        headers=demo_token("system"))
+        assert r.status_code == 200, r.text
+
+        before = _readable_traces(server.state_dir, _needles(values, notes))
+        # the search finds the data where it was (in a database or its write-ahead log)
+        assert any(f.startswith("private/outcomes.sqlite") and "age as SQLite REAL" in hits for f, hits in before.items())
+        assert "resolve note" in before["review_queue.sqlite"] and "age as text" in before["review_queue.sqlite"]
+
+        erased = client.delete(f"/v1/subjects/{ERASED}", headers=demo_token("dpo"))
+        assert erased.status_code == 200, erased.text
+        stores = erased.json()["stores"]
+        assert stores["predictions_forgotten"] == 2 and stores["outcomes_deleted"] == 1
+        assert stores["review_items_redacted"] >= 1
+
+        # a later override of the erased patient's prediction: no reason can be stored
+        late = client.post(f"/v1/predictions/{full['prediction_id']}/override", json={"reason": "NOTE-late"},
+                           headers=demo_token("clinician"))
+        assert late.status_code == 409 and late.json()["errors"][0]["field"] == "reason"
+        assert client.post(f"/v1/predictions/{full['prediction_id']}/override", json={},
+                           headers=demo_token("clinician")).status_code == 200
+        every = client.get("/v1/review-queue", params={"status": "all", "limit": 1000},
+                           headers=demo_token("reviewer")).text
+    for text in (*notes.values(), "NOTE-late", "87.625", "151.375", "7.8125"):
+        assert text not in every
+    assert _readable_traces(server.state_dir, _needles(values, {**notes, "late": "NOTE-late"})) == {}
+
+
+def _needles(values: dict[str, float], notes: dict[str, str]) -> dict[str, bytes]:
+    needles = {"encounter id": ERASED.encode(), **{f"{k} note": v.encode() for k, v in notes.items()}}
+    for name, value in values.items():
+        needles[f"{name} as text"] = repr(value).encode()
+        needles[f"{name} as SQLite REAL"] = struct.pack(">d", value)
+    return needles
