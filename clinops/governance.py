@@ -971,6 +971,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     note TEXT
 );
 CREATE INDEX IF NOT EXISTS decisions_time ON decisions(time_utc);
+CREATE INDEX IF NOT EXISTS decisions_prediction ON decisions(prediction_id, clinician);
 """
 
 DECISION_ACTIONS = ("accepted", "overridden")
@@ -1030,6 +1031,19 @@ class OverrideLog(_SqliteStore):
         with self._lock, self._connect() as con:
             return [self._record(r) for r in con.execute(f"SELECT * FROM decisions{where} ORDER BY record_id",
                                                          args).fetchall()]
+
+    def decided(self, prediction_id: str, clinician: str) -> bool:
+        """Whether ``clinician`` already recorded a decision on ``prediction_id`` (indexed)."""
+        with self._lock, self._connect() as con:
+            return con.execute("SELECT 1 FROM decisions WHERE prediction_id = ? AND clinician = ? LIMIT 1",
+                               (prediction_id, clinician)).fetchone() is not None
+
+    def overridden_predictions(self) -> int:
+        """Distinct predictions overridden at least once (what an override rate counts: one
+        token overriding one prediction 300 times is one overridden prediction)."""
+        with self._lock, self._connect() as con:
+            return int(con.execute("SELECT COUNT(DISTINCT prediction_id) FROM decisions "
+                                   "WHERE action = 'overridden'").fetchone()[0])
 
     def rate(self, *, since: datetime | None = None, until: datetime | None = None) -> OverrideRate:
         """Override rate over decisions in ``[since, until)`` (counted in SQL: no record is read)."""

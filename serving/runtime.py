@@ -639,6 +639,9 @@ class ServingRuntime:
     def override(self, prediction_id: str, *, reason: str | None, principal: Principal) -> dict[str, Any]:
         """Record a clinician's disagreement (no justification required).
 
+        Each person overrides a prediction once (a second time is a 409); other clinicians may
+        add theirs. The override rate counts overridden predictions, not override events.
+
         A reason is free text that may name the patient: it goes only to the audit record's
         encrypted payload, under the patient's key (so an erasure shreds it), never to a clear
         field or to the override log. When the service no longer knows the prediction's patient
@@ -646,6 +649,9 @@ class ServingRuntime:
         is refused (409) unless it comes without one.
         """
         memo = self._known_prediction(prediction_id)
+        if self.overrides.decided(prediction_id, principal.name):
+            raise Conflict("prediction_id", f"{principal.name} already overrode prediction {prediction_id!r}; "
+                                            "another clinician may add their own override")
         if reason and (memo is None or not memo.encounter_id):
             raise Conflict("reason", "this prediction's patient is no longer known to the service (erased, or "
                                      "older than its memory), so free text cannot be stored erasably; override "
@@ -665,8 +671,9 @@ class ServingRuntime:
                 "override_rate": rate.rate if rate.n_decisions else 0.0, "audit_record_id": record_id}
 
     def override_rate(self) -> OverrideRate:
-        """Overrides per prediction served from this state directory (all workers, restarts included)."""
-        n_overrides = self.overrides.rate().n_overrides
+        """Overridden predictions per prediction served from this state directory (all workers,
+        restarts included); a prediction overridden by several people counts once."""
+        n_overrides = self.overrides.overridden_predictions()
         return OverrideRate(n_decisions=max(self.memory.n_served(), n_overrides), n_overrides=n_overrides)
 
     def _update_override_rate(self) -> OverrideRate:

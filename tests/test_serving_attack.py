@@ -14,6 +14,7 @@ import socket
 import stat
 import struct
 import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -419,3 +420,39 @@ def test_a_killed_worker_is_restarted_and_the_others_keep_serving(bundle, tmp_pa
     logged = {r.fields["prediction_id"] for r in trail.find("prediction")}
     trail.close()
     assert acknowledged <= logged
+
+
+# ------------------------------------------------------------------------------ item 8
+def test_one_token_cannot_push_the_override_rate(server):
+    """Issue 16 (8): 300 overrides of one prediction moved the rate from 0.6 % to 45.6 %. Now a
+    person overrides a prediction once (then 409), another clinician may add theirs, and the
+    rate counts overridden predictions."""
+    with httpx.Client(base_url=server.base_url, timeout=60) as client:
+        made = post_text(client, body_text(good_features(11))).json()
+        url = f"/v1/predictions/{made['prediction_id']}/override"
+        first = client.post(url, json={}, headers=demo_token("clinician"))
+        assert first.status_code == 200
+        rate = first.json()["override_rate"]
+        again = [client.post(url, json={}, headers=demo_token("clinician")).status_code for _ in range(20)]
+        assert again == [409] * 20
+        second_person = client.post(url, json={}, headers=demo_token("reviewer"))
+        assert second_person.status_code == 200 and second_person.json()["override_rate"] == rate
+        governance = client.get("/v1/governance", headers=demo_token("reviewer")).json()
+    assert governance["details"]["override_rate"] == rate
+
+
+# ------------------------------------------------------------------------------ item 6
+@pytest.mark.parametrize("options, rule", [
+    (["--host", "127.0.0.1"], "--tokens and --consent: required"),
+    (["--host", "0.0.0.0", "--demo"], "serve only a loopback address"),
+    (["--host", "0.0.0.0", "--tokens", "serving/config/tokens.example.yaml", "--consent",
+      "serving/config/consent.example.yaml"], "TLS is required"),
+])
+def test_insecure_defaults_refuse_to_start(bundle, tmp_path, options, rule):
+    """Issue 16 (6): the public demo tokens and consent seed were the defaults, on any address,
+    over plain HTTP. Now they need --demo and a loopback address; elsewhere TLS is required."""
+    result = subprocess.run([sys.executable, "-m", "serving", "--model-dir", str(bundle), "--state-dir",
+                             str(tmp_path / "state"), "--port", "0", *options],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and rule in result.stderr, result.stderr
+    assert not (tmp_path / "state").exists()  # refused before anything was created
