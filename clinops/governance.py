@@ -858,20 +858,33 @@ class ReviewQueue(_SqliteStore):
             raise GovernanceError(f"item_id: no review item {item_id}")
         return self._item(row)
 
-    def list(self, status: str | None = "open", *, kind: str | None = None) -> list[ReviewItem]:
-        """Items oldest first; ``status`` 'open', 'resolved' or None (all)."""
+    def list(self, status: str | None = "open", *, kind: str | None = None, after: int = 0,
+             limit: int | None = None) -> list[ReviewItem]:
+        """Items oldest first; ``status`` 'open', 'resolved' or None (all); a page of at most
+        ``limit`` items with ``item_id > after``."""
         if status not in ("open", "resolved", None):
             raise ValueError(f"status: must be 'open', 'resolved' or None, got {status!r}")
-        sql, args = "SELECT * FROM review_items WHERE 1 = 1", []
+        sql, args = "SELECT * FROM review_items WHERE item_id > ?", [int(after)]
         if status is not None:
             sql += " AND status = ?"
             args.append(status)
         if kind is not None:
             sql += " AND kind = ?"
             args.append(kind)
+        sql += " ORDER BY item_id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(int(limit))
         with self._lock, self._connect() as con:
-            rows = con.execute(sql + " ORDER BY item_id", args).fetchall()
+            rows = con.execute(sql, args).fetchall()
         return [self._item(r) for r in rows]
+
+    def count(self, status: str | None = "open") -> int:
+        """Number of items with ``status`` (None: all)."""
+        with self._lock, self._connect() as con:
+            if status is None:
+                return int(con.execute("SELECT COUNT(*) FROM review_items").fetchone()[0])
+            return int(con.execute("SELECT COUNT(*) FROM review_items WHERE status = ?", (status,)).fetchone()[0])
 
     def resolve(self, item_id: int, *, reviewer: str, role: str, resolution: str,
                 note: str | None = None) -> ReviewItem:
@@ -1037,6 +1050,16 @@ class OverrideLog(_SqliteStore):
         with self._lock, self._connect() as con:
             return con.execute("SELECT 1 FROM decisions WHERE prediction_id = ? AND clinician = ? LIMIT 1",
                                (prediction_id, clinician)).fetchone() is not None
+
+    def overridden_among(self, prediction_ids: Sequence[str]) -> set[str]:
+        """Which of ``prediction_ids`` were overridden (indexed lookups, not a scan)."""
+        if not prediction_ids:
+            return set()
+        marks = ", ".join("?" * len(prediction_ids))
+        with self._lock, self._connect() as con:
+            return {row[0] for row in con.execute(
+                f"SELECT DISTINCT prediction_id FROM decisions WHERE action = 'overridden' "
+                f"AND prediction_id IN ({marks})", list(prediction_ids))}
 
     def overridden_predictions(self) -> int:
         """Distinct predictions overridden at least once (what an override rate counts: one

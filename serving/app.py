@@ -178,11 +178,16 @@ def create_app(bundle: ModelBundle, *, state_dir: Path, tokens_path: Path, conse
 
     # ------------------------------------------------------------------------------ review queue
     @app.get("/v1/review-queue", response_model=schemas.ReviewQueueResponse, tags=["oversight"],
-             responses=forbidden)
+             responses={**forbidden, **unavailable})
     def review_queue(principal: Annotated[Principal, Depends(requires("clinician", "reviewer"))],
-                     status: Annotated[Literal["open", "resolved", "all"], Query()] = "open") -> dict:
-        """Cases and model-level issues waiting for (or closed by) human review, oldest first."""
-        return {"items": runtime.review_queue(None if status == "all" else status)}
+                     status: Annotated[Literal["open", "resolved", "all"], Query()] = "open",
+                     after: Annotated[int, Query(ge=0, le=2**62, description="Items after this item_id "
+                                                 "(the previous page's next_after)")] = 0,
+                     limit: Annotated[int, Query(ge=1, le=200, description="Items per page")] = 50) -> dict:
+        """Cases and model-level issues waiting for (or closed by) human review, oldest first,
+        a page at a time. The read is audited (who read which predictions)."""
+        return runtime.review_queue(None if status == "all" else status, principal=principal, after=after,
+                                    limit=limit)
 
     @app.post("/v1/review-queue/{item_id}/resolve", response_model=schemas.ResolveResponse, tags=["oversight"],
               responses={**not_found, **conflict, **unavailable})
@@ -236,11 +241,12 @@ def create_app(bundle: ModelBundle, *, state_dir: Path, tokens_path: Path, conse
         """Verify the whole audit trail: hash chain, seals, Merkle tree, checkpoints."""
         return runtime.audit_verify()
 
-    @app.get("/v1/audit/predictions/{prediction_id}", tags=["audit"], responses={**not_found, **conflict})
+    @app.get("/v1/audit/predictions/{prediction_id}", tags=["audit"],
+             responses={**not_found, **conflict, **unavailable})
     def audit_prediction(prediction_id: Annotated[str, PathParam(pattern=schemas.ID_PATTERN)],
                          principal: Annotated[Principal, Depends(requires("auditor"))]) -> dict:
         """Reconstruct one prediction event and every record that names it."""
-        return runtime.audit_prediction(prediction_id)
+        return runtime.audit_prediction(prediction_id, principal=principal)
 
     @app.delete("/v1/subjects/{encounter_id}", response_model=schemas.ErasureResponse, tags=["audit"],
                 responses={**not_found, **unavailable})

@@ -163,6 +163,13 @@ def psi_reference_from_bundle(bundle: ModelBundle) -> PsiReference:
     return PsiReference.from_bundle_reference({name: ref[name] for name in bundle.feature_names})
 
 
+def _queued_individually(reasons: list[str]) -> bool:
+    """Whether an escalated prediction gets its own review item. While the model is suspended
+    every prediction escalates; those escalated for that reason alone are covered by the
+    suspension's item (each is still flagged in its answer and audited)."""
+    return bool(reasons) and reasons != ["model_suspended"]
+
+
 @dataclass(frozen=True)
 class _PredictionRequest:
     """One request in a scoring batch (already consent-checked and validated)."""
@@ -365,6 +372,11 @@ class ServingRuntime:
                 # logging it under the subject would mint a new pseudonym and undo the erasure
                 await loop.run_in_executor(self.blocking, self._append, "consent_refusal",
                                            {**fields, "subject_erased": True})
+            elif not self.consent.allowed_purposes(encounter_id):
+                # an id with no consent at all (a typo, a probe): a pseudonym minted for it would
+                # stay in the trail for good
+                await loop.run_in_executor(self.blocking, self._append, "consent_refusal",
+                                           {**fields, "encounter_known": False})
             else:
                 await loop.run_in_executor(self.blocking, partial(self._append, "consent_refusal", fields,
                                                                   subject=encounter_id))
@@ -426,7 +438,7 @@ class ServingRuntime:
         except Exception:  # a cache: overrides and outcomes then find these through the audit trail
             log.exception("prediction memory write failed for %d prediction(s)", len(recorded))
         for request, one in recorded:
-            if not one.reasons:
+            if not _queued_individually(one.reasons):
                 continue
             # on the queue before the answer, so any worker's GET /v1/review-queue shows it; the
             # audit commit above already holds the escalation, so a failed queue write only
@@ -554,7 +566,7 @@ class ServingRuntime:
         restored = 0
         for record in self.audit.find("escalation"):
             prediction_id = record.fields.get("prediction_id")
-            if not prediction_id or prediction_id in queued:
+            if not prediction_id or prediction_id in queued or not _queued_individually(record.fields["reasons"]):
                 continue
             shown = self.audit.show(prediction_id)
             payload = shown.get("features") or {}
@@ -682,21 +694,28 @@ class ServingRuntime:
         return rate
 
     # ----------------------------------------------------------------------------- review queue
-    def review_queue(self, status: str | None = "open") -> list[dict[str, Any]]:
-        """Review items (oldest first), with whether each escalated prediction was overridden."""
+    def review_queue(self, status: str | None = "open", *, principal: Principal, after: int = 0,
+                     limit: int = 50) -> dict[str, Any]:
+        """One page of review items (oldest first, ``item_id > after``), with whether each
+        escalated prediction was overridden; the read is audited (who read which predictions)
+        before it is answered."""
         self._background.flush()
-        overridden = {r.prediction_id for r in self.overrides.records(since=None)}
+        page = self.queue.list(status, after=after, limit=limit)
+        ids = [(item.details or {}).get("prediction_id") for item in page]
+        overridden = self.overrides.overridden_among([i for i in ids if i])
         items = []
-        for item in self.queue.list(status):
+        for item, prediction_id in zip(page, ids):
             d = item.to_dict()
             details = dict(d.get("details") or {})
             details.pop("subject_key", None)  # for erasure, not for readers
             d["details"] = details
-            d["prediction_id"] = details.get("prediction_id")
-            d["overridden"] = d["prediction_id"] in overridden if d["prediction_id"] else False
+            d["prediction_id"] = prediction_id
+            d["overridden"] = prediction_id in overridden
             items.append(d)
-        self.metrics.review_queue_open.set(len(self.queue.list("open")))
-        return items
+        self._append("access", {"requester": principal.name, "role": principal.role, "resource": "review_queue",
+                                "status": status or "all", "prediction_ids": [i for i in ids if i]})
+        self.metrics.review_queue_open.set(self.queue.count("open"))
+        return {"items": items, "next_after": page[-1].item_id if len(page) == limit else None}
 
     def resolve(self, item_id: int, *, note: str | None, principal: Principal) -> dict[str, Any]:
         """Close a review item."""
@@ -713,7 +732,7 @@ class ServingRuntime:
                                             "note_given": bool(note)})
         resolved = self.queue.resolve(item_id, reviewer=principal.name, role=principal.role,
                                       resolution="resolved", note=note)
-        self.metrics.review_queue_open.set(len(self.queue.list("open")))
+        self.metrics.review_queue_open.set(self.queue.count("open"))
         return {"item_id": item_id, "status": resolved.status, "resolved_by": principal.name,
                 "audit_record_id": record_id}
 
@@ -844,9 +863,18 @@ class ServingRuntime:
         self.governance.suspend(principal.name, principal.role, reason)
 
     def resume(self, *, note: str, principal: Principal) -> dict[str, Any]:
+        """Return the model to ACTIVE; the suspension's open review items are resolved with the
+        resume note (the review the resume records is theirs)."""
         if self.governance.state is not ModelState.SUSPENDED:
             raise Conflict("state", f"model is {self.governance.state.value}; only a suspended model can be resumed")
         self.governance.resume(principal.name, principal.role, note)
+        items = [item.item_id for item in self.queue.list("open", kind="suspension")]
+        if items:
+            self._append("review", {"requester": principal.name, "role": principal.role, "action": "resolve",
+                                    "review_items": items, "resolution": "resumed", "note_given": True})
+            for item_id in items:
+                self.queue.resolve(item_id, reviewer=principal.name, role=principal.role, resolution="resumed",
+                                   note=note)
         return self.governance_summary()
 
     # ----------------------------------------------------------------------------- audit access
@@ -858,13 +886,20 @@ class ServingRuntime:
                 "n_checkpoints": report.n_checkpoints, "first_bad_seq": report.first_bad_seq,
                 "problem": report.problem, "key_id": report.key_id, "summary": report.summary()}
 
-    def audit_prediction(self, prediction_id: str) -> dict[str, Any]:
+    def audit_prediction(self, prediction_id: str, *, principal: Principal) -> dict[str, Any]:
+        """One prediction event with its decrypted features; the read itself is audited (who
+        read which subject) before it is answered."""
         if self.audit is None:
             raise Conflict("audit", "auditing is off in this process (benchmark baseline)")
         try:
-            return self.audit.show(prediction_id)
+            shown = self.audit.show(prediction_id)
         except LookupError as exc:
             raise NotFound("prediction_id", str(exc)) from None
+        self._append("access", {"requester": principal.name, "role": principal.role,
+                                "resource": "audit/predictions", "prediction_id": prediction_id,
+                                "subject_pseudonym": shown["subject_pseudonym"],
+                                "features_status": shown["features_status"]})
+        return shown
 
     def erase_subject(self, encounter_id: str, *, principal: Principal) -> dict[str, Any]:
         """GDPR erasure in every store that holds the patient's data (clinops/docs/serving.md,
@@ -906,7 +941,7 @@ class ServingRuntime:
     def refresh_metrics(self) -> None:
         """Gauges read at scrape time (queue size, state, override rate)."""
         self._background.flush()
-        self.metrics.review_queue_open.set(len(self.queue.list("open")))
+        self.metrics.review_queue_open.set(self.queue.count("open"))
         self._refresh_state_metrics()
         self._update_override_rate()
 

@@ -158,6 +158,7 @@ class ReviewCase(BaseModel):
 
 class ReviewQueueResponse(BaseModel):
     items: list[ReviewCase]
+    next_after: int | None = Field(description="Pass as ?after= for the next page (null: no more items)")
 
 
 class ResolveRequest(_Strict):

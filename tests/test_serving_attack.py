@@ -456,3 +456,84 @@ def test_insecure_defaults_refuse_to_start(bundle, tmp_path, options, rule):
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and rule in result.stderr, result.stderr
     assert not (tmp_path / "state").exists()  # refused before anything was created
+
+
+# ------------------------------------------------------------------------------ item 11
+def test_reads_of_personal_data_are_audited(server):
+    """Issue 16 (11): ``GET /v1/audit/predictions/{id}`` (decrypted features) and
+    ``GET /v1/review-queue`` left no audit record. Now each read names who read what."""
+    with httpx.Client(base_url=server.base_url, timeout=60) as client:
+        made = post_text(client, body_text("{}")).json()  # escalates: on the queue
+        shown = client.get(f"/v1/audit/predictions/{made['prediction_id']}", headers=demo_token("auditor"))
+        assert shown.status_code == 200 and shown.json()["features_status"] == "decrypted"
+        page = client.get("/v1/review-queue", params={"status": "all", "limit": 200},
+                          headers=demo_token("reviewer")).json()
+    trail = AuditTrail.open(server.state_dir / "audit", create=False, read_only=True)
+    try:
+        reads = trail.find("access", resource="audit/predictions", prediction_id=made["prediction_id"])
+        assert [(r.fields["requester"], r.fields["subject_pseudonym"]) for r in reads] == [
+            ("demo-auditor", shown.json()["subject_pseudonym"])]
+        listed = [r for r in trail.find("access", resource="review_queue") if r.fields["role"] == "reviewer"]
+        assert made["prediction_id"] in listed[-1].fields["prediction_ids"]
+        assert len(listed[-1].fields["prediction_ids"]) == sum(1 for i in page["items"] if i["prediction_id"])
+    finally:
+        trail.close()
+
+
+# ------------------------------------------------------------------------------ item 12
+def test_review_queue_is_paginated(server):
+    """Issue 16 (12): 451 items came back as one 421 KB answer."""
+    with httpx.Client(base_url=server.base_url, timeout=60) as client:
+        for _ in range(3):
+            post_text(client, body_text("{}"))
+        everything = []
+        after, pages = 0, 0
+        while after is not None:
+            page = client.get("/v1/review-queue", params={"status": "all", "limit": 2, "after": after},
+                              headers=demo_token("reviewer")).json()
+            assert len(page["items"]) <= 2
+            everything += page["items"]
+            after, pages = page["next_after"], pages + 1
+        ids = [item["item_id"] for item in everything]
+        assert ids == sorted(set(ids)) and len(ids) >= 3 and pages >= 2
+        assert client.get("/v1/review-queue", params={"limit": 201}, headers=demo_token("reviewer")).status_code == 422
+
+
+def test_security_headers_and_no_cdn_page(server):
+    """Issue 16 (12): answers carrying patient data had no Cache-Control, CSP, X-Frame-Options;
+    /docs loaded its script from a CDN."""
+    with httpx.Client(base_url=server.base_url, timeout=60) as client:
+        for response in (post_text(client, body_text(good_features(2))), client.get("/review"),
+                         post_text(client, body_text('{"age": NaN}')), client.get("/v1/governance")):
+            assert response.headers["cache-control"] == "no-store"
+            assert "default-src 'self'" in response.headers["content-security-policy"]
+            assert response.headers["x-frame-options"] == "DENY"
+            assert response.headers["x-content-type-options"] == "nosniff"
+        assert client.get("/docs").status_code == 404
+        assert "cdn" not in client.get("/review").text.lower()
+        assert client.get("/openapi.json").status_code == 200
+
+
+def test_failed_authentication_is_rate_limited(inprocess):
+    """Issue 16 (12): no limit on failed authentication. The in-process server, so that its
+    limiter can be filled without touching the module's server."""
+    running, _ = inprocess
+    with httpx.Client(base_url=running.base_url, timeout=60) as client:
+        statuses = [client.get("/v1/governance", headers={"Authorization": f"Bearer guess-{i}"}).status_code
+                    for i in range(60)]
+        assert statuses[0] == 401 and statuses[-1] == 429
+        assert set(statuses) == {401, 429}
+        assert client.get("/v1/governance", headers=demo_token("reviewer")).status_code == 200  # valid still pass
+
+
+def test_consent_refusal_for_an_unknown_id_mints_no_pseudonym(server):
+    """Issue 16 (12): consent refusals for random ids created permanent pseudonyms."""
+    with httpx.Client(base_url=server.base_url, timeout=60) as client:
+        r = post_text(client, body_text(good_features(4), encounter="99999991"))
+    assert r.status_code == 403
+    trail = AuditTrail.open(server.state_dir / "audit", create=False, read_only=True)
+    try:
+        assert trail.pseudonym("99999991", create=False) is None
+        assert trail.find("consent_refusal", encounter_known=False)
+    finally:
+        trail.close()
