@@ -332,10 +332,10 @@ def test_erasure_reaches_every_store(server):
 
         # a later override of the erased patient's prediction: no reason can be stored
         late = client.post(f"/v1/predictions/{full['prediction_id']}/override", json={"reason": "NOTE-late"},
-                           headers=demo_token("clinician"))
+                           headers=demo_token("reviewer"))
         assert late.status_code == 409 and late.json()["errors"][0]["field"] == "reason"
         assert client.post(f"/v1/predictions/{full['prediction_id']}/override", json={},
-                           headers=demo_token("clinician")).status_code == 200
+                           headers=demo_token("reviewer")).status_code == 200
         every = client.get("/v1/review-queue", params={"status": "all", "limit": 1000},
                            headers=demo_token("reviewer")).text
     for text in (*notes.values(), "NOTE-late", "87.625", "151.375", "7.8125"):
