@@ -632,21 +632,19 @@ class ServingRuntime:
         return psi
 
     # ----------------------------------------------------------------------------- overrides
-    def _known_prediction(self, prediction_id: str) -> PredictionMemo | None:
-        """The remembered prediction, or None when only the audit trail knows it (pruned).
+    def _known_prediction(self, prediction_id: str) -> PredictionMemo:
+        """The remembered prediction (an indexed lookup in :attr:`memory`, never a scan of the
+        audit trail, whatever the id: any clinician or system token reaches this).
 
-        Raises NotFound when neither knows it.
+        Raises NotFound for an id the service does not know or no longer remembers (older than
+        the last :attr:`PredictionMemory.limit` predictions of a worker; the audit trail still
+        holds it: ``clinops audit show``).
         """
         memo = self.memory.recall(prediction_id)
-        if memo is not None:
-            return memo
-        if self.audit is not None:
-            try:
-                self.audit.show(prediction_id, decrypt=False)
-                return None
-            except LookupError:
-                pass
-        raise NotFound("prediction_id", f"no prediction {prediction_id!r} is known to this service")
+        if memo is None:
+            raise NotFound("prediction_id", f"no prediction {prediction_id!r} is known to this service (unknown, "
+                                            f"or older than the {self.memory.limit} most recent of a worker)")
+        return memo
 
     def override(self, prediction_id: str, *, reason: str | None, principal: Principal) -> dict[str, Any]:
         """Record a clinician's disagreement (no justification required).
@@ -656,23 +654,21 @@ class ServingRuntime:
 
         A reason is free text that may name the patient: it goes only to the audit record's
         encrypted payload, under the patient's key (so an erasure shreds it), never to a clear
-        field or to the override log. When the service no longer knows the prediction's patient
-        (erased, or pruned from its memory), a reason cannot be stored erasably and the override
-        is refused (409) unless it comes without one.
+        field or to the override log. After the patient's erasure a reason cannot be stored
+        erasably, so the override is refused (409) unless it comes without one.
         """
         memo = self._known_prediction(prediction_id)
         if self.overrides.decided(prediction_id, principal.name):
             raise Conflict("prediction_id", f"{principal.name} already overrode prediction {prediction_id!r}; "
                                             "another clinician may add their own override")
-        if reason and (memo is None or not memo.encounter_id):
-            raise Conflict("reason", "this prediction's patient is no longer known to the service (erased, or "
-                                     "older than its memory), so free text cannot be stored erasably; override "
-                                     "without a reason and document it in the clinical record")
-        model_output = None if memo is None else {"probability": memo.probability, "conformal_set": memo.conformal_set}
+        if reason and not memo.encounter_id:
+            raise Conflict("reason", "this prediction's patient was erased, so free text about it cannot be "
+                                     "stored; override without a reason")
+        model_output = {"probability": memo.probability, "conformal_set": memo.conformal_set}
         fields: dict[str, Any] = {"requester": principal.name, "role": principal.role,
                                   "prediction_id": prediction_id, "action": "overridden",
                                   "reason_given": bool(reason)}
-        subject = None if memo is None else memo.encounter_id
+        subject = memo.encounter_id or None
         payload = {"reason": reason} if reason else None
         record_id = self._append("override", fields, subject=subject, payload=payload)
         self.overrides.record(prediction_id, clinician=principal.name, role=principal.role, action="overridden",
@@ -742,14 +738,7 @@ class ServingRuntime:
         memo = self._known_prediction(prediction_id)
         if self.outcomes.is_linked(prediction_id):
             raise Conflict("prediction_id", f"an outcome is already linked to prediction {prediction_id!r}")
-        if memo is None:
-            # only the audit trail knows it (pruned from memory): read back what was logged
-            shown = self.audit.show(prediction_id)  # type: ignore[union-attr]
-            feats = (shown.get("features") or {}).get("features") or {}
-            memo = PredictionMemo.of("", float(shown["probability"]), list(shown["conformal_set"]), feats)
-            subject_key = shown["subject_pseudonym"]
-        else:
-            subject_key = self.subject_key(memo.encounter_id)
+        subject_key = self.subject_key(memo.encounter_id) if memo.encounter_id else None  # None: erased
         # one evaluation at a time across workers: alerts are decided on a consistent window
         with self.outcomes.transaction() as shared:
             try:
@@ -891,6 +880,10 @@ class ServingRuntime:
         read which subject) before it is answered."""
         if self.audit is None:
             raise Conflict("audit", "auditing is off in this process (benchmark baseline)")
+        if self.memory.recall(prediction_id) is None and self.memory.n_served() <= self.memory.limit:
+            # the memory holds every prediction served from this state directory (none pruned):
+            # an id it lacks is unknown, answered without reading the trail
+            raise NotFound("prediction_id", f"no prediction record with prediction_id {prediction_id!r}")
         try:
             shown = self.audit.show(prediction_id)
         except LookupError as exc:

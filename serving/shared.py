@@ -81,8 +81,9 @@ class PredictionMemory:
     directory : Path
         Where the files live (created if missing).
     limit : int
-        Predictions kept per worker; older ones are pruned (their overrides and outcomes are
-        then linked through the audit trail instead).
+        Predictions kept per worker; older ones are pruned (overrides and outcomes of them are
+        then refused: a lookup is one indexed query, never a scan of the audit trail). At about
+        100 bytes a row, the default keeps a worker's file near 100 MB.
     """
 
     _SCHEMA = ("CREATE TABLE IF NOT EXISTS predictions (n INTEGER PRIMARY KEY AUTOINCREMENT, "
@@ -90,10 +91,10 @@ class PredictionMemory:
                "conformal_set TEXT NOT NULL, sex TEXT, age REAL);"
                "CREATE INDEX IF NOT EXISTS predictions_encounter ON predictions (encounter_id);")
 
-    def __init__(self, directory: Path, *, limit: int = 100_000):
+    def __init__(self, directory: Path, *, limit: int = 1_000_000):
         self.directory = private_directory(directory)
         self._lock = threading.Lock()
-        self._limit = int(limit)
+        self.limit = int(limit)
         slot = 0
         while True:  # the first slot no live worker holds
             fd = os.open(self.directory / f"predictions-{slot}.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -129,7 +130,7 @@ class PredictionMemory:
                 "VALUES (?, ?, ?, ?, ?, ?)", rows)
             n = int(self._con.execute("SELECT seq FROM sqlite_sequence WHERE name = 'predictions'").fetchone()[0])
             if n // 1000 != (n - len(rows)) // 1000:  # prune when a thousand boundary is crossed
-                self._con.execute("DELETE FROM predictions WHERE n <= ?", (n - self._limit,))
+                self._con.execute("DELETE FROM predictions WHERE n <= ?", (n - self.limit,))
 
     def recall(self, prediction_id: str) -> PredictionMemo | None:
         with self._lock:
@@ -151,12 +152,15 @@ class PredictionMemory:
         return total
 
     def forget_encounter(self, encounter_id: str) -> int:
-        """Delete every remembered prediction of an erased encounter, in every worker's file
-        (overwritten in the file, and the write-ahead log emptied)."""
+        """Forget who an erased encounter's predictions were about, in every worker's file: the
+        encounter id, sex and age are blanked (overwritten in the file, and the write-ahead log
+        emptied); the prediction id and the model's answer stay, so that a later override or
+        outcome still finds the prediction, unlinked from the patient."""
         with self._lock:
             n = 0
             for con in self._all():
-                n += con.execute("DELETE FROM predictions WHERE encounter_id = ?", (encounter_id,)).rowcount
+                n += con.execute("UPDATE predictions SET encounter_id = '', sex = NULL, age = NULL "
+                                 "WHERE encounter_id = ?", (encounter_id,)).rowcount
                 purge_deleted(con)
             return n
 

@@ -537,3 +537,23 @@ def test_consent_refusal_for_an_unknown_id_mints_no_pseudonym(server):
         assert trail.find("consent_refusal", encounter_known=False)
     finally:
         trail.close()
+
+
+# ------------------------------------------------------------------------------ item 9
+def test_unknown_prediction_ids_never_scan_the_audit_trail(inprocess, monkeypatch):
+    """Issue 16 (9): an unknown id in override, outcome or audit lookup scanned the whole log
+    (1.0 s at 100k records). Now each is one indexed lookup: the trail's scans are made to fail
+    here, and the answers are still 404s (benchmarks/bench_serving_lookup.py times it at 1M)."""
+    running, runtime = inprocess
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("the audit trail was scanned")
+
+    monkeypatch.setattr(runtime.audit, "find", no_scan)
+    unknown = "f" * 32
+    with httpx.Client(base_url=running.base_url, timeout=60) as client:
+        answers = [client.post(f"/v1/predictions/{unknown}/override", json={}, headers=demo_token("clinician")),
+                   client.post("/v1/outcomes", json={"prediction_id": unknown, "outcome": 1},
+                               headers=demo_token("system")),
+                   client.get(f"/v1/audit/predictions/{unknown}", headers=demo_token("auditor"))]
+    assert [(r.status_code, r.json()["errors"][0]["field"]) for r in answers] == [(404, "prediction_id")] * 3
