@@ -6,7 +6,7 @@ import math
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, create_model
 
 from clinops.features import FeatureManifest, FeatureSpec
 
@@ -53,6 +53,24 @@ def _numeric(spec: FeatureSpec) -> Any:
     return Annotated[float | None, AfterValidator(check)]
 
 
+def _categorical(spec: FeatureSpec) -> Any:
+    """The feature's categories; where every category is an integer code (a hospital's own
+    table held integers, e.g. ``icu_type`` 1, 2, 3), the JSON integers too, as in the table."""
+    categories = tuple(spec.categories or ())
+    if not categories or not all(c.lstrip("-").isdigit() and str(int(c)) == c for c in categories):
+        return Literal[categories]  # type: ignore[valid-type]
+    codes = tuple(int(c) for c in categories)
+
+    def as_category(value: Any) -> Any:
+        if isinstance(value, (bool, float)):  # true and 2.0 are not the code 2
+            raise ValueError(f"expected one of {', '.join(categories)}, got {json.dumps(value)}")
+        return value if isinstance(value, str) else str(value)
+
+    return Annotated[Literal[categories], BeforeValidator(as_category),  # type: ignore[valid-type]
+                     WithJsonSchema({"anyOf": [{"type": "string", "enum": list(categories)},
+                                               {"type": "integer", "enum": list(codes)}]})]
+
+
 def features_model(manifest: FeatureManifest) -> type[BaseModel]:
     """A pydantic model whose fields are exactly the manifest's features.
 
@@ -75,7 +93,7 @@ def features_model(manifest: FeatureManifest) -> type[BaseModel]:
         elif spec.kind == "binary":
             annotation = ZeroOrOne | None
         else:
-            annotation = Literal[tuple(spec.categories)] | None  # type: ignore[valid-type]
+            annotation = _categorical(spec) | None
         description = f"{spec.unit}; {spec.aggregate}; plausible range {spec.range_text()}. {spec.justification}"
         fields[spec.name] = (annotation, Field(default=None, description=description, json_schema_extra=extra or None))
     return create_model(

@@ -73,7 +73,8 @@ def demo_frame(n: int, *, seed: int, manifest: FeatureManifest | None = None) ->
     return X, y
 
 
-def build_demo_bundle(directory: str | Path, *, n: int = 1500, seed: int = 7, run_id: str = "demo-run") -> Path:
+def build_demo_bundle(directory: str | Path, *, n: int = 1500, seed: int = 7, run_id: str = "demo-run",
+                      manifest: FeatureManifest | None = None) -> Path:
     """Train and save a small model bundle with the real pipeline functions.
 
     Parameters
@@ -86,6 +87,9 @@ def build_demo_bundle(directory: str | Path, *, n: int = 1500, seed: int = 7, ru
         Seed for data, split, XGBoost and calibration.
     run_id : str
         Stored as ``lineage.run_id`` (the model version the server reports).
+    manifest : FeatureManifest, optional
+        Defaults to the packaged mortality manifest; another one (an own cohort's) must keep
+        the mortality features :func:`demo_frame` draws the outcome from.
 
     Returns
     -------
@@ -94,7 +98,7 @@ def build_demo_bundle(directory: str | Path, *, n: int = 1500, seed: int = 7, ru
     """
     from clinops.modeling import fit_final, split_for_calibration
 
-    manifest = FeatureManifest.load("mortality")
+    manifest = manifest or FeatureManifest.load("mortality")
     X_raw, y = demo_frame(n, seed=seed, manifest=manifest)
     X = manifest.encode(X_raw)
     X_fit, X_cal, y_fit, y_cal = split_for_calibration(X, y, fraction=0.4, seed=seed)

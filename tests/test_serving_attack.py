@@ -557,3 +557,31 @@ def test_unknown_prediction_ids_never_scan_the_audit_trail(inprocess, monkeypatc
                                headers=demo_token("system")),
                    client.get(f"/v1/audit/predictions/{unknown}", headers=demo_token("auditor"))]
     assert [(r.status_code, r.json()["errors"][0]["field"]) for r in answers] == [(404, "prediction_id")] * 3
+
+
+# ------------------------------------------------------------------------------ item 13
+def test_an_own_cohort_is_served_with_its_consent_file_and_integer_codes(tmp_path):
+    """Issue 16 (13): for a model on a hospital's own table only the demo encounter ids had
+    consent, and ``"icu_type": 2`` was a 422 where the table held integers. Here a manifest
+    with an integer-coded category (as clinops.cohort_table writes it: codes as text) and a
+    consent file of the hospital's own ids."""
+    spec = MANIFEST.to_dict()
+    spec["features"].append({"name": "icu_type", "kind": "categorical", "unit": "unit code",
+                             "aggregate": "as provided in the cohort table", "source": {"method": "table"},
+                             "plausible_range": None, "categories": ["1", "2", "3"],
+                             "justification": "The admitting unit."})
+    own = FeatureManifest.from_dict({**spec, "name": "own-cohort"})
+    bundle = build_demo_bundle(tmp_path / "bundle", n=800, seed=3, manifest=own)
+    consent = tmp_path / "consent.yaml"
+    consent.write_text("purposes:\n  direct_care: Bedside risk estimate\n"
+                       "consents:\n  - encounter_id: H-1001\n    purposes: [direct_care]\n")
+    with ServerProcess(bundle, tmp_path / "state", workers=1, args=["--consent", str(consent)]) as running, \
+            httpx.Client(base_url=running.base_url, timeout=60) as client:
+        ok = post_text(client, body_text(json.dumps({**RECORD, "icu_type": 2}), encounter="H-1001"))
+        assert ok.status_code == 200, ok.text
+        as_text = post_text(client, body_text(json.dumps({**RECORD, "icu_type": "2"}), encounter="H-1001"))
+        assert as_text.json()["probability"] == ok.json()["probability"]
+        for bad in ("4", "2.0", "true"):
+            r = post_text(client, body_text(f'{{"icu_type": {bad}}}', encounter="H-1001"))
+            assert r.status_code == 422 and r.json()["errors"][0]["field"] == "features.icu_type", r.text
+        assert post_text(client, body_text(good_features(1), encounter=ENCOUNTER)).status_code == 403  # not the demo
