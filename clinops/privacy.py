@@ -101,10 +101,20 @@ class Principal:
         Who is calling, as written in the token file (recorded in the audit trail).
     role : str
         One of :data:`ROLES`.
+    purposes : tuple of str, optional
+        The purposes this caller may declare (from the token file); None: any purpose of the
+        registry. A caller's declared purpose must be both allowed here and consented to.
     """
 
     name: str
     role: str
+    purposes: tuple[str, ...] | None = None
+
+    def check_purpose(self, purpose: str) -> None:
+        """Raise :class:`AuthorizationError` (403) when this caller may not declare ``purpose``."""
+        if self.purposes is not None and purpose not in self.purposes:
+            raise AuthorizationError("purpose", f"{self.name} ({self.role}) may declare only "
+                                                f"{', '.join(self.purposes) or 'no purpose'}, not {purpose!r}")
 
 
 def hash_token(token: str) -> str:
@@ -162,7 +172,8 @@ class TokenRegistry:
         Parameters
         ----------
         path : path-like
-            YAML with a ``tokens`` list of ``{name, role, sha256}`` entries.
+            YAML with a ``tokens`` list of ``{name, role, sha256}`` entries, each with an
+            optional ``purposes`` list (the purposes that caller may declare).
 
         Raises
         ------
@@ -193,8 +204,13 @@ class TokenRegistry:
             if entry["role"] not in ROLES:
                 raise AuthorizationError(f"{where}.role", f"must be one of {list(ROLES)}, got {entry['role']!r}")
             _check_token_hash(entry["sha256"], f"{where}.sha256")
+            purposes = entry.get("purposes")
+            if purposes is not None and (not isinstance(purposes, list)
+                                         or not all(isinstance(x, str) and x for x in purposes)):
+                raise AuthorizationError(f"{where}.purposes", "must be a list of purpose codes (omit it: any purpose)")
             names.add(entry["name"])
-            principals[entry["sha256"]] = Principal(name=entry["name"], role=entry["role"])
+            principals[entry["sha256"]] = Principal(name=entry["name"], role=entry["role"],
+                                                    purposes=None if purposes is None else tuple(purposes))
         return cls(principals)
 
     def authenticate(self, authorization: str | None) -> Principal:

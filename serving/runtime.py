@@ -361,6 +361,7 @@ class ServingRuntime:
         from clinops.privacy import ConsentError
 
         loop = asyncio.get_running_loop()
+        principal.check_purpose(purpose)  # the caller's own limit first (403, before any consent lookup)
         try:
             self.consent.check(encounter_id, purpose)
         except ConsentError as exc:

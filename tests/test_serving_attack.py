@@ -585,3 +585,13 @@ def test_an_own_cohort_is_served_with_its_consent_file_and_integer_codes(tmp_pat
             r = post_text(client, body_text(f'{{"icu_type": {bad}}}', encounter="H-1001"))
             assert r.status_code == 422 and r.json()["errors"][0]["field"] == "features.icu_type", r.text
         assert post_text(client, body_text(good_features(1), encounter=ENCOUNTER)).status_code == 403  # not the demo
+
+
+def test_the_declared_purpose_is_tied_to_the_caller(server):
+    """Issue 16 (12): the purpose was declared by the caller and not tied to the role. The demo
+    clinician token may declare only direct_care (serving/config/tokens.example.yaml)."""
+    research = '{"encounter_id": "30000003", "purpose": "research", "features": {}}'  # consented to research
+    with httpx.Client(base_url=server.base_url, timeout=60) as client:
+        refused = post_text(client, research, role="clinician")
+        assert refused.status_code == 403 and refused.json()["errors"][0]["field"] == "purpose"
+        assert post_text(client, research.replace("30000003", "30000004"), role="system").status_code == 200
