@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -595,3 +596,19 @@ def test_the_declared_purpose_is_tied_to_the_caller(server):
         refused = post_text(client, research, role="clinician")
         assert refused.status_code == 403 and refused.json()["errors"][0]["field"] == "purpose"
         assert post_text(client, research.replace("30000003", "30000004"), role="system").status_code == 200
+
+
+def test_the_readme_curl_session_runs_twice(server):
+    """Issue 16 (12): the README's curl session erased its own example patient, so a second run
+    failed. It now runs again and again: the only error it shows is its documented 403."""
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed (apt-get install -y curl)")
+    readme = (REPO_ROOT / "README.md").read_text()
+    session = readme.split("A session with `curl`", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    script = session.replace("B=http://127.0.0.1:8000", f"B={server.base_url}")
+    assert script != session
+    for _ in range(2):
+        run = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.count('"errors"') == 1 and "may declare only direct_care" in run.stdout
+        assert '"ok":true' in run.stdout.replace(" ", "")  # the audit trail verifies
