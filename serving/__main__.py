@@ -2,18 +2,23 @@
 
 Examples
 --------
-The model that ``make all`` registered (MLflow registry under ``<project>/mlruns``)::
+The model that ``make all`` registered (MLflow registry under ``<project>/mlruns``), with the
+published demo tokens and consent seed (``--demo``: loopback addresses only)::
 
-    python -m serving --registered clinops-mortality@champion --host 127.0.0.1 --port 8000
+    python -m serving --registered clinops-mortality@champion --host 127.0.0.1 --port 8000 --demo
 
 A bundle directory, over HTTPS with a self-signed demo certificate::
 
-    python -m serving --model-dir build/default/primary/bundle --self-signed-cert build/serving/tls
+    python -m serving --model-dir build/default/primary/bundle --self-signed-cert build/serving/tls --demo
+
+Your own tokens and consent source, on all interfaces (TLS is then required)::
+
+    python -m serving --tokens tokens.yaml --consent consent.yaml --host 0.0.0.0 --tls-cert c.pem --tls-key k.pem
 
 Two worker processes on one state directory (they share the governance state, review queue,
-outcome window, audit trail and metrics)::
+outcome window, audit trail and metrics; a crashed worker is restarted)::
 
-    python -m serving --registered clinops-mortality@champion --workers 2
+    python -m serving --registered clinops-mortality@champion --workers 2 --demo
 
 Other commands::
 
