@@ -122,6 +122,7 @@ class FailedAuthLimiter:
         self.window_seconds = float(window_seconds)
         self._clock = clock
         self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self.max_addresses = 10_000  # addresses tracked at once (memory stays bounded)
 
     def _recent(self, address: str) -> deque[float]:
         times = self._failures[address]
@@ -143,6 +144,12 @@ class FailedAuthLimiter:
         return max(0.0, times[0] + self.window_seconds - self._clock())
 
     def failed(self, address: str) -> None:
+        if address not in self._failures and len(self._failures) >= self.max_addresses:
+            # many addresses at once: forget those with nothing in the window, then the oldest
+            for other in [a for a in self._failures if not self._recent(a)]:
+                del self._failures[other]
+            while len(self._failures) >= self.max_addresses:
+                del self._failures[next(iter(self._failures))]
         self._recent(address).append(self._clock())
 
 

@@ -384,7 +384,7 @@ class FeatureManifest:
                 try:
                     x = float(v)
                 except OverflowError:  # an integer beyond any float: infinite, out of every range
-                    x = math.copysign(math.inf, v)
+                    x = math.inf if v > 0 else -math.inf
                 problem = s.number_problem(x)
                 if problem is not None:
                     raise FeatureValidationError(s.name, problem)
