@@ -57,11 +57,14 @@ test-slow: setup
 	$(BIN)/python -m pytest tests -m slow
 
 # The model that `make all` registered for PARAMS; TLS: make serve TLS_CERT=cert.pem TLS_KEY=key.pem,
-# or make serve SELF_SIGNED=1 (a self-signed certificate under build/serving/tls).
+# or make serve SELF_SIGNED=1 (a self-signed certificate under build/serving/tls). Credentials:
+# make serve TOKENS=tokens.yaml CONSENT=consent.yaml, or make serve DEMO=1 for the published demo
+# tokens and consent seed (loopback only; the server refuses to start otherwise).
 SERVE_ARGS = --registered $$($(BIN)/python -m clinops.pipeline registered $(PARAMS))@champion \
 	  --project-root . --state-dir build/serving/$$($(BIN)/python -m clinops.pipeline name $(PARAMS)) \
 	  --host $(HOST) --port $(PORT) --workers $(WORKERS) \
-	  $(if $(TLS_CERT),--tls-cert $(TLS_CERT) --tls-key $(TLS_KEY)) $(if $(SELF_SIGNED),--self-signed-cert build/serving/tls)
+	  $(if $(TLS_CERT),--tls-cert $(TLS_CERT) --tls-key $(TLS_KEY)) $(if $(SELF_SIGNED),--self-signed-cert build/serving/tls) \
+	  $(if $(DEMO),--demo) $(if $(TOKENS),--tokens $(TOKENS)) $(if $(CONSENT),--consent $(CONSENT))
 serve: setup
 	$(BIN)/python -m serving $(SERVE_ARGS)
 

@@ -105,7 +105,7 @@ def _start(model_args: list[str], state: Path, audit: str) -> tuple[subprocess.P
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "serving", *model_args, "--state-dir", str(state), "--host", "127.0.0.1",
-         "--port", str(port), "--audit", audit, "--log-level", "warning"],
+         "--port", str(port), "--audit", audit, "--demo", "--log-level", "warning"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     for _ in range(600):
         try:

@@ -65,6 +65,7 @@ from typing import Any
 import numpy as np
 
 from clinops.policy import PolicyError, read_policy
+from clinops.privacy import connect_private_sqlite, purge_deleted
 
 __all__ = [
     "ModelState",
@@ -117,6 +118,7 @@ TRANSITIONS: dict[tuple[ModelState, ModelState], tuple[str, ...]] = {
 #: Reason codes of :func:`escalation_reasons`, in the order they are reported.
 ESCALATION_REASONS: tuple[str, ...] = (
     "model_suspended", "empty_conformal_set", "ambiguous_conformal_set", "out_of_distribution",
+    "mostly_imputed",
 )
 
 
@@ -174,6 +176,9 @@ class GovernancePolicy:
     fairness_policy : path of the fairness alert rules (thresholds live there, once)
     escalate_empty_set, escalate_ambiguous_set, escalate_out_of_distribution : per-prediction
         escalation rules of :func:`escalation_reasons`
+    escalate_imputed_share : a prediction with more than this share of its features imputed
+        escalates (default 0.5, the cohort's rule: a stay with more than half of its features
+        missing is excluded from training, so the model never learned from such a record)
     resume_roles : roles that may resume a suspended model
     suspend_roles : roles that may suspend by hand
     review_roles : roles that may record a periodic review and resolve review items
@@ -190,6 +195,7 @@ class GovernancePolicy:
     escalate_empty_set: bool = True
     escalate_ambiguous_set: bool = True
     escalate_out_of_distribution: bool = True
+    escalate_imputed_share: float = 0.5
     resume_roles: tuple[str, ...] = ("reviewer",)
     suspend_roles: tuple[str, ...] = ("reviewer", "clinician")
     review_roles: tuple[str, ...] = ("reviewer",)
@@ -216,6 +222,10 @@ class GovernancePolicy:
                      "require_resume_note", "override_flag_zero"):
             if not isinstance(getattr(self, name), bool):
                 raise PolicyError(f"{where}.{name}: must be true or false, got {getattr(self, name)!r}")
+        share = self.escalate_imputed_share
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share < 1:
+            raise PolicyError(f"{where}.escalate_imputed_share: must be a share in [0, 1) (imputed features "
+                              f"above it escalate), got {share!r}")
         if not (isinstance(self.periodic_review_days, int) and self.periodic_review_days > 0):
             raise PolicyError(f"{where}.periodic_review_days: must be a positive integer")
         if not (isinstance(self.override_min_decisions, int) and self.override_min_decisions > 0):
@@ -683,7 +693,7 @@ class GovernanceStateMachine:
 
 
 def escalation_reasons(*, state: ModelState | str, conformal_set: Any = None,
-                       out_of_distribution: bool = False,
+                       out_of_distribution: bool = False, imputed_share: float | None = None,
                        policy: GovernancePolicy | None = None) -> list[str]:
     """Why one prediction must go to human review (empty list: no escalation).
 
@@ -695,6 +705,9 @@ def escalation_reasons(*, state: ModelState | str, conformal_set: Any = None,
         as MAPIE's ``predict_set`` gives per row). ``None`` = no set available (no reason).
     out_of_distribution : the input lies outside the training distribution (decided by the
         caller, e.g. from the feature ranges or PSI bins of the model bundle)
+    imputed_share : share of the record's features that were missing and imputed, optional;
+        above ``policy.escalate_imputed_share`` the answer rests mostly on training medians
+        (an integration that drops every vital sign must never look like a low-risk patient)
     policy : which rules apply (default: all of them)
 
     Returns
@@ -725,6 +738,8 @@ def escalation_reasons(*, state: ModelState | str, conformal_set: Any = None,
             reasons.append("ambiguous_conformal_set")
     if bool(out_of_distribution) and policy.escalate_out_of_distribution:
         reasons.append("out_of_distribution")
+    if imputed_share is not None and imputed_share > policy.escalate_imputed_share:
+        reasons.append("mostly_imputed")
     return reasons
 
 
@@ -738,7 +753,6 @@ class _SqliteStore:
     def __init__(self, path: str | Path, schema: str, *, sink: Sink | None = None,
                  clock: Callable[[], datetime] | None = None):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.sink = sink
         self._clock = clock or _utcnow
         self._lock = threading.Lock()
@@ -747,7 +761,8 @@ class _SqliteStore:
             con.executescript(schema)
 
     def _connect(self):
-        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        # private (0600) and overwriting what it deletes: the stores hold notes and case details
+        con = connect_private_sqlite(self.path, timeout=30, isolation_level=None)
         con.row_factory = sqlite3.Row
         return closing(con)
 
@@ -843,20 +858,33 @@ class ReviewQueue(_SqliteStore):
             raise GovernanceError(f"item_id: no review item {item_id}")
         return self._item(row)
 
-    def list(self, status: str | None = "open", *, kind: str | None = None) -> list[ReviewItem]:
-        """Items oldest first; ``status`` 'open', 'resolved' or None (all)."""
+    def list(self, status: str | None = "open", *, kind: str | None = None, after: int = 0,
+             limit: int | None = None) -> list[ReviewItem]:
+        """Items oldest first; ``status`` 'open', 'resolved' or None (all); a page of at most
+        ``limit`` items with ``item_id > after``."""
         if status not in ("open", "resolved", None):
             raise ValueError(f"status: must be 'open', 'resolved' or None, got {status!r}")
-        sql, args = "SELECT * FROM review_items WHERE 1 = 1", []
+        sql, args = "SELECT * FROM review_items WHERE item_id > ?", [int(after)]
         if status is not None:
             sql += " AND status = ?"
             args.append(status)
         if kind is not None:
             sql += " AND kind = ?"
             args.append(kind)
+        sql += " ORDER BY item_id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(int(limit))
         with self._lock, self._connect() as con:
-            rows = con.execute(sql + " ORDER BY item_id", args).fetchall()
+            rows = con.execute(sql, args).fetchall()
         return [self._item(r) for r in rows]
+
+    def count(self, status: str | None = "open") -> int:
+        """Number of items with ``status`` (None: all)."""
+        with self._lock, self._connect() as con:
+            if status is None:
+                return int(con.execute("SELECT COUNT(*) FROM review_items").fetchone()[0])
+            return int(con.execute("SELECT COUNT(*) FROM review_items WHERE status = ?", (status,)).fetchone()[0])
 
     def resolve(self, item_id: int, *, reviewer: str, role: str, resolution: str,
                 note: str | None = None) -> ReviewItem:
@@ -885,6 +913,32 @@ class ReviewQueue(_SqliteStore):
         self._emit(EventKind.REVIEW_ITEM_RESOLVED, f"review item {item_id} resolved by {reviewer} ({role}): {resolution}",
                    {"item_id": int(item_id), "resolution": resolution}, actor=reviewer, role=role)
         return item
+
+
+    def redact(self, field: str, values: Collection[str], *, keep: Collection[str] = ()) -> int:
+        """Erase the personal data of every item whose ``details[field]`` is one of ``values``.
+
+        Such an item keeps only the ``keep`` keys of its details (plus ``"redacted": true``)
+        and loses its note; its status, times and reviewer stay (the oversight record). Deleted
+        content is overwritten in the database file and the write-ahead log is emptied.
+        Returns the number of items redacted.
+        """
+        wanted = sorted(set(values))
+        if not wanted:
+            return 0
+        marks = ", ".join("?" * len(wanted))
+        with self._lock, self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            rows = con.execute(f"SELECT item_id, details FROM review_items "
+                               f"WHERE json_extract(details, ?) IN ({marks})", [f"$.{field}", *wanted]).fetchall()
+            for row in rows:
+                details = json.loads(row["details"])
+                kept = {k: details[k] for k in keep if k in details}
+                con.execute("UPDATE review_items SET details = ?, note = NULL WHERE item_id = ?",
+                            (json.dumps({**kept, "redacted": True}), row["item_id"]))
+            con.execute("COMMIT")
+            purge_deleted(con)
+        return len(rows)
 
 
 @dataclass(frozen=True)
@@ -930,6 +984,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     note TEXT
 );
 CREATE INDEX IF NOT EXISTS decisions_time ON decisions(time_utc);
+CREATE INDEX IF NOT EXISTS decisions_prediction ON decisions(prediction_id, clinician);
 """
 
 DECISION_ACTIONS = ("accepted", "overridden")
@@ -989,6 +1044,29 @@ class OverrideLog(_SqliteStore):
         with self._lock, self._connect() as con:
             return [self._record(r) for r in con.execute(f"SELECT * FROM decisions{where} ORDER BY record_id",
                                                          args).fetchall()]
+
+    def decided(self, prediction_id: str, clinician: str) -> bool:
+        """Whether ``clinician`` already recorded a decision on ``prediction_id`` (indexed)."""
+        with self._lock, self._connect() as con:
+            return con.execute("SELECT 1 FROM decisions WHERE prediction_id = ? AND clinician = ? LIMIT 1",
+                               (prediction_id, clinician)).fetchone() is not None
+
+    def overridden_among(self, prediction_ids: Sequence[str]) -> set[str]:
+        """Which of ``prediction_ids`` were overridden (indexed lookups, not a scan)."""
+        if not prediction_ids:
+            return set()
+        marks = ", ".join("?" * len(prediction_ids))
+        with self._lock, self._connect() as con:
+            return {row[0] for row in con.execute(
+                f"SELECT DISTINCT prediction_id FROM decisions WHERE action = 'overridden' "
+                f"AND prediction_id IN ({marks})", list(prediction_ids))}
+
+    def overridden_predictions(self) -> int:
+        """Distinct predictions overridden at least once (what an override rate counts: one
+        token overriding one prediction 300 times is one overridden prediction)."""
+        with self._lock, self._connect() as con:
+            return int(con.execute("SELECT COUNT(DISTINCT prediction_id) FROM decisions "
+                                   "WHERE action = 'overridden'").fetchone()[0])
 
     def rate(self, *, since: datetime | None = None, until: datetime | None = None) -> OverrideRate:
         """Override rate over decisions in ``[since, until)`` (counted in SQL: no record is read)."""

@@ -27,6 +27,7 @@ import hmac
 import os
 import secrets
 import sqlite3
+import tempfile
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -100,10 +101,20 @@ class Principal:
         Who is calling, as written in the token file (recorded in the audit trail).
     role : str
         One of :data:`ROLES`.
+    purposes : tuple of str, optional
+        The purposes this caller may declare (from the token file); None: any purpose of the
+        registry. A caller's declared purpose must be both allowed here and consented to.
     """
 
     name: str
     role: str
+    purposes: tuple[str, ...] | None = None
+
+    def check_purpose(self, purpose: str) -> None:
+        """Raise :class:`AuthorizationError` (403) when this caller may not declare ``purpose``."""
+        if self.purposes is not None and purpose not in self.purposes:
+            raise AuthorizationError("purpose", f"{self.name} ({self.role}) may declare only "
+                                                f"{', '.join(self.purposes) or 'no purpose'}, not {purpose!r}")
 
 
 def hash_token(token: str) -> str:
@@ -161,7 +172,8 @@ class TokenRegistry:
         Parameters
         ----------
         path : path-like
-            YAML with a ``tokens`` list of ``{name, role, sha256}`` entries.
+            YAML with a ``tokens`` list of ``{name, role, sha256}`` entries, each with an
+            optional ``purposes`` list (the purposes that caller may declare).
 
         Raises
         ------
@@ -192,8 +204,13 @@ class TokenRegistry:
             if entry["role"] not in ROLES:
                 raise AuthorizationError(f"{where}.role", f"must be one of {list(ROLES)}, got {entry['role']!r}")
             _check_token_hash(entry["sha256"], f"{where}.sha256")
+            purposes = entry.get("purposes")
+            if purposes is not None and (not isinstance(purposes, list)
+                                         or not all(isinstance(x, str) and x for x in purposes)):
+                raise AuthorizationError(f"{where}.purposes", "must be a list of purpose codes (omit it: any purpose)")
             names.add(entry["name"])
-            principals[entry["sha256"]] = Principal(name=entry["name"], role=entry["role"])
+            principals[entry["sha256"]] = Principal(name=entry["name"], role=entry["role"],
+                                                    purposes=None if purposes is None else tuple(purposes))
         return cls(principals)
 
     def authenticate(self, authorization: str | None) -> Principal:
@@ -239,6 +256,51 @@ def _check_token_hash(value: str, field: str) -> None:
         raise AuthenticationError(field, "must be 'sha256:' followed by 64 lowercase hex digits (see hash_token)")
 
 
+def private_directory(path: str | os.PathLike) -> Path:
+    """Create ``path`` (and parents) if missing and make it mode 0700, whatever the umask.
+
+    Every directory of a service's state holds personal data or keys: only its owner may list
+    or enter it.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
+def private_file(path: str | os.PathLike) -> Path:
+    """Create ``path`` empty if missing and make it mode 0600, whatever the umask.
+
+    Call it before SQLite opens a database: SQLite creates its ``-wal`` and ``-shm`` files with
+    the database file's mode, so they are private too.
+    """
+    path = Path(path)
+    if not path.parent.exists():
+        private_directory(path.parent)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
+    return path
+
+
+def connect_private_sqlite(path: str | os.PathLike, **options) -> sqlite3.Connection:
+    """A SQLite connection to a private (0600) database that overwrites what it deletes.
+
+    ``secure_delete`` zeroes deleted rows in the database file; :func:`purge_deleted` then
+    empties the write-ahead log, whose frames still hold the old pages. ``options`` go to
+    :func:`sqlite3.connect`.
+    """
+    connection = sqlite3.connect(str(private_file(path)), **options)
+    connection.execute("PRAGMA secure_delete=ON")
+    return connection
+
+
+def purge_deleted(connection: sqlite3.Connection) -> bool:
+    """Checkpoint and truncate the write-ahead log (after an erasure); False if a reader held
+    an old snapshot (the old pages then leave the log at the next checkpoint)."""
+    busy = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+    return not busy
+
+
 def load_or_create_key(path: str | os.PathLike, *, nbytes: int = 32) -> bytes:
     """Read a secret key file, creating it (mode 0600) with ``nbytes`` random bytes if absent.
 
@@ -260,12 +322,21 @@ def load_or_create_key(path: str | os.PathLike, *, nbytes: int = 32) -> bytes:
         if len(key) < 16:
             raise PrivacyError("key_path", f"{path} holds {len(key)} bytes; a key needs at least 16")
         return key
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(path.parent)
     key = secrets.token_bytes(nbytes)
-    # O_EXCL: two processes starting at once must not both write (and disagree on) the key
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key)
+    # written whole to a temporary file (mkstemp: mode 0600), then linked into place: of two
+    # processes starting at once, one key wins and the other reads it complete
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(tmp, path)
+    except FileExistsError:
+        return load_or_create_key(path, nbytes=nbytes)
+    finally:
+        os.unlink(tmp)
     return key
 
 
@@ -334,9 +405,10 @@ class ConsentRegistry:
         seed_path : path-like, optional
             YAML seed (purposes and consents), applied when the database has no purposes yet.
         """
-        if str(db_path) != ":memory:":
-            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level=None)
+        if str(db_path) == ":memory:":
+            connection = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        else:
+            connection = connect_private_sqlite(db_path, check_same_thread=False, isolation_level=None)
         connection.executescript(
             """
             PRAGMA journal_mode=WAL;
@@ -460,6 +532,8 @@ class ConsentRegistry:
         with self._lock:
             cursor = self._db.execute("DELETE FROM consents WHERE encounter_id = ?", (encounter_id,))
             self._db.execute("INSERT OR IGNORE INTO erased VALUES (?)", (tombstone,))
+            if self._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                purge_deleted(self._db)  # the log's old pages still hold the identifier
         return cursor.rowcount
 
     def is_erased(self, encounter_id: str) -> bool:

@@ -2,18 +2,23 @@
 
 Examples
 --------
-The model that ``make all`` registered (MLflow registry under ``<project>/mlruns``)::
+The model that ``make all`` registered (MLflow registry under ``<project>/mlruns``), with the
+published demo tokens and consent seed (``--demo``: loopback addresses only)::
 
-    python -m serving --registered clinops-mortality@champion --host 127.0.0.1 --port 8000
+    python -m serving --registered clinops-mortality@champion --host 127.0.0.1 --port 8000 --demo
 
 A bundle directory, over HTTPS with a self-signed demo certificate::
 
-    python -m serving --model-dir build/default/primary/bundle --self-signed-cert build/serving/tls
+    python -m serving --model-dir build/default/primary/bundle --self-signed-cert build/serving/tls --demo
+
+Your own tokens and consent source, on all interfaces (TLS is then required)::
+
+    python -m serving --tokens tokens.yaml --consent consent.yaml --host 0.0.0.0 --tls-cert c.pem --tls-key k.pem
 
 Two worker processes on one state directory (they share the governance state, review queue,
-outcome window, audit trail and metrics)::
+outcome window, audit trail and metrics; a crashed worker is restarted)::
 
-    python -m serving --registered clinops-mortality@champion --workers 2
+    python -m serving --registered clinops-mortality@champion --workers 2 --demo
 
 Other commands::
 
@@ -23,7 +28,9 @@ Other commands::
 from __future__ import annotations
 
 import argparse
+import fcntl
 import gc
+import ipaddress
 import logging
 import os
 import shutil
@@ -31,6 +38,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 log = logging.getLogger("serving")
@@ -47,10 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--project-root", type=Path, default=Path.cwd(), help="project holding mlruns/ (default: cwd)")
     p.add_argument("--state-dir", type=Path, default=Path("build/serving"),
                    help="audit trail, review queue, governance state, consent registry (default: %(default)s)")
-    p.add_argument("--tokens", type=Path, default=_HERE / "config" / "tokens.example.yaml",
-                   help="bearer token file (default: the demo tokens)")
-    p.add_argument("--consent", type=Path, default=_HERE / "config" / "consent.example.yaml",
-                   help="consent and purpose seed (default: the demo seed)")
+    p.add_argument("--tokens", type=Path, help="bearer token file (required unless --demo)")
+    p.add_argument("--consent", type=Path, help="consent and purpose seed (required unless --demo)")
+    p.add_argument("--demo", action="store_true",
+                   help="use the published demo tokens and consent seed (serving/config/*.example.yaml); "
+                        "only on a loopback address")
+    p.add_argument("--insecure-http", action="store_true",
+                   help="serve plain HTTP on a non-loopback address (default there: refuse without TLS)")
     p.add_argument("--reference-auroc", type=float, default=None,
                    help="the model's test AUROC for the live degradation rule (default: the registered "
                         "run's metric named by --reference-metric, if any)")
@@ -118,8 +129,63 @@ def _build_app(args: argparse.Namespace):
     return app
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address) is only reachable from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _credentials_problem(args: argparse.Namespace) -> str | None:
+    """Why these credential and transport options must not start a server, or None.
+
+    The demo tokens and consent seed are published: they serve only a loopback address and
+    only when asked for with ``--demo``. Outside loopback, plain HTTP needs ``--insecure-http``.
+    """
+    if args.demo:
+        if not is_loopback(args.host):
+            return (f"--demo: the demo tokens and consent seed are public; they serve only a loopback address, "
+                    f"not {args.host}")
+        args.tokens = args.tokens or _HERE / "config" / "tokens.example.yaml"
+        args.consent = args.consent or _HERE / "config" / "consent.example.yaml"
+    if args.tokens is None or args.consent is None:
+        return ("--tokens and --consent: required (your token file and consent source); "
+                "--demo uses the published demo ones on a loopback address")
+    if not is_loopback(args.host) and args.tls_cert is None and args.self_signed_cert is None \
+            and not args.insecure_http:
+        return (f"--host {args.host}: not a loopback address, so TLS is required (--tls-cert/--tls-key or "
+                "--self-signed-cert); --insecure-http serves plain HTTP anyway")
+    return None
+
+
+def _own_state_directory(state_dir: Path) -> int | str:
+    """Hold ``state_dir/server.lock`` for the life of this process: a second server on the
+    same state directory is refused (it would wipe the first one's metrics and race on its
+    stores). Returns the lock's file descriptor, or why the directory is not available."""
+    from clinops.privacy import private_directory
+
+    private_directory(state_dir)
+    fd = os.open(state_dir / "server.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        return (f"--state-dir {state_dir}: in use by another server (pid {holder}); stop it first or give "
+                "this one its own state directory")
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd  # never closed: the lock goes with the process (workers do not inherit it)
+
+
 def _serve(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    # every file and directory the server creates is its owner's only (state, metrics, keys),
+    # whatever umask the caller had; the package also sets these modes explicitly
+    os.umask(0o077)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import uvicorn
 
@@ -134,6 +200,10 @@ def _serve(argv: list[str]) -> int:
     if args.scoring_batch < 1:
         print("--scoring-batch: must be at least 1", file=sys.stderr)
         return 2
+    problem = _credentials_problem(args)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     if args.self_signed_cert is not None:
         args.tls_cert, args.tls_key = args.self_signed_cert / "cert.pem", args.self_signed_cert / "key.pem"
         if not args.tls_cert.exists():
@@ -143,6 +213,11 @@ def _serve(argv: list[str]) -> int:
                    ssl_certfile=str(args.tls_cert) if tls else None, ssl_keyfile=str(args.tls_key) if tls else None,
                    ssl_context_factory=tls13_context_factory if tls else None)
     log.info("serving on %s://%s:%d with %d worker(s)", "https" if tls else "http", args.host, args.port, args.workers)
+    if args.dealt_fd is None:  # the server itself (a supervisor, or one process): it owns the state directory
+        owner = _own_state_directory(args.state_dir)
+        if isinstance(owner, str):
+            print(owner, file=sys.stderr)
+            return 2
     if args.workers == 1:
         app = _build_app(args)
         if args.dealt_fd is None:
@@ -163,7 +238,9 @@ def _supervise(args: argparse.Namespace, argv: list[str]) -> int:
     The supervisor listens and deals each connection to the worker with the fewest open
     connections (:class:`serving.dealer.ConnectionDealer`). The workers share their state
     through ``--state-dir`` (governance file, SQLite stores, audit trail); their metrics are
-    summed through a Prometheus multiprocess directory in it.
+    summed through a Prometheus multiprocess directory in it. A worker that exits while the
+    server runs is restarted after a back-off (:class:`RestartPolicy`) while the others keep
+    serving; too many restarts in a window stop the server.
     """
     from serving.dealer import ConnectionDealer
 
@@ -180,15 +257,23 @@ def _supervise(args: argparse.Namespace, argv: list[str]) -> int:
         shutil.rmtree(metrics_dir)  # counters of earlier runs are not this run's
     metrics_dir.mkdir(parents=True)
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir.resolve())}
-    channels, workers = [], []
-    for _ in range(args.workers):
+
+    def spawn() -> tuple[subprocess.Popen, socket.socket]:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         worker_argv = [*argv, "--workers", "1", "--dealt-fd", str(theirs.fileno())]
-        workers.append(subprocess.Popen([sys.executable, "-m", "serving", *worker_argv], env=env,
-                                        pass_fds=[theirs.fileno()]))
+        process = subprocess.Popen([sys.executable, "-m", "serving", *worker_argv], env=env,
+                                   pass_fds=[theirs.fileno()])
         theirs.close()
-        channels.append(mine)
+        return process, mine
+
+    workers, channels = [], []
+    for _ in range(args.workers):
+        process, channel = spawn()
+        workers.append(process)
+        channels.append(channel)
     dealer = ConnectionDealer(listener, channels)
+    restarts = RestartPolicy()
+    due: dict[int, float] = {}  # worker index -> when its replacement may start
     stopping = False
 
     def stop(signum, _frame) -> None:
@@ -204,11 +289,31 @@ def _supervise(args: argparse.Namespace, argv: list[str]) -> int:
 
     def running() -> bool:
         nonlocal code
-        for w in workers:
-            if w.poll() is not None and w.returncode != 0 and not stopping:
-                log.error("worker %d exited with %d: stopping the others", w.pid, w.returncode)
-                code = w.returncode
+        now = time.monotonic()
+        for i, w in enumerate(workers):
+            if stopping or w.poll() is None or i in due:
+                continue
+            # a worker that exits while the server runs has crashed (even with status 0): the
+            # others keep serving, and it is replaced after a back-off, within a limit
+            dealer.alive[i] = False
+            delay = restarts.next_delay(now)
+            if delay is None:
+                log.error("worker %d exited with %d; %d restarts within %.0f s already: stopping the server",
+                          w.pid, w.returncode, restarts.max_restarts, restarts.window_seconds)
+                code = w.returncode or 1
                 stop(signal.SIGTERM, None)
+                return False
+            log.error("worker %d exited with %d: restarting it in %.1f s (the others keep serving)",
+                      w.pid, w.returncode, delay)
+            due[i] = now + delay
+        for i, when in list(due.items()):
+            if stopping:
+                break
+            if now >= when:
+                del due[i]
+                workers[i], channel = spawn()
+                dealer.replace(i, channel)
+                log.info("worker %d started in place of a crashed one", workers[i].pid)
         return not stopping and any(w.poll() is None for w in workers)
 
     try:
@@ -218,6 +323,36 @@ def _supervise(args: argparse.Namespace, argv: list[str]) -> int:
         for w in workers:
             w.wait()
     return code
+
+
+class RestartPolicy:
+    """When to restart a crashed worker: exponential back-off, and a limit per window.
+
+    Parameters
+    ----------
+    first_delay, max_delay : float
+        Seconds before the first restart, doubling with each restart still in the window, up
+        to ``max_delay``.
+    max_restarts : int
+        Restarts allowed within ``window_seconds``; one more crash stops the server (a worker
+        that crashes on every start must not loop forever).
+    window_seconds : float
+    """
+
+    def __init__(self, first_delay: float = 0.5, max_delay: float = 8.0, max_restarts: int = 5,
+                 window_seconds: float = 300.0):
+        self.first_delay, self.max_delay = float(first_delay), float(max_delay)
+        self.max_restarts, self.window_seconds = int(max_restarts), float(window_seconds)
+        self._times: list[float] = []
+
+    def next_delay(self, now: float) -> float | None:
+        """Seconds to wait before restarting a worker that crashed at ``now``; None: give up."""
+        self._times = [t for t in self._times if t > now - self.window_seconds]
+        if len(self._times) >= self.max_restarts:
+            return None
+        delay = min(self.max_delay, self.first_delay * 2 ** len(self._times))
+        self._times.append(now)
+        return delay
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,7 @@ from clinops.modeling import ModelBundle
 from clinops.privacy import Principal, TokenRegistry
 from serving import schemas
 from serving.errors import ERROR_RESPONSES, ErrorBody, error_response, install_error_handlers
+from serving.gate import MAX_BODY_BYTES, RequestGate, StrictJSONRoute
 from serving.metrics import LatencyMiddleware
 from serving.runtime import AuditUnavailable, Conflict, NotFound, ServingRuntime
 
@@ -51,7 +52,8 @@ Every error body is `{"errors": [{"field": ..., "rule": ...}]}`.
 def create_app(bundle: ModelBundle, *, state_dir: Path, tokens_path: Path, consent_seed_path: Path,
                audit_enabled: bool = True, reference_auroc: float | None = None,
                outcome_window: int = 500, min_outcomes: int = 100, psi_window: int | None = None,
-               top_contributions: int = 5, scoring_batch: int = 32) -> FastAPI:
+               top_contributions: int = 5, scoring_batch: int = 32,
+               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     """Build the serving app on one model bundle.
 
     Parameters
@@ -70,6 +72,8 @@ def create_app(bundle: ModelBundle, *, state_dir: Path, tokens_path: Path, conse
         The model's test AUROC, for the live degradation rule.
     outcome_window, min_outcomes, psi_window, top_contributions, scoring_batch
         See :class:`serving.runtime.ServingRuntime`.
+    max_body_bytes : int
+        Largest request body (:class:`serving.gate.RequestGate`).
 
     Returns
     -------
@@ -86,13 +90,18 @@ def create_app(bundle: ModelBundle, *, state_dir: Path, tokens_path: Path, conse
         yield
         runtime.close()
 
+    # No /docs or /redoc: FastAPI's pages load their scripts from a CDN, which the
+    # Content-Security-Policy (serving.gate) and a hospital network forbid, and no copy is
+    # vendored here. The schema itself is served at /openapi.json.
     app = FastAPI(title="clinops serving demo", version="1.0.0", description=_DESCRIPTION, lifespan=lifespan,
-                  responses={401: ERROR_RESPONSES[401], 422: ERROR_RESPONSES[422]})
+                  responses={401: ERROR_RESPONSES[401], 422: ERROR_RESPONSES[422]}, docs_url=None, redoc_url=None)
+    app.router.route_class = StrictJSONRoute  # duplicate keys and NaN/Infinity are a 422
     app.state.runtime = runtime
     app.state.tokens = tokens
     install_error_handlers(app)
     _install_runtime_errors(app)
     app.add_middleware(LatencyMiddleware, metrics=runtime.metrics)
+    app.add_middleware(RequestGate, tokens=tokens, max_body_bytes=max_body_bytes)  # outermost of ours
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     bearer = HTTPBearer(auto_error=False, description="Bearer token mapped to a role in the token file")
@@ -156,7 +165,7 @@ def create_app(bundle: ModelBundle, *, state_dir: Path, tokens_path: Path, conse
         return JSONResponse(answer)
 
     @app.post("/v1/predictions/{prediction_id}/override", response_model=schemas.OverrideResponse,
-              tags=["oversight"], responses={**not_found, **unavailable})
+              tags=["oversight"], responses={**not_found, **conflict, **unavailable})
     def override(prediction_id: Annotated[str, PathParam(pattern=schemas.ID_PATTERN)],
                  body: schemas.OverrideRequest,
                  principal: Annotated[Principal, Depends(requires("clinician", "reviewer"))]) -> dict:
@@ -165,11 +174,16 @@ def create_app(bundle: ModelBundle, *, state_dir: Path, tokens_path: Path, conse
 
     # ------------------------------------------------------------------------------ review queue
     @app.get("/v1/review-queue", response_model=schemas.ReviewQueueResponse, tags=["oversight"],
-             responses=forbidden)
+             responses={**forbidden, **unavailable})
     def review_queue(principal: Annotated[Principal, Depends(requires("clinician", "reviewer"))],
-                     status: Annotated[Literal["open", "resolved", "all"], Query()] = "open") -> dict:
-        """Cases and model-level issues waiting for (or closed by) human review, oldest first."""
-        return {"items": runtime.review_queue(None if status == "all" else status)}
+                     status: Annotated[Literal["open", "resolved", "all"], Query()] = "open",
+                     after: Annotated[int, Query(ge=0, le=2**62, description="Items after this item_id "
+                                                 "(the previous page's next_after)")] = 0,
+                     limit: Annotated[int, Query(ge=1, le=200, description="Items per page")] = 50) -> dict:
+        """Cases and model-level issues waiting for (or closed by) human review, oldest first,
+        a page at a time. The read is audited (who read which predictions)."""
+        return runtime.review_queue(None if status == "all" else status, principal=principal, after=after,
+                                    limit=limit)
 
     @app.post("/v1/review-queue/{item_id}/resolve", response_model=schemas.ResolveResponse, tags=["oversight"],
               responses={**not_found, **conflict, **unavailable})
@@ -223,11 +237,12 @@ def create_app(bundle: ModelBundle, *, state_dir: Path, tokens_path: Path, conse
         """Verify the whole audit trail: hash chain, seals, Merkle tree, checkpoints."""
         return runtime.audit_verify()
 
-    @app.get("/v1/audit/predictions/{prediction_id}", tags=["audit"], responses={**not_found, **conflict})
+    @app.get("/v1/audit/predictions/{prediction_id}", tags=["audit"],
+             responses={**not_found, **conflict, **unavailable})
     def audit_prediction(prediction_id: Annotated[str, PathParam(pattern=schemas.ID_PATTERN)],
                          principal: Annotated[Principal, Depends(requires("auditor"))]) -> dict:
         """Reconstruct one prediction event and every record that names it."""
-        return runtime.audit_prediction(prediction_id)
+        return runtime.audit_prediction(prediction_id, principal=principal)
 
     @app.delete("/v1/subjects/{encounter_id}", response_model=schemas.ErasureResponse, tags=["audit"],
                 responses={**not_found, **unavailable})

@@ -65,6 +65,19 @@ class ConnectionDealer:
         while running():
             self.step(poll_seconds)
 
+    def replace(self, worker: int, channel: socket.socket) -> None:
+        """Deal to a new worker process in place of worker ``worker`` (which has gone)."""
+        old = self.channels[worker]
+        try:
+            self._selector.unregister(old)
+        except (KeyError, ValueError):
+            pass  # already unregistered when its end was seen to close
+        old.close()
+        self.channels[worker] = channel
+        self.open[worker] = 0
+        self.alive[worker] = True
+        self._selector.register(channel, selectors.EVENT_READ, worker)
+
     def close(self) -> None:
         self._selector.close()
         self.listener.close()

@@ -28,6 +28,11 @@ log = logging.getLogger("serving")
 #: The rule text for a field the feature manifest does not list (pydantic's extra_forbidden).
 UNLISTED_FIELD_RULE = "not in the feature manifest; data minimisation forbids sending it"
 
+#: Most errors listed in one response, and the longest field name echoed: an error body stays
+#: small whatever the request (100 000 unknown keys are not 100 000 errors).
+MAX_ERRORS = 20
+MAX_FIELD_CHARS = 120
+
 
 class FieldError(BaseModel):
     """One broken rule."""
@@ -62,9 +67,22 @@ class ApiError(Exception):
 
 
 def error_response(status_code: int, errors: list[tuple[str, str]], headers: dict[str, str] | None = None) -> JSONResponse:
-    """A JSON error response from ``(field, rule)`` pairs."""
-    body = {"errors": [{"field": field, "rule": rule} for field, rule in errors]}
-    return JSONResponse(body, status_code=status_code, headers=headers)
+    """A JSON error response from ``(field, rule)`` pairs, at most :data:`MAX_ERRORS` of them."""
+    shown = [{"field": _clip(field), "rule": rule} for field, rule in errors[:MAX_ERRORS]]
+    if len(errors) > MAX_ERRORS:
+        shown.append({"field": "body", "rule": f"{len(errors) - MAX_ERRORS} more error(s) not listed"})
+    return JSONResponse({"errors": shown}, status_code=status_code, headers=headers)
+
+
+def _clip(field: str) -> str:
+    return field if len(field) <= MAX_FIELD_CHARS else field[:MAX_FIELD_CHARS] + "..."
+
+
+def internal_error_response() -> JSONResponse:
+    """The 500 answer to an unexpected exception (logged with an incident id the body names)."""
+    incident = uuid.uuid4().hex[:12]
+    log.exception("unhandled error, incident %s", incident)
+    return error_response(500, [("server", f"internal error; incident {incident} is in the server log")])
 
 
 def status_for_privacy_error(exc: PrivacyError) -> int:
@@ -94,7 +112,8 @@ def _rule_from_pydantic(error: dict) -> str:
         return f"request body must be valid JSON ({error.get('ctx', {}).get('error', 'parse error')})"
     if kind == "missing":
         return "is required"
-    return str(error.get("msg", kind))
+    message = str(error.get("msg", kind))
+    return message.removeprefix("Value error, ")  # our validators' own rule text
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -125,15 +144,16 @@ def install_error_handlers(app: FastAPI) -> None:
                 rule = exc.detail
         elif exc.status_code == 405:
             field, rule = "method", f"{request.method} is not allowed on {request.url.path}"
+        elif exc.status_code == 413:
+            field, rule = "body", str(exc.detail)
         else:
             field, rule = "request", str(exc.detail)
         return error_response(exc.status_code, [(field, rule)], getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        incident = uuid.uuid4().hex[:12]
-        log.exception("unhandled error, incident %s", incident)
-        return error_response(500, [("server", f"internal error; incident {incident} is in the server log")])
+        # only what serving.gate.RequestGate cannot catch (an error in a middleware) gets here
+        return internal_error_response()
 
 
 #: ``responses=`` entry documenting the error body for the usual statuses.

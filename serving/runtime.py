@@ -57,7 +57,7 @@ from clinops.governance import (
     override_rate_flags,
 )
 from clinops.modeling import ModelBundle
-from clinops.privacy import ConsentRegistry, Principal, load_or_create_key, pseudonymise
+from clinops.privacy import ConsentRegistry, Principal, load_or_create_key, private_directory, pseudonymise
 from clinops.uncertainty import RiskPredictor, RiskResult, expected_calibration_error
 
 from serving.batching import NaturalBatcher
@@ -164,6 +164,13 @@ def psi_reference_from_bundle(bundle: ModelBundle) -> PsiReference:
     return PsiReference.from_bundle_reference({name: ref[name] for name in bundle.feature_names}, eps=eps)
 
 
+def _queued_individually(reasons: list[str]) -> bool:
+    """Whether an escalated prediction gets its own review item. While the model is suspended
+    every prediction escalates; those escalated for that reason alone are covered by the
+    suspension's item (each is still flagged in its answer and audited)."""
+    return bool(reasons) and reasons != ["model_suspended"]
+
+
 @dataclass(frozen=True)
 class _PredictionRequest:
     """One request in a scoring batch (already consent-checked and validated)."""
@@ -229,8 +236,8 @@ class ServingRuntime:
         if reference_auroc is not None and not 0.5 < reference_auroc <= 1.0:
             raise ValueError(f"reference_auroc: must be in (0.5, 1], got {reference_auroc}")
         self.settings = bundle.task_settings()  # raises SettingsError before anything is created
-        self.state_dir = Path(state_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir = private_directory(state_dir)  # 0700: everything in it is personal data or keys
+        private_directory(self.state_dir / "private")
         self.bundle = bundle
         self.predictor = RiskPredictor(bundle)
         self.manifest: FeatureManifest = self.predictor.manifest
@@ -267,12 +274,13 @@ class ServingRuntime:
         self.scoring: NaturalBatcher[_PredictionRequest, _Scored] = NaturalBatcher(
             self._score_and_record, self.blocking, max_batch=scoring_batch)
         state_path = self.state_dir / "governance_state.json"
-        if state_path.exists():
-            self.governance = GovernanceStateMachine.load(state_path, self.policy, sink=self._on_governance_event,
-                                                          review_queue=self.queue)
-        else:
-            self.governance = GovernanceStateMachine(self.policy, path=state_path, sink=self._on_governance_event,
-                                                     review_queue=self.queue, model_id=self.model_version)
+        with _directory_lock(self.state_dir / "serving.lock"):  # workers starting together: one creates it
+            if state_path.exists():
+                self.governance = GovernanceStateMachine.load(state_path, self.policy, sink=self._on_governance_event,
+                                                              review_queue=self.queue)
+            else:
+                self.governance = GovernanceStateMachine(self.policy, path=state_path, sink=self._on_governance_event,
+                                                         review_queue=self.queue, model_id=self.model_version)
 
         self.psi_reference = psi_reference_from_bundle(bundle)
         self.psi_window = int(psi_window or self.drift_policy.psi_window)
@@ -357,6 +365,7 @@ class ServingRuntime:
         from clinops.privacy import ConsentError
 
         loop = asyncio.get_running_loop()
+        principal.check_purpose(purpose)  # the caller's own limit first (403, before any consent lookup)
         try:
             self.consent.check(encounter_id, purpose)
         except ConsentError as exc:
@@ -368,6 +377,11 @@ class ServingRuntime:
                 # logging it under the subject would mint a new pseudonym and undo the erasure
                 await loop.run_in_executor(self.blocking, self._append, "consent_refusal",
                                            {**fields, "subject_erased": True})
+            elif not self.consent.allowed_purposes(encounter_id):
+                # an id with no consent at all (a typo, a probe): a pseudonym minted for it would
+                # stay in the trail for good
+                await loop.run_in_executor(self.blocking, self._append, "consent_refusal",
+                                           {**fields, "encounter_known": False})
             else:
                 await loop.run_in_executor(self.blocking, partial(self._append, "consent_refusal", fields,
                                                                   subject=encounter_id))
@@ -393,54 +407,44 @@ class ServingRuntime:
             "escalation_reasons": reasons, "audit_record_id": scored.record_id,
         }
 
-    def _score_and_record(self, requests: list[_PredictionRequest]) -> list[_Scored]:
+    def _score_and_record(self, requests: list[_PredictionRequest]) -> list[_Scored | Exception]:
         """Score a batch of requests and write their audit records in one commit; runs on a
-        :attr:`blocking` thread. An audit failure fails every request of the batch (none of
-        them was recorded, so none is answered)."""
+        :attr:`blocking` thread.
+
+        A failure that belongs to one request (its scoring, its audit record) is that
+        request's answer only: the others are scored and recorded without it. An audit commit
+        that fails as a whole (the disk) fails every request of the batch: none of them was
+        recorded, so none is answered.
+        """
         self.metrics.scoring_batch_size.observe(len(requests))
-        results = self.predictor.predict_many([r.features for r in requests])
+        results = self._score_each(requests)
         state = self.governance.state  # re-read from disk if another worker changed it
-        scored: list[_Scored] = []
-        events: list[dict[str, Any]] = []
-        prediction_event: list[int] = []  # index in events of each request's prediction record
+        answers: list[_Scored | Exception] = []
+        events_of: list[list[dict[str, Any]]] = []  # each request's audit events (prediction first)
         for request, result in zip(requests, results):
-            reasons = escalation_reasons(state=state, conformal_set=result.conformal_set,
-                                         out_of_distribution=result.out_of_distribution, policy=self.policy)
-            prediction_id = uuid.uuid4().hex
-            conformal_set = list(result.conformal_set)
-            fields = {
-                "prediction_id": prediction_id, "model_version": self.model_version,
-                "dataset_sha256": self.dataset_sha256, "raw_score": result.raw_score,
-                "probability": result.probability, "conformal_set": conformal_set,
-                "confidence_level": self.bundle.confidence_level, "low_confidence": result.low_confidence,
-                "out_of_distribution": result.out_of_distribution, "ood_features": list(result.ood_features),
-                "imputed": list(result.imputed), "governance_state": state.value,
-                "escalation_reasons": reasons, "requester": request.principal.name, "role": request.principal.role,
-                "purpose": request.purpose,
-            }
-            # the submitted feature values are patient data: encrypted payload under the subject's key
-            payload = {"features": {k: (float(v) if isinstance(v, int) else v) for k, v in request.features.items()
-                                    if v is not None},
-                       "contributions": result.contributions}
-            scored.append(_Scored(result, state, reasons, prediction_id,
-                                  self._top_contributions(result.contributions, request.features)))
-            prediction_event.append(len(events))
-            events.append({"kind": "prediction", "fields": fields, "subject": request.encounter_id,
-                           "payload": payload})
-            if reasons:
-                events.append({"kind": "escalation", "fields": {"requester": request.principal.name,
-                                                                "prediction_id": prediction_id, "reasons": reasons}})
-        # one commit (one fdatasync) for the whole batch, before anything else
-        receipts = self._append_many(events)
-        if receipts:
-            for one, at in zip(scored, prediction_event):
-                one.record_id = receipts[at]
-        self.memory.remember({one.prediction_id: PredictionMemo.of(request.encounter_id, one.result.probability,
-                                                                    list(one.result.conformal_set), request.features,
-                                                                    **self._group_features)
-                              for request, one in zip(requests, scored)})
-        for one in scored:
-            if not one.reasons:
+            if isinstance(result, Exception):
+                answers.append(result)
+                events_of.append([])
+                continue
+            try:
+                one, events = self._prediction_events(request, result, state)
+            except Exception as exc:  # noqa: BLE001 -- this request's failure only
+                answers.append(exc)
+                events_of.append([])
+                continue
+            answers.append(one)
+            events_of.append(events)
+        self._commit_predictions(answers, events_of)
+        recorded = [(request, one) for request, one in zip(requests, answers) if isinstance(one, _Scored)]
+        try:
+            self.memory.remember({one.prediction_id: PredictionMemo.of(request.encounter_id, one.result.probability,
+                                                                        list(one.result.conformal_set),
+                                                                        request.features, **self._group_features)
+                                  for request, one in recorded})
+        except Exception:  # a cache: overrides and outcomes then find these through the audit trail
+            log.exception("prediction memory write failed for %d prediction(s)", len(recorded))
+        for request, one in recorded:
+            if not _queued_individually(one.reasons):
                 continue
             # on the queue before the answer, so any worker's GET /v1/review-queue shows it; the
             # audit commit above already holds the escalation, so a failed queue write only
@@ -449,12 +453,91 @@ class ServingRuntime:
                 self._queue_escalation(one.prediction_id, probability=one.result.probability,
                                        conformal_set=list(one.result.conformal_set), reasons=one.reasons,
                                        contributions=one.contributions, model_version=self.model_version,
-                                       audit_record_id=one.record_id)
+                                       audit_record_id=one.record_id,
+                                       subject_key=self.subject_key(request.encounter_id))
             except Exception:
                 self.metrics.review_queue_write_failures.inc()
                 log.exception("review queue write failed for prediction %s (restored at the next start)",
                               one.prediction_id)
-        return scored
+        return answers
+
+    def _score_each(self, requests: list[_PredictionRequest]) -> list[RiskResult | Exception]:
+        """One ``predict_many`` for the batch; if it fails, each record alone (so only the
+        record that fails gets the exception)."""
+        try:
+            return list(self.predictor.predict_many([r.features for r in requests]))
+        except Exception:  # noqa: BLE001
+            if len(requests) == 1:
+                raise
+        results: list[RiskResult | Exception] = []
+        for request in requests:
+            try:
+                results.extend(self.predictor.predict_many([request.features]))
+            except Exception as exc:  # noqa: BLE001
+                log.exception("scoring failed for one request of a batch")
+                results.append(exc)
+        return results
+
+    def _prediction_events(self, request: _PredictionRequest, result: RiskResult,
+                           state: ModelState) -> tuple[_Scored, list[dict[str, Any]]]:
+        """One scored request and its audit events (the prediction, and its escalation if any)."""
+        imputed_share = len(result.imputed) / len(self.manifest.names)
+        reasons = escalation_reasons(state=state, conformal_set=result.conformal_set,
+                                     out_of_distribution=result.out_of_distribution,
+                                     imputed_share=imputed_share, policy=self.policy)
+        prediction_id = uuid.uuid4().hex
+        fields = {
+            "prediction_id": prediction_id, "model_version": self.model_version,
+            "dataset_sha256": self.dataset_sha256, "raw_score": result.raw_score,
+            "probability": result.probability, "conformal_set": list(result.conformal_set),
+            "confidence_level": self.bundle.confidence_level, "low_confidence": result.low_confidence,
+            "out_of_distribution": result.out_of_distribution, "ood_features": list(result.ood_features),
+            "imputed": list(result.imputed), "governance_state": state.value,
+            "escalation_reasons": reasons, "requester": request.principal.name, "role": request.principal.role,
+            "purpose": request.purpose,
+        }
+        # the submitted feature values are patient data: encrypted payload under the subject's key
+        payload = {"features": {k: (float(v) if isinstance(v, int) else v) for k, v in request.features.items()
+                                if v is not None},
+                   "contributions": result.contributions}
+        one = _Scored(result, state, reasons, prediction_id, self._top_contributions(result.contributions,
+                                                                                     request.features))
+        events = [{"kind": "prediction", "fields": fields, "subject": request.encounter_id, "payload": payload}]
+        if reasons:
+            events.append({"kind": "escalation", "fields": {"requester": request.principal.name,
+                                                            "prediction_id": prediction_id, "reasons": reasons}})
+        return one, events
+
+    def _commit_predictions(self, answers: list[_Scored | Exception],
+                            events_of: list[list[dict[str, Any]]]) -> None:
+        """Write every request's events in one commit (one fdatasync) and set the record ids.
+
+        A record the trail refuses (ValueError / TypeError: nothing was written) is retried
+        request by request, so that only the request it belongs to fails.
+        """
+        def commit(indices: list[int]) -> None:
+            receipts = self._append_many([e for i in indices for e in events_of[i]])
+            if not receipts:
+                return  # auditing off
+            at = 0
+            for i in indices:
+                answers[i].record_id = receipts[at]  # type: ignore[union-attr]  # the prediction's
+                at += len(events_of[i])
+
+        pending = [i for i, events in enumerate(events_of) if events]
+        if not pending:
+            return
+        try:
+            commit(pending)
+        except (ValueError, TypeError):
+            if len(pending) == 1:
+                raise
+            for i in pending:
+                try:
+                    commit([i])
+                except (ValueError, TypeError) as exc:
+                    log.exception("audit record refused for one request of a batch")
+                    answers[i] = exc
 
     def _top_contributions(self, contributions: Mapping[str, float],
                            features: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -463,8 +546,17 @@ class ServingRuntime:
         ranked = sorted(shap, key=lambda name: (-abs(shap[name]), name))[: self.top_contributions]
         return [{"feature": name, "value": features.get(name), "contribution": shap[name]} for name in ranked]
 
+    def subject_key(self, encounter_id: str) -> str:
+        """The keyed pseudonym under which the service's own stores (review queue, outcomes)
+        file a patient's rows, so that an erasure finds them without storing the id."""
+        return pseudonymise(encounter_id, self.privacy_key, domain="serving-stores")
+
     def _queue_escalation(self, prediction_id: str, *, reasons: list[str], **details: Any) -> None:
-        """Put one escalated prediction on the review queue (what the review page shows of it)."""
+        """Put one escalated prediction on the review queue (what the review page shows of it).
+
+        ``details`` carries a ``subject_key`` (:meth:`subject_key`, or the audit pseudonym of a
+        case restored from the trail): :meth:`erase_subject` redacts the items it names.
+        """
         self.queue.add("prediction_escalation", ", ".join(reasons),
                        details={"prediction_id": prediction_id, "reasons": reasons, **details}, subject=prediction_id)
 
@@ -480,7 +572,7 @@ class ServingRuntime:
         restored = 0
         for record in self.audit.find("escalation"):
             prediction_id = record.fields.get("prediction_id")
-            if not prediction_id or prediction_id in queued:
+            if not prediction_id or prediction_id in queued or not _queued_individually(record.fields["reasons"]):
                 continue
             shown = self.audit.show(prediction_id)
             payload = shown.get("features") or {}
@@ -488,7 +580,8 @@ class ServingRuntime:
             self._queue_escalation(prediction_id, probability=shown["probability"],
                                    conformal_set=shown["conformal_set"], reasons=record.fields["reasons"],
                                    contributions=contributions, model_version=shown["model_version"],
-                                   audit_record_id=shown["record_id"], restored_from_audit=True)
+                                   audit_record_id=shown["record_id"], restored_from_audit=True,
+                                   subject_key=shown["subject_pseudonym"])
             queued.add(prediction_id)
             restored += 1
         if restored:
@@ -545,48 +638,56 @@ class ServingRuntime:
         return psi
 
     # ----------------------------------------------------------------------------- overrides
-    def _known_prediction(self, prediction_id: str) -> PredictionMemo | None:
-        """The remembered prediction, or None when only the audit trail knows it (pruned).
+    def _known_prediction(self, prediction_id: str) -> PredictionMemo:
+        """The remembered prediction (an indexed lookup in :attr:`memory`, never a scan of the
+        audit trail, whatever the id: any clinician or system token reaches this).
 
-        Raises NotFound when neither knows it.
+        Raises NotFound for an id the service does not know or no longer remembers (older than
+        the last :attr:`PredictionMemory.limit` predictions of a worker; the audit trail still
+        holds it: ``clinops audit show``).
         """
         memo = self.memory.recall(prediction_id)
-        if memo is not None:
-            return memo
-        if self.audit is not None:
-            try:
-                self.audit.show(prediction_id, decrypt=False)
-                return None
-            except LookupError:
-                pass
-        raise NotFound("prediction_id", f"no prediction {prediction_id!r} is known to this service")
+        if memo is None:
+            raise NotFound("prediction_id", f"no prediction {prediction_id!r} is known to this service (unknown, "
+                                            f"or older than the {self.memory.limit} most recent of a worker)")
+        return memo
 
     def override(self, prediction_id: str, *, reason: str | None, principal: Principal) -> dict[str, Any]:
-        """Record a clinician's disagreement (no justification required)."""
+        """Record a clinician's disagreement (no justification required).
+
+        Each person overrides a prediction once (a second time is a 409); other clinicians may
+        add theirs. The override rate counts overridden predictions, not override events.
+
+        A reason is free text that may name the patient: it goes only to the audit record's
+        encrypted payload, under the patient's key (so an erasure shreds it), never to a clear
+        field or to the override log. After the patient's erasure a reason cannot be stored
+        erasably, so the override is refused (409) unless it comes without one.
+        """
         memo = self._known_prediction(prediction_id)
-        model_output = None if memo is None else {"probability": memo.probability, "conformal_set": memo.conformal_set}
+        if self.overrides.decided(prediction_id, principal.name):
+            raise Conflict("prediction_id", f"{principal.name} already overrode prediction {prediction_id!r}; "
+                                            "another clinician may add their own override")
+        if reason and not memo.encounter_id:
+            raise Conflict("reason", "this prediction's patient was erased, so free text about it cannot be "
+                                     "stored; override without a reason")
+        model_output = {"probability": memo.probability, "conformal_set": memo.conformal_set}
         fields: dict[str, Any] = {"requester": principal.name, "role": principal.role,
                                   "prediction_id": prediction_id, "action": "overridden",
                                   "reason_given": bool(reason)}
-        payload = None
-        subject = None
-        if memo is not None:
-            subject = memo.encounter_id
-            if reason:
-                payload = {"reason": reason}  # free text may name the patient: encrypted, erasable
-        elif reason:
-            fields["reason"] = reason
+        subject = memo.encounter_id or None
+        payload = {"reason": reason} if reason else None
         record_id = self._append("override", fields, subject=subject, payload=payload)
         self.overrides.record(prediction_id, clinician=principal.name, role=principal.role, action="overridden",
-                              model_output=model_output, note=reason)
+                              model_output=model_output)
         self.metrics.overrides.inc()
         rate = self._update_override_rate()
         return {"prediction_id": prediction_id, "overridden_by": principal.name,
                 "override_rate": rate.rate if rate.n_decisions else 0.0, "audit_record_id": record_id}
 
     def override_rate(self) -> OverrideRate:
-        """Overrides per prediction served from this state directory (all workers, restarts included)."""
-        n_overrides = self.overrides.rate().n_overrides
+        """Overridden predictions per prediction served from this state directory (all workers,
+        restarts included); a prediction overridden by several people counts once."""
+        n_overrides = self.overrides.overridden_predictions()
         return OverrideRate(n_decisions=max(self.memory.n_served(), n_overrides), n_overrides=n_overrides)
 
     def _update_override_rate(self) -> OverrideRate:
@@ -596,19 +697,28 @@ class ServingRuntime:
         return rate
 
     # ----------------------------------------------------------------------------- review queue
-    def review_queue(self, status: str | None = "open") -> list[dict[str, Any]]:
-        """Review items (oldest first), with whether each escalated prediction was overridden."""
+    def review_queue(self, status: str | None = "open", *, principal: Principal, after: int = 0,
+                     limit: int = 50) -> dict[str, Any]:
+        """One page of review items (oldest first, ``item_id > after``), with whether each
+        escalated prediction was overridden; the read is audited (who read which predictions)
+        before it is answered."""
         self._background.flush()
-        overridden = {r.prediction_id for r in self.overrides.records(since=None)}
+        page = self.queue.list(status, after=after, limit=limit)
+        ids = [(item.details or {}).get("prediction_id") for item in page]
+        overridden = self.overrides.overridden_among([i for i in ids if i])
         items = []
-        for item in self.queue.list(status):
+        for item, prediction_id in zip(page, ids):
             d = item.to_dict()
             details = dict(d.get("details") or {})
-            d["prediction_id"] = details.get("prediction_id")
-            d["overridden"] = d["prediction_id"] in overridden if d["prediction_id"] else False
+            details.pop("subject_key", None)  # for erasure, not for readers
+            d["details"] = details
+            d["prediction_id"] = prediction_id
+            d["overridden"] = prediction_id in overridden
             items.append(d)
-        self.metrics.review_queue_open.set(len(self.queue.list("open")))
-        return items
+        self._append("access", {"requester": principal.name, "role": principal.role, "resource": "review_queue",
+                                "status": status or "all", "prediction_ids": [i for i in ids if i]})
+        self.metrics.review_queue_open.set(self.queue.count("open"))
+        return {"items": items, "next_after": page[-1].item_id if len(page) == limit else None}
 
     def resolve(self, item_id: int, *, note: str | None, principal: Principal) -> dict[str, Any]:
         """Close a review item."""
@@ -625,7 +735,7 @@ class ServingRuntime:
                                             "note_given": bool(note)})
         resolved = self.queue.resolve(item_id, reviewer=principal.name, role=principal.role,
                                       resolution="resolved", note=note)
-        self.metrics.review_queue_open.set(len(self.queue.list("open")))
+        self.metrics.review_queue_open.set(self.queue.count("open"))
         return {"item_id": item_id, "status": resolved.status, "resolved_by": principal.name,
                 "audit_record_id": record_id}
 
@@ -635,16 +745,11 @@ class ServingRuntime:
         memo = self._known_prediction(prediction_id)
         if self.outcomes.is_linked(prediction_id):
             raise Conflict("prediction_id", f"an outcome is already linked to prediction {prediction_id!r}")
-        if memo is None:
-            # only the audit trail knows it (pruned from memory): read back what was logged
-            shown = self.audit.show(prediction_id)  # type: ignore[union-attr]
-            feats = (shown.get("features") or {}).get("features") or {}
-            memo = PredictionMemo.of("", float(shown["probability"]), list(shown["conformal_set"]), feats,
-                                     **self._group_features)
+        subject_key = self.subject_key(memo.encounter_id) if memo.encounter_id else None  # None: erased
         # one evaluation at a time across workers: alerts are decided on a consistent window
         with self.outcomes.transaction() as shared:
             try:
-                shared.link(prediction_id, memo.probability, int(outcome), memo.sex, memo.age)
+                shared.link(prediction_id, memo.probability, int(outcome), memo.sex, memo.age, subject_key)
             except AlreadyLinked:
                 raise Conflict("prediction_id", f"an outcome is already linked to prediction {prediction_id!r}") from None
             record_id = self._append("outcome", {"requester": principal.name, "prediction_id": prediction_id,
@@ -755,9 +860,18 @@ class ServingRuntime:
         self.governance.suspend(principal.name, principal.role, reason)
 
     def resume(self, *, note: str, principal: Principal) -> dict[str, Any]:
+        """Return the model to ACTIVE; the suspension's open review items are resolved with the
+        resume note (the review the resume records is theirs)."""
         if self.governance.state is not ModelState.SUSPENDED:
             raise Conflict("state", f"model is {self.governance.state.value}; only a suspended model can be resumed")
         self.governance.resume(principal.name, principal.role, note)
+        items = [item.item_id for item in self.queue.list("open", kind="suspension")]
+        if items:
+            self._append("review", {"requester": principal.name, "role": principal.role, "action": "resolve",
+                                    "review_items": items, "resolution": "resumed", "note_given": True})
+            for item_id in items:
+                self.queue.resolve(item_id, reviewer=principal.name, role=principal.role, resolution="resumed",
+                                   note=note)
         return self.governance_summary()
 
     # ----------------------------------------------------------------------------- audit access
@@ -769,18 +883,41 @@ class ServingRuntime:
                 "n_checkpoints": report.n_checkpoints, "first_bad_seq": report.first_bad_seq,
                 "problem": report.problem, "key_id": report.key_id, "summary": report.summary()}
 
-    def audit_prediction(self, prediction_id: str) -> dict[str, Any]:
+    def audit_prediction(self, prediction_id: str, *, principal: Principal) -> dict[str, Any]:
+        """One prediction event with its decrypted features; the read itself is audited (who
+        read which subject) before it is answered."""
         if self.audit is None:
             raise Conflict("audit", "auditing is off in this process (benchmark baseline)")
+        if self.memory.recall(prediction_id) is None and self.memory.n_served() <= self.memory.limit:
+            # the memory holds every prediction served from this state directory (none pruned):
+            # an id it lacks is unknown, answered without reading the trail
+            raise NotFound("prediction_id", f"no prediction record with prediction_id {prediction_id!r}")
         try:
-            return self.audit.show(prediction_id)
+            shown = self.audit.show(prediction_id)
         except LookupError as exc:
             raise NotFound("prediction_id", str(exc)) from None
+        self._append("access", {"requester": principal.name, "role": principal.role,
+                                "resource": "audit/predictions", "prediction_id": prediction_id,
+                                "subject_pseudonym": shown["subject_pseudonym"],
+                                "features_status": shown["features_status"]})
+        return shown
 
     def erase_subject(self, encounter_id: str, *, principal: Principal) -> dict[str, Any]:
-        """GDPR erasure: withdraw consent, crypto-shred the subject's audit payloads, forget memos."""
+        """GDPR erasure in every store that holds the patient's data (clinops/docs/serving.md,
+        "Personal data and erasure"): consent withdrawn, audit payloads crypto-shredded,
+        remembered predictions and linked outcomes deleted, review items redacted (feature
+        values, contributions and notes), each store's deleted content overwritten."""
         if self.consent.is_erased(encounter_id):
             raise NotFound("encounter_id", "this encounter was already erased")
+        # the keys the service's own stores file this patient under: its keyed pseudonym, and
+        # the audit pseudonym for rows restored or linked through the audit trail (read before
+        # the audit erasure destroys the mapping)
+        keys = [self.subject_key(encounter_id)]
+        if self.audit is not None:
+            audit_pseudonym = self.audit.pseudonym(encounter_id, create=False)
+            if audit_pseudonym:
+                keys.append(audit_pseudonym)
+        self._background.flush()
         withdrawn = self.consent.erase(encounter_id)
         audit_result: dict[str, Any] = {"status": "off"}
         if self.audit is not None:
@@ -795,13 +932,17 @@ class ServingRuntime:
                                                              "audit": "no records for this subject"})
                 audit_result = {"status": "nothing logged for this subject (or already erased)",
                                 "record_id": record_id}
-        self.memory.forget_encounter(encounter_id)
-        return {"encounter_id": encounter_id, "consents_withdrawn": withdrawn, "audit": audit_result}
+        stores = {"predictions_forgotten": self.memory.forget_encounter(encounter_id),
+                  "outcomes_deleted": self.outcomes.forget(keys),
+                  "review_items_redacted": self.queue.redact(
+                      "subject_key", keys, keep=("prediction_id", "reasons", "model_version", "audit_record_id"))}
+        return {"encounter_id": encounter_id, "consents_withdrawn": withdrawn, "audit": audit_result,
+                "stores": stores}
 
     def refresh_metrics(self) -> None:
         """Gauges read at scrape time (queue size, state, override rate)."""
         self._background.flush()
-        self.metrics.review_queue_open.set(len(self.queue.list("open")))
+        self.metrics.review_queue_open.set(self.queue.count("open"))
         self._refresh_state_metrics()
         self._update_override_rate()
 

@@ -1,50 +1,104 @@
 """Request and response bodies of the serving API (they are the OpenAPI schema)."""
 from __future__ import annotations
 
+import json
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+import numpy as np
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, create_model
 
-from clinops.features import FeatureManifest
+from clinops.features import FeatureManifest, FeatureSpec
 
 # Identifiers: printable, no path separators, bounded (they end up in URLs and audit records).
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 
 
+#: Largest finite float32, the model's input type: a larger number would reach XGBoost as inf.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+# Request bodies: an unknown field is an error, never ignored (data minimisation); types are
+# strict ("71" is not a number, true is not 1) and numbers finite (no NaN or Infinity).
+_REQUEST_CONFIG = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
 class _Strict(BaseModel):
-    # data minimisation applies to every body: an unknown field is an error, never ignored
-    model_config = ConfigDict(extra="forbid")
+    model_config = _REQUEST_CONFIG
+
+
+def _zero_or_one(value: Any) -> Any:
+    # Literal[0, 1] alone lets true and 1.0 through (they compare equal to 1)
+    if type(value) is not int or value not in (0, 1):
+        raise ValueError(f"expected 0 or 1, got {json.dumps(value)}")
+    return value
+
+
+#: A 0/1 field: only the integers 0 and 1.
+ZeroOrOne = Annotated[Literal[0, 1], BeforeValidator(_zero_or_one)]
+
+
+def _numeric(spec: FeatureSpec) -> Any:
+    """An optional finite number inside the feature's plausible range (and float32's)."""
+
+    def check(value: float | None) -> float | None:
+        if value is None:
+            return None
+        problem = spec.number_problem(value)
+        if problem is None and abs(value) > FLOAT32_MAX:
+            problem = f"value {value:g} is beyond the model's float32 range (+/-{FLOAT32_MAX:.4g})"
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    return Annotated[float | None, AfterValidator(check)]
+
+
+def _categorical(spec: FeatureSpec) -> Any:
+    """The feature's categories; where every category is an integer code (a hospital's own
+    table held integers, e.g. ``icu_type`` 1, 2, 3), the JSON integers too, as in the table."""
+    categories = tuple(spec.categories or ())
+    if not categories or not all(c.lstrip("-").isdigit() and str(int(c)) == c for c in categories):
+        return Literal[categories]  # type: ignore[valid-type]
+    codes = tuple(int(c) for c in categories)
+
+    def as_category(value: Any) -> Any:
+        if isinstance(value, (bool, float)):  # true and 2.0 are not the code 2
+            raise ValueError(f"expected one of {', '.join(categories)}, got {json.dumps(value)}")
+        return value if isinstance(value, str) else str(value)
+
+    return Annotated[Literal[categories], BeforeValidator(as_category),  # type: ignore[valid-type]
+                     WithJsonSchema({"anyOf": [{"type": "string", "enum": list(categories)},
+                                               {"type": "integer", "enum": list(codes)}]})]
 
 
 def features_model(manifest: FeatureManifest) -> type[BaseModel]:
     """A pydantic model whose fields are exactly the manifest's features.
 
     Every field is optional (missing values are imputed with the frozen medians). Types follow
-    the feature kind; plausible ranges are documented in the schema (``minimum``/``maximum``,
-    exclusive where the manifest's range is open) but enforced by
-    :meth:`FeatureManifest.validate_record`, the single implementation of the rule.
+    the feature kind, strictly; a number must be finite and inside the manifest's plausible
+    range (:meth:`clinops.features.manifest.FeatureSpec.number_problem`, the one rule; the
+    range is also in the schema as ``minimum``/``maximum``, exclusive where the range is open)
+    and inside float32's range where the manifest leaves an end open.
     """
     fields: dict[str, Any] = {}
     for spec in manifest.specs:
         extra: dict[str, Any] = {}
         if spec.kind == "numeric":
-            annotation: Any = float | None
-            if spec.plausible_range is not None:
-                lo, hi = spec.plausible_range
-                if math.isfinite(lo):
-                    extra["minimum" if spec.range_closed[0] else "exclusiveMinimum"] = lo
-                if math.isfinite(hi):
-                    extra["maximum" if spec.range_closed[1] else "exclusiveMaximum"] = hi
+            annotation: Any = _numeric(spec)
+            lo, hi = spec.plausible_range or (-math.inf, math.inf)
+            extra["minimum" if spec.range_closed[0] and math.isfinite(lo) else "exclusiveMinimum"] = (
+                lo if math.isfinite(lo) else -FLOAT32_MAX)
+            extra["maximum" if spec.range_closed[1] and math.isfinite(hi) else "exclusiveMaximum"] = (
+                hi if math.isfinite(hi) else FLOAT32_MAX)
         elif spec.kind == "binary":
-            annotation = Literal[0, 1] | None
+            annotation = ZeroOrOne | None
         else:
-            annotation = Literal[tuple(spec.categories)] | None  # type: ignore[valid-type]
+            annotation = _categorical(spec) | None
         description = f"{spec.unit}; {spec.aggregate}; plausible range {spec.range_text()}. {spec.justification}"
         fields[spec.name] = (annotation, Field(default=None, description=description, json_schema_extra=extra or None))
     return create_model(
         "Features",
-        __config__=ConfigDict(extra="forbid", title="Features",
+        __config__=ConfigDict(**_REQUEST_CONFIG, title="Features",
                               json_schema_extra={"description": f"Features of manifest {manifest.name!r}; "
                                                  "any subset, missing ones are imputed"}),
         **fields,
@@ -57,7 +111,7 @@ def prediction_request_model(manifest: FeatureManifest, purposes: list[str]) -> 
     purpose_type = Literal[tuple(purposes)]  # type: ignore[valid-type]
     return create_model(
         "PredictionRequest",
-        __config__=ConfigDict(extra="forbid"),
+        __config__=_REQUEST_CONFIG,
         encounter_id=(str, Field(pattern=ID_PATTERN, description="ICU stay / encounter identifier")),
         purpose=(purpose_type, Field(description="Declared purpose; must be covered by the encounter's consent")),
         features=(features, Field(description="Feature values named as in the feature manifest")),
@@ -122,6 +176,7 @@ class ReviewCase(BaseModel):
 
 class ReviewQueueResponse(BaseModel):
     items: list[ReviewCase]
+    next_after: int | None = Field(description="Pass as ?after= for the next page (null: no more items)")
 
 
 class ResolveRequest(_Strict):
@@ -136,7 +191,7 @@ class ResolveResponse(BaseModel):
 
 
 class GovernanceReviewRequest(_Strict):
-    incidents: list[str] = Field(default_factory=list, max_length=100,
+    incidents: list[Annotated[str, Field(max_length=2000)]] = Field(default_factory=list, max_length=100,
                                  description="Incidents in the period (free text, one per entry)")
     documentation_complete: bool = Field(description="Model documentation checked and complete")
     sign_off: bool = Field(description="The reviewer signs the review off")
@@ -165,7 +220,7 @@ class GovernanceStateResponse(BaseModel):
 
 class OutcomeRequest(_Strict):
     prediction_id: str = Field(pattern=ID_PATTERN)
-    outcome: Literal[0, 1] = Field(description="Observed outcome (1 = died within the horizon)")
+    outcome: ZeroOrOne = Field(description="Observed outcome (1 = died within the horizon)")
 
 
 class OutcomeResponse(BaseModel):
@@ -181,6 +236,8 @@ class ErasureResponse(BaseModel):
     encounter_id: str
     consents_withdrawn: int
     audit: dict[str, Any]
+    stores: dict[str, int] = Field(default_factory=dict, description="Rows deleted or redacted in the service's "
+                                   "own stores: remembered predictions, linked outcomes, review items")
 
 
 class HealthResponse(BaseModel):

@@ -6,8 +6,8 @@ SQLite files under ``<state_dir>/private/`` (WAL, so readers never wait for a wr
   override or an outcome to it later (encounter id, calibrated probability, conformal set, sex,
   age). One file per worker, as it is written once per prediction on the hot path. A cache, not
   a record: the audit trail holds the truth, so commits are not fsynced.
-- ``outcomes.sqlite`` -- the linked outcomes (one per prediction, enforced by the primary key)
-  and a few shared values (the live metrics, the set of drifted features, the last fairness
+- ``outcomes.sqlite`` -- the linked outcomes (one per prediction, enforced by the primary key,
+  each with a keyed pseudonym of its patient so that an erasure finds it) and a few shared values (the live metrics, the set of drifted features, the last fairness
   alerts). Changes run in ``BEGIN IMMEDIATE`` transactions, so workers that link outcomes at the
   same moment evaluate the live rules one after the other on a consistent window.
 
@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
+
+from clinops.privacy import connect_private_sqlite, private_directory, purge_deleted
 
 
 @dataclass
@@ -51,8 +53,7 @@ class PredictionMemo:
 
 
 def _connect(path: Path, *, synchronous: str) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+    con = connect_private_sqlite(path, timeout=30, isolation_level=None, check_same_thread=False)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute(f"PRAGMA synchronous={synchronous}")
     return con
@@ -82,8 +83,9 @@ class PredictionMemory:
     directory : Path
         Where the files live (created if missing).
     limit : int
-        Predictions kept per worker; older ones are pruned (their overrides and outcomes are
-        then linked through the audit trail instead).
+        Predictions kept per worker; older ones are pruned (overrides and outcomes of them are
+        then refused: a lookup is one indexed query, never a scan of the audit trail). At about
+        100 bytes a row, the default keeps a worker's file near 100 MB.
     """
 
     _SCHEMA = ("CREATE TABLE IF NOT EXISTS predictions (n INTEGER PRIMARY KEY AUTOINCREMENT, "
@@ -91,11 +93,10 @@ class PredictionMemory:
                "conformal_set TEXT NOT NULL, sex TEXT, age REAL);"
                "CREATE INDEX IF NOT EXISTS predictions_encounter ON predictions (encounter_id);")
 
-    def __init__(self, directory: Path, *, limit: int = 100_000):
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+    def __init__(self, directory: Path, *, limit: int = 1_000_000):
+        self.directory = private_directory(directory)
         self._lock = threading.Lock()
-        self._limit = int(limit)
+        self.limit = int(limit)
         slot = 0
         while True:  # the first slot no live worker holds
             fd = os.open(self.directory / f"predictions-{slot}.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -131,7 +132,7 @@ class PredictionMemory:
                 "VALUES (?, ?, ?, ?, ?, ?)", rows)
             n = int(self._con.execute("SELECT seq FROM sqlite_sequence WHERE name = 'predictions'").fetchone()[0])
             if n // 1000 != (n - len(rows)) // 1000:  # prune when a thousand boundary is crossed
-                self._con.execute("DELETE FROM predictions WHERE n <= ?", (n - self._limit,))
+                self._con.execute("DELETE FROM predictions WHERE n <= ?", (n - self.limit,))
 
     def recall(self, prediction_id: str) -> PredictionMemo | None:
         with self._lock:
@@ -153,10 +154,17 @@ class PredictionMemory:
         return total
 
     def forget_encounter(self, encounter_id: str) -> int:
-        """Delete every remembered prediction of an erased encounter, in every worker's file."""
+        """Forget who an erased encounter's predictions were about, in every worker's file: the
+        encounter id, sex and age are blanked (overwritten in the file, and the write-ahead log
+        emptied); the prediction id and the model's answer stay, so that a later override or
+        outcome still finds the prediction, unlinked from the patient."""
         with self._lock:
-            return sum(con.execute("DELETE FROM predictions WHERE encounter_id = ?", (encounter_id,)).rowcount
-                       for con in self._all())
+            n = 0
+            for con in self._all():
+                n += con.execute("UPDATE predictions SET encounter_id = '', sex = NULL, age = NULL "
+                                 "WHERE encounter_id = ?", (encounter_id,)).rowcount
+                purge_deleted(con)
+            return n
 
     def close(self) -> None:
         with self._lock:
@@ -174,10 +182,15 @@ class OutcomeStore:
 
     def __init__(self, path: Path):
         self._con = _connect(path, synchronous="FULL")
+        # subject_key: a keyed pseudonym of the patient, so that an erasure finds their rows
         self._con.executescript(
             "CREATE TABLE IF NOT EXISTS outcomes (n INTEGER PRIMARY KEY AUTOINCREMENT, prediction_id TEXT UNIQUE "
-            "NOT NULL, probability REAL NOT NULL, outcome INTEGER NOT NULL, sex TEXT, age REAL);"
+            "NOT NULL, probability REAL NOT NULL, outcome INTEGER NOT NULL, sex TEXT, age REAL, subject_key TEXT);"
             "CREATE TABLE IF NOT EXISTS shared_values (key TEXT PRIMARY KEY, value TEXT NOT NULL);")
+        columns = {row[1] for row in self._con.execute("PRAGMA table_info(outcomes)")}
+        if "subject_key" not in columns:  # a state directory from before erasure reached outcomes
+            self._con.execute("ALTER TABLE outcomes ADD COLUMN subject_key TEXT")
+        self._con.execute("CREATE INDEX IF NOT EXISTS outcomes_subject ON outcomes (subject_key)")
         self._lock = threading.RLock()
 
     @contextmanager
@@ -187,13 +200,24 @@ class OutcomeStore:
             yield self
 
     def link(self, prediction_id: str, probability: float, outcome: int, sex: str | None,
-             age: float | None) -> None:
+             age: float | None, subject_key: str | None) -> None:
         """Add one outcome (inside :meth:`transaction`); :class:`AlreadyLinked` if there is one."""
         try:
-            self._con.execute("INSERT INTO outcomes (prediction_id, probability, outcome, sex, age) "
-                              "VALUES (?, ?, ?, ?, ?)", (prediction_id, probability, int(outcome), sex, age))
+            self._con.execute("INSERT INTO outcomes (prediction_id, probability, outcome, sex, age, subject_key) "
+                              "VALUES (?, ?, ?, ?, ?, ?)",
+                              (prediction_id, probability, int(outcome), sex, age, subject_key))
         except sqlite3.IntegrityError:
             raise AlreadyLinked(prediction_id) from None
+
+    def forget(self, subject_keys: list[str]) -> int:
+        """Delete the outcomes of an erased patient (any of their ``subject_keys``); returns how many."""
+        if not subject_keys:
+            return 0
+        with self._lock:
+            n = self._con.execute(f"DELETE FROM outcomes WHERE subject_key IN ({', '.join('?' * len(subject_keys))})",
+                                  list(subject_keys)).rowcount
+            purge_deleted(self._con)
+        return n
 
     def is_linked(self, prediction_id: str) -> bool:
         with self._lock:

@@ -7,7 +7,10 @@ runs the app under uvicorn on 127.0.0.1 and a free port, so tests talk real HTTP
 """
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -71,7 +74,7 @@ def demo_frame(n: int, *, seed: int, manifest: FeatureManifest | None = None) ->
 
 
 def build_demo_bundle(directory: str | Path, *, n: int = 1500, seed: int = 7, run_id: str = "demo-run",
-                      settings=None) -> Path:
+                      manifest: FeatureManifest | None = None, settings=None) -> Path:
     """Train and save a small model bundle with the real pipeline functions.
 
     Parameters
@@ -86,6 +89,9 @@ def build_demo_bundle(directory: str | Path, *, n: int = 1500, seed: int = 7, ru
         Stored as ``lineage.run_id`` (the model version the server reports).
     settings : clinops.settings.TaskSettings, optional
         The rules the bundle carries (default: :func:`demo_settings`, the paper's mortality task).
+    manifest : FeatureManifest, optional
+        Defaults to the packaged mortality manifest; another one (an own cohort's) must keep
+        the mortality features :func:`demo_frame` draws the outcome from.
 
     Returns
     -------
@@ -94,7 +100,7 @@ def build_demo_bundle(directory: str | Path, *, n: int = 1500, seed: int = 7, ru
     """
     from clinops.modeling import fit_final, split_for_calibration
 
-    manifest = FeatureManifest.load("mortality")
+    manifest = manifest or FeatureManifest.load("mortality")
     X_raw, y = demo_frame(n, seed=seed, manifest=manifest)
     X = manifest.encode(X_raw)
     X_fit, X_cal, y_fit, y_cal = split_for_calibration(X, y, fraction=0.4, seed=seed)
@@ -178,3 +184,83 @@ class ServerThread:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+class ServerProcess:
+    """Run ``python -m serving`` in a child process on 127.0.0.1 and a free port (context manager).
+
+    Waits until every worker has built its app and ``/healthz`` answers; on exit stops the
+    server with SIGTERM. Its output goes to ``log_path``.
+
+    Parameters
+    ----------
+    bundle_dir : path-like
+        ``--model-dir``.
+    state_dir : path-like
+        ``--state-dir``.
+    workers : int
+        ``--workers``.
+    args : list of str
+        More command-line arguments.
+    log_path : path-like, optional
+        Defaults to ``server.log`` beside ``state_dir``.
+    umask : int, optional
+        The child's umask (default: inherited).
+    """
+
+    def __init__(self, bundle_dir: str | Path, state_dir: str | Path, *, workers: int = 2,
+                 args: list[str] | None = None, log_path: str | Path | None = None, umask: int | None = None,
+                 timeout: float = 120.0):
+        self.state_dir = Path(state_dir)
+        self.port = free_port()
+        self.workers = workers
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = Path(log_path) if log_path else self.state_dir.parent / f"server-{self.port}.log"
+        self.argv = [sys.executable, "-m", "serving", "--model-dir", str(bundle_dir), "--state-dir",
+                     str(self.state_dir), "--host", "127.0.0.1", "--port", str(self.port), "--workers",
+                     str(workers), "--demo", "--log-level", "info", *(args or [])]
+        self.umask = umask
+        self.timeout = timeout
+        self.process: subprocess.Popen | None = None
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live workers (children of the supervisor)."""
+        import psutil
+
+        return [c.pid for c in psutil.Process(self.process.pid).children() if c.is_running()]  # type: ignore[union-attr]
+
+    def __enter__(self) -> "ServerProcess":
+        import httpx
+
+        umask = self.umask
+        with self.log_path.open("w") as log:
+            self.process = subprocess.Popen(self.argv, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                            preexec_fn=None if umask is None else (lambda: os.umask(umask)))
+        deadline = time.monotonic() + self.timeout
+        while self.log().count("serving model ") < self.workers:  # each worker logs it once its app is built
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.__exit__()
+                raise RuntimeError(f"server did not start:\n{self.log()}")
+            time.sleep(0.2)
+        while True:
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                self.__exit__()
+                raise RuntimeError(f"server does not answer /healthz:\n{self.log()}")
+            time.sleep(0.2)
+
+    def __exit__(self, *exc) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sklearn.metrics import roc_auc_score
 
 from clinops.audit.log import AuditTrail
+from clinops.governance import ReviewQueue
 from clinops.modeling import ModelBundle
 from clinops.privacy import ROLES
 from clinops.uncertainty import RiskPredictor, expected_calibration_error
@@ -444,7 +445,9 @@ def test_failed_audit_write_fails_the_request(fresh):
     scraped = _metrics(client)
     assert scraped["clinops_audit_write_failures_total"] == scraped["clinops_scoring_batch_size_count"]
     assert scraped.get("clinops_predictions_total", 0) == 0
-    assert client.get("/v1/review-queue", headers=demo_token("clinician")).json()["items"] == []
+    # the queue holds nothing, and reading it is refused too: a read of it must be audited
+    assert only_error(client.get("/v1/review-queue", headers=demo_token("clinician")), 503)["field"] == "audit"
+    assert ReviewQueue(state / "review_queue.sqlite").list(None) == []
 
 
 # --------------------------------------------------------------------------------- metrics, errors

@@ -9,8 +9,6 @@ worker's.
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import time
 
 import httpx
@@ -19,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from clinops.audit.log import AuditTrail
-from serving.testing import REPO_ROOT, build_demo_bundle, demo_token, free_port
+from serving.testing import ServerProcess, build_demo_bundle, demo_token
 
 RECORD = {"age": 71.0, "sex_male": 1, "dx_chapter": "respiratory", "gcs": 11.0, "map": 61.0,
           "heart_rate": 112.0, "resp_rate": 26.0, "lactate": 3.4, "vasopressor": 1}
@@ -29,35 +27,8 @@ ENCOUNTER = "30000001"
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory):
     bundle = build_demo_bundle(tmp_path_factory.mktemp("bundle"), n=1500, seed=7)
-    state = tmp_path_factory.mktemp("state")
-    port = free_port()
-    log = (state.parent / "server.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "serving", "--model-dir", str(bundle), "--state-dir", str(state), "--host",
-         "127.0.0.1", "--port", str(port), "--workers", "2", "--min-outcomes", "10", "--log-level", "info"],
-        cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # both workers up: each logs its pid when its app is built
-            if (state.parent / "server.log").read_text().count("serving model demo-run") == 2:
-                break
-            if process.poll() is not None:
-                pytest.fail(f"server exited: {(state.parent / 'server.log').read_text()}")
-            time.sleep(0.2)
-        else:
-            pytest.fail("the two workers did not start")
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        yield url, state, process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
-        log.close()
+    with ServerProcess(bundle, tmp_path_factory.mktemp("state"), workers=2, args=["--min-outcomes", "10"]) as server:
+        yield server.base_url, server.state_dir, server.process.pid
 
 
 def post(url, path, body, role):
@@ -86,14 +57,22 @@ def test_two_workers_share_state(two_workers):
 
     # a suspension through one connection holds for every later prediction, whichever worker
     assert post(url, "/v1/governance/suspend", {"reason": "shared-state test"}, "reviewer").status_code == 200
-    suspended = [predict(url) for _ in range(12)]
-    assert {b["governance_state"] for b in suspended} == {"SUSPENDED-PENDING-REVIEW"}
-    assert all("model_suspended" in b["escalation_reasons"] for b in suspended)
+    suspended = [predict(url) for _ in range(8)]
+    # escalated for another reason too (every feature imputed): each gets its own review item
+    doubly = [predict(url, {}) for _ in range(4)]
+    assert {b["governance_state"] for b in suspended + doubly} == {"SUSPENDED-PENDING-REVIEW"}
+    assert all("model_suspended" in b["escalation_reasons"] for b in suspended + doubly)
     queue = httpx.get(f"{url}/v1/review-queue", headers=demo_token("reviewer"), timeout=30).json()["items"]
     queued = {item["prediction_id"] for item in queue}
-    assert {b["prediction_id"] for b in suspended} <= queued  # on the queue before the answers
+    assert {b["prediction_id"] for b in doubly} <= queued  # on the queue before the answers
+    # escalated only because the model is suspended: covered by the suspension's one item
+    assert not {b["prediction_id"] for b in suspended} & queued
+    assert [item["kind"] for item in queue if item["kind"] == "suspension"] == ["suspension"]
     r = post(url, "/v1/governance/resume", {"note": "checked"}, "reviewer")
     assert r.status_code == 200 and r.json()["state"] == "ACTIVE"
+    # resuming resolves the suspension's item with the resume note
+    queue = httpx.get(f"{url}/v1/review-queue", headers=demo_token("reviewer"), timeout=30).json()["items"]
+    assert not [item for item in queue if item["kind"] == "suspension"]
     assert {predict(url)["governance_state"] for _ in range(8)} == {"ACTIVE"}
 
     # overrides of predictions made by either worker: known, and the reason stays encrypted

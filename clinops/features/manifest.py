@@ -100,6 +100,16 @@ class FeatureSpec:
         ok_hi = x <= hi if self.range_closed[1] else x < hi
         return ok_lo and ok_hi
 
+    def number_problem(self, x: float) -> str | None:
+        """Why one number is not an acceptable value of this feature, or None when it is.
+
+        The one wording of the rule, used by :meth:`FeatureManifest.validate_record` and by the
+        serving schema: a value must be finite and inside the plausible range.
+        """
+        if not math.isfinite(x) or not self.accepts(x):
+            return f"value {x:g} is outside the plausible range {self.range_text()}"
+        return None
+
     def in_range(self, values: np.ndarray) -> np.ndarray:
         """Boolean mask of values inside the plausible range (NaN counts as inside).
 
@@ -371,10 +381,13 @@ class FeatureManifest:
                 if type(v) is not float and type(v) is not int and not _is_number(v):
                     raise FeatureValidationError(
                         s.name, f"expected a number in {s.unit}, got {type(v).__name__} {v!r}")
-                x = float(v)
-                if not math.isfinite(x) or not s.accepts(x):
-                    raise FeatureValidationError(
-                        s.name, f"value {x:g} is outside the plausible range {s.range_text()}")
+                try:
+                    x = float(v)
+                except OverflowError:  # an integer beyond any float: infinite, out of every range
+                    x = math.inf if v > 0 else -math.inf
+                problem = s.number_problem(x)
+                if problem is not None:
+                    raise FeatureValidationError(s.name, problem)
                 out[s.name] = x
             elif s.kind == "binary":
                 if isinstance(v, (bool, np.bool_)):

@@ -55,8 +55,9 @@ function renderCase(item) {
       const tr = document.createElement("tr");
       const value = c.value === null ? "imputed"
         : (typeof c.value === "number" ? String(Number(c.value.toPrecision(4))) : String(c.value));
-      const bar = `<span class="bar ${c.contribution >= 0 ? "up" : "down"}" style="width:${(60 * Math.abs(c.contribution) / scale).toFixed(0)}px"></span>`;
-      tr.innerHTML = `<td></td><td></td><td>${bar} <span class="num"></span></td>`;
+      tr.innerHTML = `<td></td><td></td><td><span class="bar ${c.contribution >= 0 ? "up" : "down"}"></span> <span class="num"></span></td>`;
+      // set through the DOM, not a style attribute: the page's Content-Security-Policy forbids inline styles
+      tr.querySelector(".bar").style.width = `${(60 * Math.abs(c.contribution) / scale).toFixed(0)}px`;
       tr.children[0].textContent = c.feature;
       tr.children[1].textContent = value;
       tr.querySelector(".num").textContent = (c.contribution >= 0 ? "+" : "") + c.contribution.toFixed(3);
