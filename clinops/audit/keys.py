@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from clinops.audit.records import public_key_raw
 from clinops.audit.storage import atomic_write
 
 __all__ = [
@@ -68,11 +69,6 @@ def check_owner_only(path: Path) -> None:
             f"expected 600); run: chmod 600 {path}")
     if hasattr(os, "getuid") and st.st_uid != os.getuid():
         raise PermissionError(f"{path}: key file is owned by uid {st.st_uid}, not by this user ({os.getuid()})")
-
-
-def public_key_raw(public_key: Ed25519PublicKey) -> bytes:
-    """The 32 raw bytes of an Ed25519 public key."""
-    return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 def public_key_pem(public_key: Ed25519PublicKey) -> bytes:

@@ -33,16 +33,19 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from clinops.audit import records as rf
-from clinops.audit.keys import Ed25519Signer, Keyring, LocalKeyring, Signer, key_id, public_key_pem, public_key_raw
+from clinops.audit.keys import (Ed25519Signer, Keyring, LocalKeyring, Signer, key_id, load_public_key, public_key_pem,
+                                public_key_raw)
 from clinops.audit.merkle import MerkleTree, leaf_hash
 from clinops.audit.pseudonyms import PseudonymStore
 from clinops.audit.records import Checkpoint
 from clinops.audit.storage import LocalSegmentStore, atomic_write
 from clinops.audit.verify import VerifyReport, verify_log
+from clinops.audit.witness import WitnessClient, WitnessRefused
 
 __all__ = [
     "AuditIntegrityError",
@@ -70,12 +73,34 @@ class AuditIntegrityError(RuntimeError):
 
 
 class AuditWriteError(OSError):
-    """A commit could not be made durable; nothing in it was acknowledged."""
+    """A commit failed; :attr:`durable` says exactly what is on disk.
+
+    Attributes
+    ----------
+    durable : bool or None
+        False: the commit was rolled back, none of its records is in the log (a retry is safe).
+        None: the state is unknown (the roll-back failed too); look the ``record_ids`` up with
+        :meth:`AuditTrail.find` after reopening before retrying.
+    record_ids : tuple of str
+        Ids of the records of the failed commit.
+    """
+
+    def __init__(self, message: str, *, durable: bool | None = False, record_ids: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.durable = durable
+        self.record_ids = record_ids
 
 
 @dataclass(frozen=True)
 class AuditReceipt:
-    """What :meth:`AuditTrail.append` returns once the record is durable.
+    """What :meth:`AuditTrail.append` returns once the record is durable: a signed promise.
+
+    Like a Certificate Transparency SCT, the receipt is signed by the log's key, so its holder
+    can later prove that the log accepted the record at ``seq`` (a log that no longer holds it
+    was truncated or forked). The signature covers the commit: ``log_id``, ``commit_first``,
+    ``commit_size``, the Merkle root of the commit's leaf hashes and ``ts``; ``commit_path`` is
+    the record's audit path inside the commit (one signature per commit, not per record). Check
+    one with :func:`clinops.audit.proofs.verify_receipt`.
 
     Attributes
     ----------
@@ -85,11 +110,41 @@ class AuditReceipt:
         Random 32-hex id of the record.
     record_hash : str
         Leaf hash ``SHA-256(0x00 || record line)``, 64 hex digits.
+    log_id : str
+    ts : str
+        UTC commit time (the seal's time).
+    commit_first, commit_size : int
+        The commit holds records ``commit_first .. commit_first + commit_size - 1``.
+    commit_path : tuple of str
+        Audit path (hex) of ``record_hash`` in the Merkle tree of the commit's leaf hashes.
+    kid : str
+        Key id of the signing key.
+    sig : str
+        Base64 Ed25519 signature over :func:`clinops.audit.records.receipt_message`.
+    checkpoint_error : str or None
+        The record is durable, but the checkpoint (or its witness cosignature) due after this
+        commit could not be written; the next commit or :meth:`AuditTrail.close` retries it.
+        Never a reason to append again.
     """
 
     seq: int
     record_id: str
     record_hash: str
+    log_id: str
+    ts: str
+    commit_first: int
+    commit_size: int
+    commit_path: tuple[str, ...]
+    kid: str
+    sig: str
+    checkpoint_error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (what the server returns and :func:`verify_receipt` reads)."""
+        return {"type": "clinops-audit receipt", "seq": self.seq, "record_id": self.record_id,
+                "record_hash": self.record_hash, "log_id": self.log_id, "ts": self.ts,
+                "commit_first": self.commit_first, "commit_size": self.commit_size,
+                "commit_path": list(self.commit_path), "kid": self.kid, "sig": self.sig}
 
 
 @dataclass(frozen=True)
@@ -190,6 +245,11 @@ class _Paths:
         self.subjects = self.private / "subjects.sqlite"
 
 
+def _quarantine_name(report: RecoveryReport) -> str:
+    """Where a cut tail is kept: named by segment, offset and content, so a retry finds the same file."""
+    return f"seg-{report.segment:020d}-at-{report.offset}-{report.sha256[:16]}.torn"
+
+
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -199,7 +259,7 @@ class AuditTrail:
 
     def __init__(self, *, paths: _Paths, header: bytes, signer: Signer | None, keyring: Keyring | None,
                  pseudonyms: PseudonymStore | None, lock_fd: int, clock: Callable[[], datetime],
-                 read_only: bool) -> None:
+                 read_only: bool, witness: WitnessClient | None = None) -> None:
         doc = rf.parse_header(header)
         self.root = paths.root
         self._paths = paths
@@ -229,6 +289,11 @@ class AuditTrail:
         self._seg_count = 0
         self.recoveries: list[RecoveryReport] = []
         self._unlogged_recoveries: list[RecoveryReport] = []
+        self._unauthenticated: list[rf.Seal] = []
+        self._checked_checkpoints = -1
+        self._due_checkpoints: list[int] = []
+        self._witness = witness
+        self._witness_error: str | None = None
         self._pseudonym_cache: dict[str, str] = {}
         self._key_cache: dict[tuple[str, str], tuple[str, bytes]] = {}
         # Group commit across threads.
@@ -241,7 +306,7 @@ class AuditTrail:
     def open(cls, root: Path | str, *, create: bool = True, keyring: Keyring | None = None,
              signer: Signer | None = None, segment_records: int | None = None,
              checkpoint_every: int | None = None, clock: Callable[[], datetime] | None = None,
-             read_only: bool = False) -> "AuditTrail":
+             read_only: bool = False, witness: WitnessClient | None = None) -> "AuditTrail":
         """Open (and by default create) the audit trail in ``root``.
 
         Parameters
@@ -267,6 +332,10 @@ class AuditTrail:
         read_only : bool
             Open for reading only: no lock held for writing, no recovery, no keys created. The
             keyring and pseudonym store are used if readable (to decrypt), else left out.
+        witness : WitnessClient, optional
+            A witness (``clinops audit witness``) to publish every checkpoint to. On open the log
+            must contain the witness's latest cosigned checkpoint (else the log was truncated or
+            forked and the trail refuses to write); every checkpoint is stored with its cosignature.
 
         Raises
         ------
@@ -276,7 +345,9 @@ class AuditTrail:
             ``segment_records`` / ``checkpoint_every`` differ from the trail's, or the signer is
             not the trail's key.
         AuditIntegrityError
-            The log is damaged beyond a torn tail.
+            The log is damaged beyond a torn tail: a commit whose seal does not verify, a complete
+            seal after damaged records, a stored or witnessed checkpoint the records do not match
+            (truncation, rollback, fork).
         """
         paths = _Paths(Path(root))
         clock = clock or _utcnow
@@ -308,10 +379,14 @@ class AuditTrail:
                                          f"(got {value})")
                 signer, keyring, pseudonyms = cls._load_keys(paths, doc, signer, keyring, read_only)
                 trail = cls(paths=paths, header=header, signer=signer, keyring=keyring, pseudonyms=pseudonyms,
-                            lock_fd=lock_fd, clock=clock, read_only=read_only)
+                            lock_fd=lock_fd, clock=clock, read_only=read_only, witness=witness)
+                if not read_only:
+                    trail._load_recovery_intents()
                 trail._catch_up(recover=not read_only)
-                if trail._unlogged_recoveries:
-                    trail._commit_locked([])
+                if not read_only:
+                    trail._check_stored_checkpoints()
+                    if trail._unlogged_recoveries:
+                        trail._commit_locked([])
             finally:
                 fcntl.flock(lock_fd, fcntl.LOCK_UN)
         except BaseException:
@@ -321,6 +396,11 @@ class AuditTrail:
                 os.close(lock_fd)
             raise
         return trail
+
+    @staticmethod
+    def log_id_of(root: Path | str) -> str:
+        """The log id named in ``root/audit.json`` (what the witness files this log under)."""
+        return rf.parse_header((Path(root) / "audit.json").read_bytes())["log_id"]
 
     @staticmethod
     def _create(paths: _Paths, signer: Signer | None, keyring: Keyring | None, segment_records: int,
@@ -349,6 +429,13 @@ class AuditTrail:
             if not paths.signing_key.exists():
                 raise FileNotFoundError(f"{paths.signing_key}: no signing key; pass signer= or restore the key file")
             signer = Ed25519Signer.load(paths.signing_key)
+        elif signer is None:
+            # A reader that can read the private signing key trusts what the writer trusts; one that
+            # cannot must pass the pinned public key to verify().
+            try:
+                signer = Ed25519Signer.load(paths.signing_key)
+            except (OSError, ValueError):
+                signer = None
         if signer is not None and signer.key_id != doc["signing_key_id"]:
             raise ValueError(f"signer: key {signer.key_id} is not this trail's signing key {doc['signing_key_id']}")
         pseudonyms = None
@@ -375,6 +462,8 @@ class AuditTrail:
         if self._read_only:
             raise PermissionError("audit trail was opened read-only")
         self._check_usable()
+        if isinstance(self._failed, AuditIntegrityError):
+            raise AuditIntegrityError(f"the trail refuses to write: {self._failed}") from self._failed
         if self._failed is not None:
             raise AuditWriteError(f"an earlier commit failed ({self._failed}); reopen the trail") from self._failed
         with self._mutex:
@@ -409,6 +498,7 @@ class AuditTrail:
             if size > self._offset:
                 data = self._store.read(self._seg, self._offset, size)
                 used = self._consume(data)
+                self._authenticate()
                 if used < len(data):
                     self._handle_residue(data[used:], recover)
             if self._store.is_sealed(self._seg):
@@ -444,6 +534,7 @@ class AuditTrail:
                     break
                 if seal.seq != seq - 1 or seal.head != prev:
                     break
+                self._unauthenticated.append(seal)
                 for h in pending:
                     self._tree.append(h)
                 self._seg_count += len(pending)
@@ -461,29 +552,126 @@ class AuditTrail:
     def _handle_residue(self, tail: bytes, recover: bool) -> None:
         lines = tail.split(b"\n")
         complete = lines[:-1]
+        # One write carries a commit's records and its seal, so a crash leaves at most a prefix of
+        # one commit: never a complete seal line. A complete seal that does not seal the records
+        # before it means records were altered or a seal forged after the fact: not ours to cut.
         seals = [i for i, line in enumerate(complete) if line.startswith(_SEAL_START)]
-        # A crash leaves at most one unfinished commit at the very end. Anything followed by
-        # further commits was damaged after it was acknowledged: that is not ours to repair.
-        if len(seals) > 1 or (seals and (seals[0] != len(complete) - 1 or lines[-1])):
+        if seals:
             raise AuditIntegrityError(
-                f"segment {self._seg} is damaged at byte {self._offset} and sealed data follows the damage: "
-                "this is not a torn write; run `clinops audit verify` and investigate")
+                f"segment {self._seg} is damaged at byte {self._offset} and a complete seal follows the damage: "
+                "a crash cannot produce this (records altered, or a seal forged or moved); refusing to recover; "
+                "run `clinops audit verify` and investigate")
         assert self._seg is not None
         if not recover:
             return
         if self._store.is_sealed(self._seg):
             raise AuditIntegrityError(f"segment {self._seg} is closed but has {len(tail)} unsealed bytes at its end")
-        stamp = rf.utc_text(self._clock()).replace(":", "").replace("-", "")
-        path = self._store.quarantine(f"seg-{self._seg:020d}-at-{self._offset}-{stamp}.torn", tail)
-        self._store.truncate(self._seg, self._offset)
         report = RecoveryReport(segment=self._seg, offset=self._offset, n_bytes=len(tail),
                                 n_records_dropped=sum(1 for line in complete if line.startswith(_RECORD_START)),
-                                sha256=hashlib.sha256(tail).hexdigest(), quarantine=str(path))
+                                sha256=hashlib.sha256(tail).hexdigest(), quarantine="")
+        # Log before truncating: the quarantine copy and an intent marker are durable before the
+        # cut, so a crash after the cut still gets its ``recovery`` record at the next open.
+        path = self._store.quarantine(_quarantine_name(report), tail, pending=True)
+        report = RecoveryReport(**{**report.__dict__, "quarantine": str(path)})
+        self._store.truncate(self._seg, self._offset)
         _log.warning("audit trail %s: cut an unsealed tail of %d bytes (%d unacknowledged records) from "
                      "segment %d at byte %d; saved to %s", self.root, report.n_bytes, report.n_records_dropped,
                      report.segment, report.offset, path)
-        self.recoveries.append(report)
-        self._unlogged_recoveries.append(report)
+        if all(r.quarantine != report.quarantine for r in self._unlogged_recoveries):
+            self.recoveries.append(report)
+            self._unlogged_recoveries.append(report)
+
+    def _load_recovery_intents(self) -> None:
+        """Recoveries cut by a writer that died before logging them (their intent markers remain)."""
+        for path in self._store.pending_quarantines():
+            data = path.read_bytes()
+            name = path.name
+            try:
+                seg_text, offset_text = name[len("seg-"):].split("-at-")[0], name.split("-at-")[1].split("-")[0]
+                segment, offset = int(seg_text), int(offset_text)
+            except (IndexError, ValueError):
+                raise AuditIntegrityError(f"quarantine/{name}: not a name this trail writes") from None
+            report = RecoveryReport(segment, offset, len(data),
+                                    sum(1 for line in data.split(b"\n")[:-1] if line.startswith(_RECORD_START)),
+                                    hashlib.sha256(data).hexdigest(), str(path))
+            if name != _quarantine_name(report):
+                raise AuditIntegrityError(f"quarantine/{name}: its content does not match its name (altered)")
+            self.recoveries.append(report)
+            self._unlogged_recoveries.append(report)
+
+    def _forget_recovery_intents(self) -> None:
+        for path in self._store.pending_quarantines():
+            self._store.quarantine_logged(path)
+
+    def _authenticate(self) -> None:
+        """Check the seal of every commit this process did not write before building on it.
+
+        Another writer process, or an insider with write access to the directory, may have
+        appended; the chain links alone prove nothing (anyone can compute hashes), so each such
+        commit's Ed25519 seal must verify under the log's key. Commits already covered by a
+        stored checkpoint whose signature verifies and whose root equals the recomputed tree need
+        no further check (that makes opening a large log cost one signature check, not one per commit).
+        """
+        seals, self._unauthenticated = self._unauthenticated, []
+        if self._read_only or not seals:
+            return
+        public = self._verify_key()
+        covered = self._covered_by_checkpoint() if len(seals) > 8 else 0
+        for seal in seals:
+            if seal.seq < covered:
+                continue
+            problem = None
+            if seal.kid != self.key_id:
+                problem = f"is signed by key {seal.kid}, not by this log's key {self.key_id}"
+            else:
+                try:
+                    public.verify(seal.sig, seal.message(self.log_id))
+                except InvalidSignature:
+                    problem = "has an invalid Ed25519 signature"
+            if problem is not None:
+                self._failed = AuditIntegrityError(
+                    f"the seal ending at record {seal.seq} {problem}: records were appended or altered without the "
+                    "signing key; refusing to write, checkpoint or prove on top of them (run `clinops audit verify`)")
+                raise self._failed
+
+    def _covered_by_checkpoint(self) -> int:
+        """Largest stored checkpoint size that verifies and matches the tree (0 if none)."""
+        for size in reversed(self._store.checkpoints()):
+            if size > len(self._tree):
+                continue
+            try:
+                cp = Checkpoint.from_bytes(self._store.get_checkpoint(size))
+                self._check_against_tree(cp, f"stored checkpoint at size {size}")
+            except (rf.RecordFormatError, AuditIntegrityError):
+                return 0  # the full check on open names the problem
+            return size
+        return 0
+
+    def _check_stored_checkpoints(self) -> None:
+        """On open: every stored checkpoint must be signed by the log's key and agree with the records.
+
+        A log cut shorter than a checkpoint, or rewritten under it, is refused here instead of
+        being extended (and a fork signed with the real key).
+        """
+        for size in self._store.checkpoints():
+            if size <= self._checked_checkpoints:
+                continue
+            what = f"checkpoints/{size:020d}.json"
+            try:
+                cp = Checkpoint.from_bytes(self._store.get_checkpoint(size))
+            except rf.RecordFormatError as exc:
+                raise AuditIntegrityError(f"{what}: {exc}") from None
+            if cp.size != size:
+                raise AuditIntegrityError(f"{what} holds a checkpoint for size {cp.size} (renamed or replaced)")
+            self._check_against_tree(cp, what)
+            self._checked_checkpoints = size
+        if self._witness is not None:
+            latest = self._witness.latest(self.log_id)
+            if latest is not None:
+                self._check_against_tree(latest, f"the witness's latest checkpoint (size {latest.size})")
+
+    def _verify_key(self) -> Ed25519PublicKey:
+        return self._signer.public_key if self._signer is not None else load_public_key(rf.unb64(self._public_key_b64))
 
     def _invalidate_caches(self) -> None:
         self._pseudonym_cache.clear()
@@ -645,7 +833,9 @@ class AuditTrail:
         ts = rf.utc_text(self._clock())
         day = ts[:10]
         seq, prev = self._next_seq, self._head.hex()
-        lines, hashes, receipts = [], [], []
+        lines: list[bytes] = []
+        hashes: list[bytes] = []
+        ids: list[str] = []
         # New pseudonyms and data keys of this commit go into one durable SQLite transaction.
         # (A SQLite transaction costs a lock round trip even when empty: skipped when every
         # pseudonym and data key this commit needs is already cached.)
@@ -665,7 +855,7 @@ class AuditTrail:
                 h = leaf_hash(line)
                 lines.append(line)
                 hashes.append(h)
-                receipts.append(AuditReceipt(seq, record_id, h.hex()))
+                ids.append(record_id)
                 seq += 1
                 prev = h.hex()
         sig = self._signer.sign(rf.seal_message(self.log_id, seq - 1, prev, ts))
@@ -676,37 +866,122 @@ class AuditTrail:
                 self._seg, self._offset, self._seg_count = self._next_seq, 0, 0
             self._store.append(self._seg, blob)
         except OSError as exc:
-            # After a failed write or fsync the file's state is unknown: stop writing until reopened.
-            self._failed = exc
-            raise AuditWriteError(f"audit commit not durable: {exc}") from exc
+            raise self._roll_back(exc, tuple(ids)) from exc
         old_size = self._next_seq
         for h in hashes:
             self._tree.append(h)
         self._next_seq, self._head = seq, bytes.fromhex(prev)
         self._offset += len(blob)
         self._seg_count += len(lines)
-        self._unlogged_recoveries.clear()
-        if self._seg_count >= self._segment_records:
-            self._close_segment()
-        elif seq // self._checkpoint_every > old_size // self._checkpoint_every:
-            self._make_checkpoint(seq)
+        if self._unlogged_recoveries:
+            self._unlogged_recoveries.clear()
+            self._forget_recovery_intents()
+        # Durable from here on: whatever fails below is reported on the receipts, never as a failed append.
+        if seq // self._checkpoint_every > old_size // self._checkpoint_every or self._seg_count >= self._segment_records:
+            self._due_checkpoints.append(seq)
+        checkpoint_error = self._write_due_checkpoints()
+        receipts = self._receipts(old_size, hashes, ids, ts, checkpoint_error)
         return receipts[len(internal):]
 
-    def _make_checkpoint(self, size: int) -> Checkpoint:
+    def _roll_back(self, exc: OSError, ids: tuple[str, ...]) -> AuditWriteError:
+        """Undo a commit whose write or fdatasync failed; the error says whether that worked."""
+        # After a failed write or fsync the file's state is unknown: cut it back to the last
+        # acknowledged commit, and stop writing until reopened either way.
+        self._failed = exc
+        if self._seg is None:
+            return AuditWriteError(f"audit commit not written (no segment could be created): {exc}",
+                                   durable=False, record_ids=ids)
+        try:
+            self._store.truncate(self._seg, self._offset)
+        except OSError as undo:
+            return AuditWriteError(f"audit commit failed ({exc}) and could not be rolled back ({undo}): whether its "
+                                   f"records are in the log is unknown; look up record ids {list(ids)} after "
+                                   "reopening before retrying", durable=None, record_ids=ids)
+        return AuditWriteError(f"audit commit not durable and rolled back, none of its records is in the log: {exc}",
+                               durable=False, record_ids=ids)
+
+    def _receipts(self, first: int, hashes: list[bytes], ids: list[str], ts: str,
+                  checkpoint_error: str | None) -> list[AuditReceipt]:
         assert self._signer is not None
-        ts = rf.utc_text(self._clock())
+        commit = MerkleTree(hashes)
+        root = commit.root().hex()
+        sig = rf.b64(self._signer.sign(rf.receipt_message(self.log_id, first, len(hashes), root, ts)))
+        return [AuditReceipt(first + i, record_id, h.hex(), self.log_id, ts, first, len(hashes),
+                             tuple(p.hex() for p in commit.inclusion_proof(i)), self._signer.key_id, sig,
+                             checkpoint_error)
+                for i, (h, record_id) in enumerate(zip(hashes, ids, strict=True))]
+
+    def _write_due_checkpoints(self) -> str | None:
+        """Write the checkpoints owed at documented sizes (and close a full segment); the error text, if any."""
+        try:
+            while self._due_checkpoints:
+                size = self._due_checkpoints[0]
+                if size == self._next_seq and self._seg is not None and self._seg_count >= self._segment_records:
+                    self._close_segment()
+                else:
+                    self._make_checkpoint(size)
+                self._due_checkpoints.pop(0)
+        except AuditIntegrityError as exc:
+            self._failed = exc  # a stored checkpoint disagrees with the log: stop writing
+            return str(exc)
+        except OSError as exc:
+            _log.error("audit trail %s: checkpoint at size %d not written (%s); retried at the next commit",
+                       self.root, self._due_checkpoints[0], exc)
+            return f"checkpoint at size {self._due_checkpoints[0]} not written: {exc}"
+        return self._witness_error
+
+    def _make_checkpoint(self, size: int) -> Checkpoint:
+        """Sign, witness and store the checkpoint at ``size``; an existing one must agree with the tree."""
+        assert self._signer is not None
         root = self._tree.root(size).hex()
-        sig = self._signer.sign(rf.checkpoint_message(self.log_id, size, root, ts))
-        cp = Checkpoint(self.log_id, size, root, ts, self._signer.key_id, sig)
+        if self._store.has_checkpoint(size):
+            stored = Checkpoint.from_bytes(self._store.get_checkpoint(size))
+            self._check_against_tree(stored, f"stored checkpoint at size {size}")
+            return stored
+        cp = Checkpoint.signed(self.log_id, size, root, rf.utc_text(self._clock()), self._signer)
+        cp = self._witnessed(cp)
         if not self._store.put_checkpoint(size, cp.to_bytes()):
-            cp = Checkpoint.from_bytes(self._store.get_checkpoint(size))
+            stored = Checkpoint.from_bytes(self._store.get_checkpoint(size))
+            self._check_against_tree(stored, f"stored checkpoint at size {size}")
+            return stored
         return cp
+
+    def _witnessed(self, cp: Checkpoint) -> Checkpoint:
+        """``cp`` with the witness's cosignature, or unchanged (and the reason kept) when it cannot be had."""
+        self._witness_error = None
+        if self._witness is None or cp.size == 0:
+            return cp
+        try:
+            cosig = self._witness.add_checkpoint(cp, self._tree)
+        except WitnessRefused as exc:
+            # The witness holds a checkpoint this log does not extend: a fork or a rollback.
+            self._failed = AuditIntegrityError(str(exc))
+            raise self._failed from exc
+        except OSError as exc:
+            self._witness_error = f"checkpoint at size {cp.size} stored without the witness cosignature: {exc}"
+            _log.error("audit trail %s: %s", self.root, self._witness_error)
+            return cp
+        return cp.with_cosignature(cosig)
 
     def _close_segment(self) -> None:
         assert self._seg is not None
         cp = self._make_checkpoint(self._next_seq)
         self._store.seal(self._seg, cp.to_bytes())
         self._seg = None
+
+    def _check_against_tree(self, cp: Checkpoint, what: str) -> None:
+        """Raise unless ``cp`` is a valid checkpoint of this log as the writer has built it."""
+        public = self._verify_key()
+        if cp.log_id != self.log_id or not cp.verify(public):
+            raise AuditIntegrityError(f"{what} is not signed by this log's key: forged or replaced")
+        if cp.size > len(self._tree):
+            raise AuditIntegrityError(
+                f"{what} covers {cp.size} records but the log holds {len(self._tree)}: the log was truncated or "
+                "rolled back; refusing to write on top of it")
+        if self._tree.root(cp.size).hex() != cp.root:
+            raise AuditIntegrityError(
+                f"{what} does not match the records (size {cp.size}): the log was rewritten after it was signed; "
+                "refusing to sign a fork")
 
     # -- administrative records -------------------------------------------------------------
     def _admin_commit(self, kind: str, fields: dict[str, Any]) -> AuditReceipt:
@@ -973,8 +1248,7 @@ class AuditTrail:
             cp = self.checkpoint()
         with self._read_lock():
             self._catch_up(recover=False)
-            if cp.size > len(self._tree):
-                raise AuditIntegrityError(f"checkpoint size {cp.size} exceeds the log ({len(self._tree)} records)")
+            self._check_against_tree(cp, f"the latest checkpoint (size {cp.size})")
             path = self._tree.inclusion_proof(seq, cp.size)
         return {"type": "clinops-audit inclusion proof", "version": 1, "log_id": self.log_id, "seq": seq,
                 "record": line.decode("ascii"), "tree_size": cp.size, "proof": [p.hex() for p in path],
@@ -991,24 +1265,45 @@ class AuditTrail:
             assert new is not None
         with self._read_lock():
             self._catch_up(recover=False)
-            if not old.size <= new.size <= len(self._tree):
-                raise ValueError(f"old.size: need old.size <= new.size <= log size, got {old.size}, {new.size}, "
+            if not 0 < old.size <= new.size <= len(self._tree):
+                raise ValueError(f"old.size: need 0 < old.size <= new.size <= log size, got {old.size}, {new.size}, "
                                  f"{len(self._tree)}")
+            self._check_against_tree(new, f"checkpoint at size {new.size}")
             proof = self._tree.consistency_proof(old.size, new.size)
         return {"type": "clinops-audit consistency proof", "version": 1, "log_id": self.log_id,
                 "old": old.to_dict(), "new": new.to_dict(), "proof": [p.hex() for p in proof]}
 
     def verify(self, start: int | None = None, end: int | None = None, *,
+               public_key: Ed25519PublicKey | bytes | str | Path | None = None,
                trusted: Checkpoint | None = None, workers: int = 2) -> VerifyReport:
         """Verify records ``[start, end)`` (default all), their links, seals, the tree and checkpoints.
 
-        Uses this trail's own public key as the pinned key. ``trusted`` is a checkpoint kept
-        outside the log (a witness copy): it detects rollback and rewriting that the operator's
-        key could otherwise hide. See :func:`clinops.audit.verify.verify_log`.
+        The pinned key is ``public_key`` or, for a writer, the public half of the signing key it
+        holds; a read-only trail without ``public_key`` refuses (the log's own copy proves nothing).
+        With a witness, its latest cosigned checkpoint is fetched as ``trusted`` (unless given) and
+        its cosignature required: that detects truncation, rollback and forks.
+        See :func:`clinops.audit.verify.verify_log`.
+
+        Raises
+        ------
+        ValueError
+            No ``public_key`` on a trail opened without the signing key.
+        OSError
+            The configured witness is unreachable.
         """
         self._check_usable()
-        public = self._signer.public_key if self._signer is not None else rf.unb64(self._public_key_b64)
-        return verify_log(self.root, public_key=public, start=start, end=end, trusted=trusted, workers=workers)
+        if public_key is None:
+            if self._signer is None:
+                raise ValueError("public_key: required on a trail opened without the signing key (pin the key "
+                                 "obtained out of band, not the copy in the log directory)")
+            public_key = self._signer.public_key
+        witness_key = None
+        if self._witness is not None:
+            witness_key = self._witness.key
+            if trusted is None:
+                trusted = self._witness.latest(self.log_id)
+        return verify_log(self.root, public_key=public_key, start=start, end=end, trusted=trusted,
+                          witness=witness_key, workers=workers)
 
     # -- closing ----------------------------------------------------------------------------
     def close(self) -> None:

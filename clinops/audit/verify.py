@@ -11,7 +11,15 @@ record whose evidence fails:
    signature, by the pinned key, is valid; no record is left unsealed;
 5. every closed segment has its closing checkpoint at the right size;
 6. every stored checkpoint (and the caller's ``trusted`` one, kept outside the log) is signed
-   by the pinned key and equals the RFC 6962 root recomputed from the records.
+   by the pinned key and equals the RFC 6962 root recomputed from the records;
+7. a checkpoint is stored at the end of every commit that crossed a multiple of
+   ``checkpoint_every`` (the writer always signs one there);
+8. with a witness key: the trusted checkpoint and every cosignature in the log verify under it,
+   and at least one checkpoint is cosigned;
+9. every ``recovery`` record's quarantined bytes are present with the SHA-256 it logged.
+
+The segment list and the checkpoint list are taken under one shared lock, so a live log being
+appended to is verified as one consistent state (no false "truncated" alarm).
 
 Large logs (or many seals) are cut into chunks at seal boundaries and verified by ``workers``
 processes (records, links inside the chunk, seals and their signatures); the parent then checks
@@ -27,7 +35,7 @@ import multiprocessing
 import os
 import threading
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -38,10 +46,12 @@ from clinops.audit.keys import key_id, load_public_key, public_key_pem, public_k
 from clinops.audit.merkle import MerkleTree
 from clinops.audit.records import Checkpoint, RecordFormatError
 from clinops.audit.storage import LocalSegmentStore
+from clinops.audit.witness import WitnessKey
 
 __all__ = ["VerifyReport", "verify_log"]
 
 _RECORD_START = b'{"seq":'
+_RECOVERY_KIND = b'"kind":"recovery"'
 _SEAL_START = b'{"seal":'
 # Rough single-core costs, used only to decide whether forking workers pays off (it costs tens of ms).
 _SECONDS_PER_BYTE = 15e-9      # hashing, layout check and links: about 15 us per 1 KB record
@@ -74,7 +84,11 @@ class VerifyReport:
     key_id : str or None
         Key id of the public key used.
     key_pinned : bool
-        False when the key was taken from the log's own header (trust on first use).
+        Always True: verification needs a key obtained from outside the log.
+    n_witnessed : int
+        Checkpoints whose witness cosignature was verified.
+    witness : str or None
+        Name of the witness whose cosignature was required.
     """
 
     ok: bool
@@ -86,13 +100,15 @@ class VerifyReport:
     n_checkpoints: int = 0
     key_id: str | None = None
     key_pinned: bool = False
+    n_witnessed: int = 0
+    witness: str | None = None
 
     def summary(self) -> str:
         """One line for humans."""
         if self.ok:
-            pin = "pinned key" if self.key_pinned else "key from the log's own header (not pinned)"
-            return (f"OK: {self.n_records} records, {self.n_seals} seals, {self.n_checkpoints} checkpoints "
-                    f"verified with {pin} {self.key_id}")
+            witnessed = "" if self.witness is None else f", {self.n_witnessed} cosigned by witness {self.witness}"
+            return (f"OK: {self.n_records} records, {self.n_seals} seals, {self.n_checkpoints} checkpoints{witnessed} "
+                    f"verified with pinned key {self.key_id}")
         where = "" if self.first_bad_seq is None else f"record {self.first_bad_seq}: "
         return f"FAILED: {where}{self.problem}"
 
@@ -132,6 +148,8 @@ class _ChunkResult:
     leaves: bytes = b""
     last_hash: str | None = None
     problem: tuple[int | None, str] | None = None
+    commit_ends: list[int] = field(default_factory=list)      # seq + 1 of every sealed commit's last record
+    recoveries: list[tuple[int, str, str]] = field(default_factory=list)  # (seq, quarantine name, sha256)
 
 
 def _verify_chunk(chunk: _Chunk) -> _ChunkResult:
@@ -164,6 +182,14 @@ def _verify_chunk(chunk: _Chunk) -> _ChunkResult:
                     if why is not None:
                         raise _Problem(seq, f"record {seq} is malformed: {why}")
                     res.n_checked += 1
+                if _RECOVERY_KIND in line:
+                    try:
+                        obj = rf.parse_record(line)
+                    except RecordFormatError as exc:
+                        raise _Problem(seq, f"record {seq} is malformed: {exc}") from None
+                    if obj["kind"] == "recovery":
+                        res.recoveries.append((seq, str(obj["fields"].get("quarantine")),
+                                               str(obj["fields"].get("sha256"))))
                 h = sha256(b"\x00" + line).digest()
                 leaves += h
                 prev_hex = hexlify(h)
@@ -179,6 +205,7 @@ def _verify_chunk(chunk: _Chunk) -> _ChunkResult:
                 if commit_first == chunk.seq0:
                     res.first_commit_authentic = True
                 res.n_seals += seq - 1 >= lo
+                res.commit_ends.append(seq)
                 commit_first = None
                 if hi is not None and seq >= hi:
                     break
@@ -230,8 +257,14 @@ def _check_seal(line: bytes, commit_first: int, seq: int, prev_hex: str, chunk: 
         except InvalidSignature:
             raise _Problem(commit_first, f"the seal over records {commit_first}..{seq - 1} was altered: its head "
                                          "and signature do not match") from None
-        raise _Problem(seq - 1, f"record {seq - 1} no longer hashes to the head its seal signed: it was altered "
-                                "after it was written")
+        if commit_first == seq - 1:
+            raise _Problem(seq - 1, f"record {seq - 1} no longer hashes to the head its seal signed: it was altered "
+                                    "after it was written")
+        # The links inside the commit hold, so whoever altered a record may have re-chained every
+        # later one up to the seal: the first altered record can be any of the commit's.
+        raise _Problem(commit_first, f"records {commit_first}..{seq - 1} no longer hash to the head their seal "
+                                     f"signed: at least one of them was altered after it was written (and the "
+                                     "records after it re-chained, or it is the last one)")
     if seal.kid != chunk.kid:
         raise _Problem(commit_first, f"records {commit_first}..{seq - 1} are sealed by key {seal.kid}, not by the "
                                      f"log's key {chunk.kid}: re-signed with another key")
@@ -291,11 +324,16 @@ def _authentic_from(data: bytes, pos: int, chunk: _Chunk, public: Ed25519PublicK
 
 # -- the whole log ---------------------------------------------------------------------------
 class _Verifier:
-    def __init__(self, root: Path, public: Ed25519PublicKey | None, start: int, end: int | None,
-                 trusted: Checkpoint | None, workers: int, parallel: bool | None) -> None:
+    def __init__(self, root: Path, public: Ed25519PublicKey, start: int, end: int | None,
+                 trusted: Checkpoint | None, workers: int, parallel: bool | None,
+                 witness: WitnessKey | None = None) -> None:
         self.root = root
         self.store = LocalSegmentStore(root)
         self.pinned = public
+        self.witness = witness
+        self.n_witnessed = 0
+        self.commit_ends: list[int] = []
+        self.recoveries: list[tuple[int, str, str]] = []
         self.start = start
         self.end = end
         self.trusted = trusted
@@ -307,19 +345,22 @@ class _Verifier:
         self.n_checked = 0
 
     def run(self) -> VerifyReport:
+        witness = None if self.witness is None else self.witness.name
         try:
             self._header()
         except _Problem as p:
-            return VerifyReport(False, 0, p.seq, p.text, key_pinned=self.pinned is not None)
+            return VerifyReport(False, 0, p.seq, p.text, key_pinned=True, witness=witness)
         problem = None
         try:
-            self._records(self._snapshot())
-            self._checkpoints()
+            segments, checkpoints = self._snapshot()
+            self._records(segments)
+            self._checkpoints(checkpoints)
+            self._quarantine()
         except _Problem as p:
             problem = p
         return VerifyReport(problem is None, self.n_checked, None if problem is None else problem.seq,
                             None if problem is None else problem.text, len(self.tree), self.n_seals,
-                            self.n_checkpoints, self.kid, self.pinned is not None)
+                            self.n_checkpoints, self.kid, True, self.n_witnessed, witness)
 
     def _header(self) -> None:
         try:
@@ -332,27 +373,33 @@ class _Verifier:
         except (RecordFormatError, ValueError) as exc:
             raise _Problem(None, f"audit.json: {exc}") from None
         self.log_id = doc["log_id"]
+        self.checkpoint_every = doc["checkpoint_every"]
         if key_id(header_key) != doc["signing_key_id"]:
             raise _Problem(None, "audit.json: signing_key_id does not match signing_public_key")
-        if self.pinned is not None and public_key_raw(self.pinned) != public_key_raw(header_key):
+        if public_key_raw(self.pinned) != public_key_raw(header_key):
             raise _Problem(None, f"audit.json names signing key {key_id(header_key)}, but the pinned key is "
                                  f"{key_id(self.pinned)}: the log was re-keyed (re-signed), or it is another log")
-        self.public = self.pinned or header_key
+        self.public = self.pinned
         self.kid = key_id(self.public)
         pub_file = self.root / "signing.pub"
         if pub_file.exists() and pub_file.read_bytes() != public_key_pem(self.public):
             raise _Problem(None, f"signing.pub is not the PEM of the log's key {self.kid} (altered or replaced)")
         self.genesis = rf.genesis_hash(self.header)
 
-    def _snapshot(self) -> list[tuple[int, int, bool]]:
-        """(segment, size, closed) taken under a shared lock, so no commit is half-seen."""
+    def _snapshot(self) -> tuple[list[tuple[int, int, bool]], list[int]]:
+        """Segments (first, size, closed) and stored checkpoint sizes, all taken under one shared lock.
+
+        Writers append and checkpoint under the exclusive lock, so this is one consistent state
+        of a live log: no commit half-seen, no checkpoint newer than the records listed.
+        """
         lock = self.root / "lock"
         fd = os.open(lock, os.O_RDONLY) if lock.exists() else None
         try:
             if fd is not None:
                 fcntl.flock(fd, fcntl.LOCK_SH)
             segs = self.store.segments() if self.store.log_dir.exists() else []
-            return [(f, self.store.size(f), self.store.is_sealed(f)) for f in segs]
+            checkpoints = self.store.checkpoints() if self.store.checkpoint_dir.exists() else []
+            return [(f, self.store.size(f), self.store.is_sealed(f)) for f in segs], checkpoints
         finally:
             if fd is not None:
                 fcntl.flock(fd, fcntl.LOCK_UN)
@@ -436,6 +483,8 @@ class _Verifier:
             self.tree.extend_hashes(res.leaves)
             self.n_checked += res.n_checked
             self.n_seals += res.n_seals
+            self.commit_ends += res.commit_ends
+            self.recoveries += res.recoveries
             if res.problem is not None:
                 raise _Problem(*res.problem)
             seq += res.n_records
@@ -454,10 +503,14 @@ class _Verifier:
     def _check_checkpoint(self, cp: Checkpoint, what: str) -> None:
         if cp.log_id != self.log_id:
             raise _Problem(None, f"{what} belongs to log {cp.log_id}, not {self.log_id}")
-        if cp.kid != self.kid:
-            raise _Problem(None, f"{what} is signed by key {cp.kid}, not the log's key {self.kid}")
         if not cp.verify(self.public):
-            raise _Problem(None, f"{what} has an invalid Ed25519 signature (replaced or forged)")
+            raise _Problem(None, f"{what} is not validly signed by the pinned key {self.kid} (replaced, forged or "
+                                 "signed by another key)")
+        if self.witness is not None and any(c.name == self.witness.name for c in cp.cosignatures):
+            if self.witness.cosignature(cp) is None:
+                raise _Problem(None, f"{what} carries a cosignature by witness {self.witness.name} that does not "
+                                     "verify under the pinned witness key (forged)")
+            self.n_witnessed += 1
         if cp.size > len(self.tree):
             raise _Problem(None, f"{what} covers {cp.size} records but the log has only {len(self.tree)}: "
                                  "the log was truncated or rolled back")
@@ -467,7 +520,7 @@ class _Verifier:
         self.n_checkpoints += 1
 
     def _segment_checkpoint(self, first: int, seq: int) -> None:
-        what = f"log/seg-{first:020d}.checkpoint.json"
+        what = f"log/seg-{first:020d}.checkpoint"
         last = seq - 1 if seq else None
         try:
             cp = Checkpoint.from_bytes(self.store.segment_checkpoint(first) or b"")
@@ -478,41 +531,76 @@ class _Verifier:
                                  "were added to or removed from a closed segment")
         self._check_checkpoint(cp, what)
 
-    def _checkpoints(self) -> None:
+    def _checkpoints(self, sizes: list[int]) -> None:
         limit = len(self.tree)
-        for size in self.store.checkpoints() if self.store.checkpoint_dir.exists() else []:
-            what = f"checkpoints/{size:020d}.json"
+        for size in sizes:
+            what = f"checkpoints/{size:020d}.checkpoint"
             try:
                 cp = Checkpoint.from_bytes(self.store.get_checkpoint(size))
             except RecordFormatError as exc:
                 raise _Problem(None, f"{what}: {exc}") from None
+            except FileNotFoundError:
+                raise _Problem(None, f"{what} was deleted while the log was being verified") from None
             if cp.size != size:
                 raise _Problem(None, f"{what} holds a checkpoint for size {cp.size} (renamed or replaced)")
             if self.end is not None and size > limit:
                 continue  # beyond the verified range
             self._check_checkpoint(cp, what)
-        if self.trusted is not None and not (self.end is not None and self.trusted.size > limit):
-            self._check_checkpoint(self.trusted, "the trusted checkpoint")
+        self._required_checkpoints(set(sizes))
+        if self.trusted is not None:
+            if self.witness is not None and self.witness.cosignature(self.trusted) is None:
+                raise _Problem(None, f"the trusted checkpoint (size {self.trusted.size}) has no valid cosignature by "
+                                     f"witness {self.witness.name}")
+            if not (self.end is not None and self.trusted.size > limit):
+                self._check_checkpoint(self.trusted, "the witness's (trusted) checkpoint")
+        if self.witness is not None and self.n_witnessed == 0:
+            raise _Problem(None, f"no checkpoint cosigned by witness {self.witness.name}: nothing ties this log to "
+                                 "what the witness saw (truncation and forks would go unnoticed)")
+
+    def _required_checkpoints(self, sizes: set[int]) -> None:
+        """The writer checkpoints at the end of every commit that crosses a multiple of checkpoint_every."""
+        every = self.checkpoint_every
+        prev = 0
+        for end in self.commit_ends:
+            if end // every > prev // every and end not in sizes and (self.end is None or end <= self.end):
+                raise _Problem(end - 1, f"checkpoints/{end:020d}.checkpoint is missing: the commit ending at record "
+                                        f"{end - 1} crossed a multiple of {every}, where the writer always signs a "
+                                        "checkpoint (deleted, or the log was rewritten)")
+            prev = end
+
+    def _quarantine(self) -> None:
+        """Every ``recovery`` record's quarantined bytes must still be there, unchanged."""
+        for seq, name, digest in self.recoveries:
+            data = self.store.read_quarantine(name) if "/" not in name and name not in ("", ".", "..") else None
+            if data is None:
+                raise _Problem(seq, f"quarantine/{name}, the tail cut by recovery record {seq}, is missing (deleted)")
+            if hashlib.sha256(data).hexdigest() != digest:
+                raise _Problem(seq, f"quarantine/{name} does not match the SHA-256 recovery record {seq} logged: "
+                                    "the cut bytes were altered")
 
 
-def verify_log(root: Path | str, *, public_key: Ed25519PublicKey | bytes | str | Path | None = None,
+def verify_log(root: Path | str, *, public_key: Ed25519PublicKey | bytes | str | Path,
                start: int | None = None, end: int | None = None, trusted: Checkpoint | None = None,
-               workers: int = 2, parallel: bool | None = None) -> VerifyReport:
+               witness: WitnessKey | None = None, workers: int = 2, parallel: bool | None = None) -> VerifyReport:
     """Verify the audit trail in ``root``; needs no private key.
 
     Parameters
     ----------
     root : Path
         The trail's directory.
-    public_key : Ed25519PublicKey, PEM path, PEM/raw bytes or base64, optional
-        The signing key obtained out of band (pinned). Without it the key named in the log's own
-        header is trusted, which cannot detect a log re-signed wholesale with another key.
+    public_key : Ed25519PublicKey, PEM path, PEM/raw bytes or base64
+        The signing key, obtained out of band (pinned). Required: a key read from the log
+        directory proves nothing against whoever can write that directory.
     start, end : int, optional
         Verify records ``[start, end)`` in full; records before ``start`` are still hashed (the
         chain and the tree need them) but their seals are not re-checked.
     trusted : Checkpoint, optional
-        A checkpoint obtained earlier and kept outside the log (a witness). The log must still
-        contain it: detects rollback to an older state and rewriting by a key holder.
+        A checkpoint obtained from outside the log, normally the witness's latest
+        (:meth:`clinops.audit.witness.WitnessClient.latest`). The log must contain it: detects
+        truncation, rollback and rewriting by a key holder.
+    witness : WitnessKey, optional
+        The witness's pinned name and key. Then ``trusted`` must carry its cosignature, every
+        cosignature by it in the log must verify, and at least one checkpoint must be cosigned.
     workers : int
         Worker processes (default 2: the target machine has 2 cores).
     parallel : bool, optional
@@ -525,13 +613,19 @@ def verify_log(root: Path | str, *, public_key: Ed25519PublicKey | bytes | str |
     VerifyReport
         ``ok`` is True only if everything checked out; otherwise ``first_bad_seq`` and ``problem``
         name the first failure.
+
+    Raises
+    ------
+    ValueError
+        A missing or malformed ``public_key``, or a bad range.
     """
+    if public_key is None:
+        raise ValueError("public_key: required, the log's signing key obtained from outside the log")
     if start is not None and (type(start) is not int or start < 0):
         raise ValueError(f"start: must be a non-negative integer, got {start!r}")
     if end is not None and (type(end) is not int or end < (start or 0)):
         raise ValueError(f"end: must be an integer >= start, got {end!r}")
     if type(workers) is not int or workers < 1:
         raise ValueError(f"workers: must be a positive integer, got {workers!r}")
-    pinned = None if public_key is None else load_public_key(public_key)
-    return _Verifier(Path(root), pinned, start or 0, end, trusted, workers, parallel).run()
-
+    return _Verifier(Path(root), load_public_key(public_key), start or 0, end, trusted, workers, parallel,
+                     witness).run()
