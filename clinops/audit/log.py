@@ -289,7 +289,7 @@ class AuditTrail:
         self._seg_count = 0
         self.recoveries: list[RecoveryReport] = []
         self._unlogged_recoveries: list[RecoveryReport] = []
-        self._unauthenticated: list[rf.Seal] = []
+        self._unauthenticated: list[tuple[int, rf.Seal]] = []  # (first seq of the commit, its seal)
         self._checked_checkpoints = -1
         self._due_checkpoints: list[int] = []
         self._witness = witness
@@ -387,6 +387,10 @@ class AuditTrail:
                     trail._check_stored_checkpoints()
                     if trail._unlogged_recoveries:
                         trail._commit_locked([])
+                    elif trail._due_checkpoints:
+                        trail._write_due_checkpoints()
+                    if isinstance(trail._failed, AuditIntegrityError):
+                        raise trail._failed
             finally:
                 fcntl.flock(lock_fd, fcntl.LOCK_UN)
         except BaseException:
@@ -534,7 +538,7 @@ class AuditTrail:
                     break
                 if seal.seq != seq - 1 or seal.head != prev:
                     break
-                self._unauthenticated.append(seal)
+                self._unauthenticated.append((self._next_seq, seal))
                 for h in pending:
                     self._tree.append(h)
                 self._seg_count += len(pending)
@@ -617,7 +621,10 @@ class AuditTrail:
             return
         public = self._verify_key()
         covered = self._covered_by_checkpoint() if len(seals) > 8 else 0
-        for seal in seals:
+        for start, seal in seals:
+            end = seal.seq + 1
+            if end // self._checkpoint_every > start // self._checkpoint_every and not self._store.has_checkpoint(end):
+                self._due_checkpoints.append(end)  # its writer died before signing it
             if seal.seq < covered:
                 continue
             problem = None

@@ -210,8 +210,10 @@ def _verify_chunk(chunk: _Chunk) -> _ChunkResult:
                 if hi is not None and seq >= hi:
                     break
             else:
-                raise _Problem(seq, f"{name} byte {chunk.start + pos}: a line that is neither a record nor a seal "
-                                    "(inserted or damaged)")
+                # Inside a commit this is most likely its damaged seal: blame the commit it should seal.
+                raise _Problem(seq if commit_first is None else commit_first,
+                               f"{name} byte {chunk.start + pos}: a line that is neither a record nor a seal "
+                               "(inserted or damaged)")
             pos = nl + 1
         if commit_first is not None:
             raise _Problem(commit_first, f"records {commit_first}..{seq - 1} at the end of {name} are not sealed: "
