@@ -791,9 +791,14 @@ class AuditTrail:
                     self._queue_cv.notify_all()
         for req in requests:
             if req.error is not None:
+                if isinstance(req.error, AuditWriteError):
+                    raise AuditWriteError(str(req.error), durable=req.error.durable,
+                                          record_ids=req.error.record_ids) from req.error
                 if isinstance(req.error, (AuditIntegrityError, PermissionError, RuntimeError)):
                     raise type(req.error)(str(req.error)) from req.error
-                raise AuditWriteError(f"commit failed, nothing acknowledged: {req.error}") from req.error
+                # Failed before anything was written (keys, pseudonyms, signing): nothing is in the log.
+                raise AuditWriteError(f"commit failed before writing, nothing is in the log: {req.error}",
+                                      durable=False) from req.error
         return [req.receipt for req in requests]  # type: ignore[misc]
 
     def _pseudonym_locked(self, subject: str) -> str:
