@@ -156,13 +156,17 @@ def test_rotation_keeps_old_payloads_readable(trail: AuditTrail, clock: Clock) -
     first_kek = keyring["active"]
     receipt = trail.rotate_key(requester="secops")
     keyring = json.loads((trail.root / "private" / "keyring.json").read_text())
-    assert keyring["active"] != first_kek and keyring["keys"][first_kek]["status"] == "retired"
+    # The old KEK is destroyed once nothing is wrapped under it (a pre-rotation copy opens nothing).
+    assert keyring["active"] != first_kek and first_kek not in keyring["keys"] and keyring["destroyed"] == [first_kek]
     new = trail.append("prediction", pred(1), subject="s1", payload={"x": 1})
     assert trail.decrypt_payload(trail.record(old.seq)) == FEATURES
     assert trail.decrypt_payload(trail.record(new.seq)) == {"x": 1}
     rot = trail.record(receipt.seq)
     assert rot.kind == "key_rotation" and rot.fields["old_kek_id"] == first_kek
-    assert rot.fields["data_keys_rewrapped"] == 1
+    assert rot.fields["data_keys_rewrapped"] == 1 and rot.fields["kek_ids_destroyed"] == [first_kek]
+    kept = trail.rotate_key(destroy_retired=False)
+    keyring = json.loads((trail.root / "private" / "keyring.json").read_text())
+    assert keyring["keys"][trail.record(kept.seq).fields["old_kek_id"]]["status"] == "retired"
     assert trail.verify().ok
 
 

@@ -13,10 +13,12 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -451,3 +453,86 @@ def test_the_witness_refuses_a_fork_signed_with_the_real_key(tmp_path: Path, wit
     bundle_cp = Checkpoint.from_bytes(max((fork / "checkpoints").glob("*")).read_bytes())
     assert wkey.cosignature(bundle_cp) is None
     assert Checkpoint.from_bytes(next((state / "logs").glob("*")).read_bytes()).size == 3
+
+
+# -- defects 7, 9: crypto-shredding that holds, atomic KEK rotation ------------------------------------
+class DayClock:
+    """Six hours further on each call: a subject's payloads spread over several UTC days (several data keys)."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2024, 3, 1, 8, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(hours=6)
+        return self.now
+
+
+def _predictions(trail: AuditTrail, subject: str, n: int) -> list[int]:
+    return [trail.append("prediction", {"model_version": "m", "dataset_sha256": "ab" * 32, "raw_score": 0.1,
+                                        "probability": 0.5, "conformal_set": [0], "requester": "ehr",
+                                        "purpose": "treatment", "prediction_id": f"{subject}-{i}"},
+                         subject=subject, payload={"lactate": i}).seq for i in range(n)]
+
+
+def test_erasure_finds_data_keys_repointed_to_another_subject(tmp_path: Path) -> None:
+    root = tmp_path / "audit"
+    with AuditTrail.open(root, clock=DayClock()) as trail:
+        seqs = _predictions(trail, "hadm-1", 8)
+        _predictions(trail, "hadm-2", 2)
+        pseudonym = trail.pseudonym("hadm-1", create=False)
+        db = sqlite3.connect(root / "private" / "subjects.sqlite")
+        with db:  # the insider hides hadm-1's keys from erasure
+            n_rows = db.execute("UPDATE data_keys SET pseudonym = ? WHERE pseudonym = ?",
+                                ("ps-" + "0" * 32, pseudonym)).rowcount
+        db.close()
+        assert n_rows >= 2
+        assert trail.decrypt_payload(trail.record(seqs[0])) == {"lactate": 0}  # still readable: the attack's premise
+        receipt = trail.erase("hadm-1", requester="dpo")
+        assert trail.record(receipt.seq).fields["data_keys_destroyed"] == n_rows
+        assert all(trail.decrypt_payload(trail.record(seq)) is None for seq in seqs)
+        assert trail.show("hadm-2-0")["features_status"] == "decrypted"
+
+
+def test_a_copy_of_the_key_database_from_before_erasure_opens_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "audit"
+    with AuditTrail.open(root, clock=DayClock()) as trail:
+        seqs = _predictions(trail, "hadm-1", 4)
+        kept = _predictions(trail, "hadm-2", 2)
+    backup = tmp_path / "subjects-before-erasure.sqlite"
+    shutil.copy(root / "private" / "subjects.sqlite", backup)
+    with AuditTrail.open(root, clock=DayClock()) as trail:
+        trail.erase("hadm-1", requester="dpo", retire_kek=True)
+        assert trail.decrypt_payload(trail.record(kept[0])) == {"lactate": 0}   # re-wrapped, still readable
+    for suffix in ("-wal", "-shm"):
+        Path(f"{root / 'private' / 'subjects.sqlite'}{suffix}").unlink(missing_ok=True)
+    shutil.copy(backup, root / "private" / "subjects.sqlite")                    # the insider restores the copy
+    with AuditTrail.open(root, clock=DayClock()) as trail:
+        assert all(trail.decrypt_payload(trail.record(seq)) is None for seq in seqs)
+        assert trail.show("hadm-1-0")["features_status"] == "shredded"
+
+
+def test_a_failed_kek_rotation_changes_nothing_and_is_logged(tmp_path: Path, monkeypatch) -> None:
+    root = tmp_path / "audit"
+    with AuditTrail.open(root, clock=DayClock()) as trail:
+        seqs = _predictions(trail, "hadm-1", 6)
+        before = trail._keyring.active_key_id
+        real_wrap = trail._keyring.wrap
+        calls = []
+
+        def failing_wrap(key: bytes, **kw):
+            calls.append(1)
+            if len(calls) == 2:
+                raise OSError(5, "secrets backend unreachable")
+            return real_wrap(key, **kw)
+
+        monkeypatch.setattr(trail._keyring, "wrap", failing_wrap)
+        with pytest.raises(AuditWriteError, match="key rotation failed, the active key is still"):
+            trail.rotate_key()
+        monkeypatch.undo()
+        assert trail._keyring.active_key_id == before
+        assert all(trail.decrypt_payload(trail.record(seq)) == {"lactate": i} for i, seq in enumerate(seqs))
+        (failed,) = trail.find("key_rotation", status="failed")
+        assert "secrets backend unreachable" in failed.fields["error"]
+        trail.rotate_key()                                     # a retry succeeds
+        assert all(trail.decrypt_payload(trail.record(seq)) == {"lactate": i} for i, seq in enumerate(seqs))
+    assert verify_log(root, public_key=pinned(root)).ok

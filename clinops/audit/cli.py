@@ -75,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("erase", parents=[common], help="erase a data subject (crypto-shredding)")
     p.add_argument("subject", help="the encounter id to erase")
     p.add_argument("--requester", required=True, help="who requested the erasure (logged)")
+    p.add_argument("--retire-kek", action="store_true",
+                   help="also rotate the key-encryption key and destroy the old one, so that a copy of the key "
+                        "database taken before the erasure opens nothing")
 
     p = sub.add_parser("retention", parents=[common], help="shred payloads older than the retention period")
     p.add_argument("--days", type=float, required=True, help="retention period in days")
@@ -82,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rotate-key", parents=[common], help="rotate the key-encryption key (re-wraps data keys)")
     p.add_argument("--requester", default="key-rotation")
+    p.add_argument("--keep-retired", action="store_true",
+                   help="keep the old KEK as retired instead of destroying it after re-wrapping")
 
     p = sub.add_parser("checkpoint", parents=[common, witness], help="sign a checkpoint of the log as it is now")
     p.add_argument("--out", type=Path, default=None, help="also copy it here (e.g. a witness location)")
@@ -174,14 +179,16 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     with AuditTrail.open(args.root, create=False, witness=witness) as trail:
         if cmd == "erase":
-            receipt = trail.erase(args.subject, requester=args.requester)
-            print(f"erased: pseudonym mapping and data keys destroyed; logged as record {receipt.seq}")
+            receipt = trail.erase(args.subject, requester=args.requester, retire_kek=args.retire_kek)
+            n_keys = trail.record(receipt.seq).fields["data_keys_destroyed"]
+            retired = "; key-encryption key rotated and the old one destroyed" if args.retire_kek else ""
+            print(f"erased: pseudonym mapping and {n_keys} data keys destroyed{retired}; logged as record {receipt.seq}")
         elif cmd == "retention":
             report = trail.retention(timedelta(days=args.days), requester=args.requester)
             print(f"retention: {report.data_keys_destroyed} data keys older than {report.cutoff} destroyed; "
                   f"logged as record {report.receipt.seq}")
         elif cmd == "rotate-key":
-            receipt = trail.rotate_key(requester=args.requester)
+            receipt = trail.rotate_key(requester=args.requester, destroy_retired=not args.keep_retired)
             print(f"rotated key-encryption key; logged as record {receipt.seq}")
         elif cmd == "checkpoint":
             cp = trail.checkpoint()

@@ -6,8 +6,14 @@ Two small interfaces, each with a local-file implementation:
   a PKCS#8 PEM file readable only by its owner.
 - :class:`Keyring` holds key-encryption keys (KEKs) under key ids, one of them active, and a
   secret used to look subjects up by HMAC. :class:`LocalKeyring` is a JSON file readable only by
-  its owner. A secrets manager (Vault, AWS KMS / Secrets Manager) can stand behind the same
-  four methods later: ``wrap``, ``unwrap``, ``rotate``, ``subject_lookup``.
+  its owner (keep it on another volume than ``subjects.sqlite``: a copy of both decrypts
+  everything). A secrets manager (Vault/OpenBao transit, AWS KMS) can stand behind the same
+  methods: ``wrap``, ``unwrap``, ``add_key``, ``activate``, ``destroy``, ``subject_lookup``.
+
+Rotation is three durable steps so that no failure loses a key: :meth:`Keyring.add_key` stores
+a new, not yet active KEK; the caller re-wraps every data key under it in one transaction; then
+:meth:`Keyring.activate` makes it active and destroys the retired KEKs, after which a copy of
+the data-key database taken before the rotation no longer opens.
 
 Keys are drawn from the operating system's CSPRNG on purpose: a seeded key is a known key, so
 nothing here takes a seed.
@@ -182,11 +188,15 @@ class Keyring(Protocol):
     @property
     def active_key_id(self) -> str: ...
 
-    def wrap(self, key: bytes, *, context: bytes) -> tuple[str, bytes]: ...
+    def wrap(self, key: bytes, *, context: bytes, key_id: str | None = None) -> tuple[str, bytes]: ...
 
     def unwrap(self, key_id: str, blob: bytes, *, context: bytes) -> bytes: ...
 
-    def rotate(self) -> str: ...
+    def has_key(self, key_id: str) -> bool: ...
+
+    def add_key(self) -> str: ...
+
+    def activate(self, key_id: str, *, destroy_others: bool) -> list[str]: ...
 
     def subject_lookup(self, subject: str) -> bytes: ...
 
@@ -208,10 +218,11 @@ class LocalKeyring:
     File format (JSON)::
 
         {"format": "clinops-audit-keyring", "version": 1, "active": KID,
-         "keys": {KID: {"key": BASE64(32 bytes), "created": UTC, "status": "active"|"retired"}},
-         "lookup_key": BASE64(32 bytes)}
+         "keys": {KID: {"key": BASE64(32 bytes), "created": UTC, "status": "active"|"pending"|"retired"}},
+         "lookup_key": BASE64(32 bytes), "destroyed": [KID, ...]}
 
-    Retired keys stay so data keys wrapped before a rotation still open.
+    A key is never dropped from memory by re-reading the file: a KEK this process holds stays
+    usable (and is written back) until :meth:`activate` destroys it on purpose.
     """
 
     def __init__(self, path: Path) -> None:
@@ -238,16 +249,36 @@ class LocalKeyring:
             doc = json.loads(self.path.read_bytes())
             if doc.get("format") != _KEYRING_FORMAT:
                 raise ValueError(f"format must be {_KEYRING_FORMAT!r}")
-            self._keys = {kid: base64.b64decode(v["key"]) for kid, v in doc["keys"].items()}
-            self._status = {kid: v.get("status", "active") for kid, v in doc["keys"].items()}
+            keys = {kid: base64.b64decode(v["key"]) for kid, v in doc["keys"].items()}
+            status = {kid: v.get("status", "active") for kid, v in doc["keys"].items()}
+            created = {kid: v.get("created", _now()) for kid, v in doc["keys"].items()}
+            destroyed = set(doc.get("destroyed", []))
             self._active = doc["active"]
             self._lookup = base64.b64decode(doc["lookup_key"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{self.path}: not a valid keyring file: {exc}") from None
-        if self._active not in self._keys:
+        if self._active not in keys:
             raise ValueError(f"{self.path}: active key {self._active!r} is not in keys")
-        if any(len(k) != 32 for k in self._keys.values()) or len(self._lookup) != 32:
+        if any(len(k) != 32 for k in keys.values()) or len(self._lookup) != 32:
             raise ValueError(f"{self.path}: every key must be 32 bytes (AES-256)")
+        # Keys held in memory but missing from the file (replaced by an older copy) are kept;
+        # keys the file lists as destroyed are dropped, wherever they are held.
+        held = getattr(self, "_keys", {})
+        destroyed |= getattr(self, "_destroyed", set())
+        for kid in set(held) - set(keys) - destroyed:
+            keys[kid], status[kid], created[kid] = held[kid], self._status[kid], self._created[kid]
+        for kid in destroyed & set(keys):
+            del keys[kid], status[kid], created[kid]
+        if self._active not in keys:
+            raise ValueError(f"{self.path}: the active key {self._active!r} was destroyed")
+        self._keys, self._status, self._created, self._destroyed = keys, status, created, destroyed
+
+    def _save(self) -> None:
+        doc = {"format": _KEYRING_FORMAT, "version": 1, "active": self._active,
+               "keys": {kid: {"key": base64.b64encode(key).decode(), "created": self._created[kid],
+                              "status": self._status[kid]} for kid, key in self._keys.items()},
+               "lookup_key": base64.b64encode(self._lookup).decode(), "destroyed": sorted(self._destroyed)}
+        atomic_write(self.path, json.dumps(doc, indent=1, sort_keys=True).encode(), mode=0o600)
 
     def reload(self) -> None:
         """Re-read the file (another process may have rotated)."""
@@ -262,10 +293,13 @@ class LocalKeyring:
         """Every key id, active and retired."""
         return list(self._keys)
 
-    def wrap(self, key: bytes, *, context: bytes) -> tuple[str, bytes]:
-        """Encrypt ``key`` under the active KEK; returns ``(kek_id, nonce || ciphertext)``."""
+    def wrap(self, key: bytes, *, context: bytes, key_id: str | None = None) -> tuple[str, bytes]:
+        """Encrypt ``key`` under KEK ``key_id`` (default: the active one); returns ``(kek_id, nonce || ciphertext)``."""
+        kid = self._active if key_id is None else key_id
+        if kid not in self._keys:
+            raise KeyUnavailable(f"key-encryption key {kid!r} is not in the keyring {self.path}")
         nonce = secrets.token_bytes(12)
-        return self._active, nonce + AESGCM(self._keys[self._active]).encrypt(nonce, key, context)
+        return kid, nonce + AESGCM(self._keys[kid]).encrypt(nonce, key, context)
 
     def unwrap(self, key_id: str, blob: bytes, *, context: bytes) -> bytes:
         """Decrypt a wrapped key; raises :class:`KeyUnavailable` if the KEK is unknown or the blob is bad."""
@@ -278,18 +312,38 @@ class LocalKeyring:
         except InvalidTag:
             raise KeyUnavailable(f"wrapped data key does not open under {key_id!r} (altered or wrong context)") from None
 
-    def rotate(self) -> str:
-        """Add a new active KEK; the previous one is kept as retired. Returns the new key id."""
-        doc = json.loads(self.path.read_bytes())
-        kid = "kek-" + secrets.token_hex(8)
-        for v in doc["keys"].values():
-            v["status"] = "retired"
-        doc["keys"][kid] = {"key": base64.b64encode(AESGCM.generate_key(256)).decode(),
-                            "created": _now(), "status": "active"}
-        doc["active"] = kid
-        atomic_write(self.path, json.dumps(doc, indent=1, sort_keys=True).encode(), mode=0o600)
+    def has_key(self, key_id: str) -> bool:
+        """True when KEK ``key_id`` is in the keyring (False once destroyed)."""
+        if key_id not in self._keys:
+            self._load()
+        return key_id in self._keys
+
+    def add_key(self) -> str:
+        """Store a new KEK, not yet active (durable before any data key is wrapped under it); its id."""
         self._load()
+        kid = "kek-" + secrets.token_hex(8)
+        self._keys[kid], self._status[kid], self._created[kid] = AESGCM.generate_key(256), "pending", _now()
+        self._save()
         return kid
+
+    def activate(self, key_id: str, *, destroy_others: bool) -> list[str]:
+        """Make ``key_id`` the active KEK; retire the others, or destroy them. Returns the ids destroyed.
+
+        Destroy only once no data key is wrapped under the others any more (the caller re-wrapped
+        them): then a copy of the data keys taken earlier cannot be opened with this keyring.
+        """
+        self._load()
+        if key_id not in self._keys:
+            raise KeyUnavailable(f"key-encryption key {key_id!r} is not in the keyring {self.path}")
+        destroyed = [kid for kid in self._keys if kid != key_id] if destroy_others else []
+        for kid in destroyed:
+            del self._keys[kid], self._status[kid], self._created[kid]
+            self._destroyed.add(kid)
+        for kid in self._keys:
+            self._status[kid] = "active" if kid == key_id else "retired"
+        self._active = key_id
+        self._save()
+        return destroyed
 
     def subject_lookup(self, subject: str) -> bytes:
         """HMAC-SHA256 of a subject id: how the pseudonym store finds a subject without storing the id."""

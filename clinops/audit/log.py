@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import os
+import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -38,8 +39,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from clinops.audit import records as rf
-from clinops.audit.keys import (Ed25519Signer, Keyring, LocalKeyring, Signer, key_id, load_public_key, public_key_pem,
-                                public_key_raw)
+from clinops.audit.keys import (Ed25519Signer, Keyring, KeyUnavailable, LocalKeyring, Signer, key_id, load_public_key,
+                                public_key_pem, public_key_raw)
 from clinops.audit.merkle import MerkleTree, leaf_hash
 from clinops.audit.pseudonyms import PseudonymStore
 from clinops.audit.records import Checkpoint
@@ -1011,12 +1012,20 @@ class AuditTrail:
             with self._pseudonyms.batch():
                 return self._pseudonym_locked(subject_text)
 
-    def erase(self, subject: str | int, *, requester: str) -> AuditReceipt:
+    def erase(self, subject: str | int, *, requester: str, retire_kek: bool = False) -> AuditReceipt:
         """Erase a data subject: delete their pseudonym mapping and every data key (crypto-shredding).
 
         Their payloads become undecryptable; the log's hashes, seals and checkpoints still
-        verify. The erasure is logged as an ``erasure`` record holding the (now unlinkable)
+        verify. The data keys deleted are those of the pseudonym in the key table *and* every key
+        the log's own records of the pseudonym name (the table can be edited; the log cannot,
+        undetected). The erasure is logged as an ``erasure`` record holding the (now unlinkable)
         pseudonym, the requester and the number of keys destroyed, never the identifier.
+
+        Parameters
+        ----------
+        retire_kek : bool
+            Then also rotate the key-encryption key and destroy the old one (:meth:`rotate_key`),
+            so that a copy of ``subjects.sqlite`` taken before the erasure opens nothing any more.
 
         Raises
         ------
@@ -1029,7 +1038,11 @@ class AuditTrail:
         with self._write_lock():
             self._catch_up(recover=True)
             assert self._pseudonyms is not None
-            result = self._pseudonyms.erase(subject_text)
+            pseudonym = self._pseudonyms.lookup_pseudonym(subject_text)
+            logged_keys = set()
+            if pseudonym is not None:
+                logged_keys = {view.payload["dk"] for view in self.find(subject=pseudonym) if view.payload}
+            result = self._pseudonyms.erase(subject_text, logged_keys)
             if result is None:
                 raise LookupError("erase: this subject has no pseudonym (never logged, or already erased)")
             # Keys first, record second: a failure in between leaves an erasure that is done but
@@ -1037,11 +1050,15 @@ class AuditTrail:
             pseudonym, n_keys = result
             self._invalidate_caches()
             try:
-                return self._admin_commit("erasure", {"pseudonym": pseudonym, "requester": requester,
-                                                      "data_keys_destroyed": n_keys})
+                receipt = self._admin_commit("erasure", {"pseudonym": pseudonym, "requester": requester,
+                                                         "data_keys_destroyed": n_keys})
             except AuditWriteError as exc:
                 raise AuditWriteError(f"erasure of pseudonym {pseudonym} is done (mapping and {n_keys} data keys "
-                                      f"destroyed) but its record could not be written: {exc}") from exc
+                                      f"destroyed) but its record could not be written: {exc}",
+                                      durable=exc.durable, record_ids=exc.record_ids) from exc
+            if retire_kek:
+                self._rotate_kek_locked(requester, destroy_retired=True)
+            return receipt
 
     def retention(self, older_than: timedelta, *, requester: str = "retention-policy") -> RetentionReport:
         """Shred the payloads of every UTC day that ended more than ``older_than`` ago.
@@ -1061,21 +1078,39 @@ class AuditTrail:
                                                        "data_keys_destroyed": n_keys})
         return RetentionReport(receipt, rf.utc_text(cutoff), n_keys)
 
-    def rotate_key(self, *, requester: str = "key-rotation") -> AuditReceipt:
+    def rotate_key(self, *, requester: str = "key-rotation", destroy_retired: bool = True) -> AuditReceipt:
         """Rotate the key-encryption key: new KEK active, every data key re-wrapped under it.
 
-        The old KEK stays in the keyring as retired, so nothing becomes unreadable. Logged as a
-        ``key_rotation`` record with the old and new key ids.
+        Three durable steps, so a failure at any point loses no key: the new KEK is stored (not
+        yet active); every data key is re-wrapped under it in one SQLite transaction (all or
+        none); then it becomes active and, with ``destroy_retired`` (the default), the old KEKs
+        are destroyed, so a copy of ``subjects.sqlite`` taken before the rotation opens nothing.
+        Logged as a ``key_rotation`` record with the old and new key ids; a rotation that failed
+        is logged too (``status: failed``) before the error is raised.
         """
         with self._write_lock():
             self._catch_up(recover=True)
-            assert self._keyring is not None and self._pseudonyms is not None
-            old = self._keyring.active_key_id
-            new = self._keyring.rotate()
-            n_keys = self._pseudonyms.rewrap()
+            return self._rotate_kek_locked(requester, destroy_retired=destroy_retired)
+
+    def _rotate_kek_locked(self, requester: str, *, destroy_retired: bool) -> AuditReceipt:
+        assert self._keyring is not None and self._pseudonyms is not None
+        old = self._keyring.active_key_id
+        try:
+            new = self._keyring.add_key()
+            n_keys = self._pseudonyms.rewrap(new)
+            if destroy_retired and self._pseudonyms.count_keys_not_under(new):
+                raise RuntimeError("data keys under an old KEK remain after re-wrapping; not destroying it")
+            destroyed = self._keyring.activate(new, destroy_others=destroy_retired)
+        except (OSError, ValueError, RuntimeError, LookupError, sqlite3.Error) as exc:
             self._invalidate_caches()
-            return self._admin_commit("key_rotation", {"old_kek_id": old, "new_kek_id": new,
-                                                       "data_keys_rewrapped": n_keys, "requester": requester})
+            self._admin_commit("key_rotation", {"old_kek_id": old, "status": "failed", "error": str(exc)[:500],
+                                                "requester": requester})
+            raise AuditWriteError(f"key rotation failed, the active key is still {old} (failure logged): {exc}",
+                                  durable=False) from exc
+        self._invalidate_caches()
+        return self._admin_commit("key_rotation", {"old_kek_id": old, "new_kek_id": new, "status": "done",
+                                                   "data_keys_rewrapped": n_keys, "kek_ids_destroyed": destroyed,
+                                                   "requester": requester})
 
     def checkpoint(self) -> Checkpoint:
         """Sign a checkpoint (tree size + Merkle root) for the log as it is now and store it."""
@@ -1178,10 +1213,14 @@ class AuditTrail:
         if self._pseudonyms is None:
             raise PermissionError("decryption needs the keyring and pseudonym store (root/private)")
         env = record.payload
-        key = self._pseudonyms.key_by_id(env["dk"])
+        assert record.subject is not None
+        try:
+            key = self._pseudonyms.key_by_id(env["dk"], record.subject)
+        except KeyUnavailable:
+            raise AuditIntegrityError(f"the data key of record {record.seq} does not open for its pseudonym and day: "
+                                      "its row in subjects.sqlite was altered or repointed") from None
         if key is None:
             return None
-        assert record.subject is not None
         try:
             plain = AESGCM(key).decrypt(rf.unb64(env["iv"]), rf.unb64(env["ct"]),
                                         rf.payload_aad(self.log_id, record.record_id, record.subject, env["dk"]))
