@@ -536,3 +536,38 @@ def test_a_failed_kek_rotation_changes_nothing_and_is_logged(tmp_path: Path, mon
         trail.rotate_key()                                     # a retry succeeds
         assert all(trail.decrypt_payload(trail.record(seq)) == {"lactate": i} for i, seq in enumerate(seqs))
     assert verify_log(root, public_key=pinned(root)).ok
+
+
+# -- defect 9: signing-key rotation with a signed key transition ------------------------------------
+def test_signing_key_rotation_is_followed_by_verify_and_offline_proofs(tmp_path: Path) -> None:
+    root = tmp_path / "audit"
+    with AuditTrail.open(root, checkpoint_every=3) as trail:
+        genesis = trail._signer.public_key                  # what auditors pinned when the log was created
+        for i in range(4):
+            trail.append("review", review(i))
+        old_kid = trail.key_id
+        rotation = trail.rotate_signing_key(requester="secops")
+        assert trail.key_id != old_kid and rotation.kid == old_kid   # the transition is sealed by the old key
+        after = trail.append("review", review(9))
+        assert after.kid == trail.key_id
+        new_public = trail._signer.public_key
+    with AuditTrail.open(root) as trail:                   # the new key file is the one in use
+        trail.append("review", review(10))
+        bundle = trail.prove(trail.size - 1)
+    report = verify_log(root, public_key=genesis)
+    assert report.ok and report.n_records == 7, report
+    assert "record 6" in verify_bundle(bundle, genesis)
+    assert verify_receipt(after.to_dict(), new_public)
+    # A forged transition: the insider swaps in their own key without the old key's signature.
+    seg = open_segment(root)
+    data = seg.read_bytes()
+    obj = json.loads(next(line for line in data.split(b"\n") if b'"signing_key_rotation"' in line))
+    attacker = Ed25519Signer.generate()
+    forged = dict(obj["fields"], new_public_key=rf.b64(public_key_raw(attacker.public_key)),
+                  new_kid=attacker.key_id)
+    bad = dict(bundle, key_transitions=[{"seq": obj["seq"], **forged}])
+    with pytest.raises(ProofError, match="not signed by the key it replaces"):
+        verify_bundle(bad, genesis)
+    seg.write_bytes(data.replace(obj["fields"]["new_public_key"].encode(), forged["new_public_key"].encode()))
+    report = verify_log(root, public_key=genesis)
+    assert not report.ok and report.first_bad_seq == obj["seq"] and "not signed by the key it replaces" in report.problem

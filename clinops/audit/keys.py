@@ -21,6 +21,7 @@ nothing here takes a seed.
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 import hmac
 import json
@@ -31,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -41,6 +42,7 @@ from clinops.audit.storage import atomic_write
 
 __all__ = [
     "Ed25519Signer",
+    "KeySchedule",
     "Keyring",
     "KeyUnavailable",
     "LocalKeyring",
@@ -348,3 +350,58 @@ class LocalKeyring:
     def subject_lookup(self, subject: str) -> bytes:
         """HMAC-SHA256 of a subject id: how the pseudonym store finds a subject without storing the id."""
         return hmac.new(self._lookup, subject.encode("utf-8"), hashlib.sha256).digest()
+
+
+class KeySchedule:
+    """Which Ed25519 key seals the commits that start at which record: the genesis key, then each
+    key handed over by a signed ``signing_key_rotation`` record.
+
+    A transition record is sealed by the outgoing key and carries the outgoing key's signature
+    over the incoming key (:func:`clinops.audit.records.key_transition_message`); commits that
+    start after it are sealed, and checkpoints of sizes after it signed, by the incoming key.
+
+    Parameters
+    ----------
+    genesis : Ed25519PublicKey
+        The key the log was created with (the pinned key).
+    """
+
+    def __init__(self, genesis: Ed25519PublicKey) -> None:
+        self._starts = [0]
+        self._keys = [genesis]
+        self._kids = [key_id(genesis)]
+        self.transitions: list[tuple[int, dict]] = []   # (seq of the transition record, its fields)
+
+    def at(self, seq: int) -> tuple[Ed25519PublicKey, str]:
+        """``(key, key id)`` that seals a commit starting at record ``seq`` (and signs a checkpoint of size ``seq``)."""
+        i = bisect.bisect_right(self._starts, seq) - 1
+        return self._keys[i], self._kids[i]
+
+    @property
+    def current(self) -> tuple[Ed25519PublicKey, str]:
+        return self._keys[-1], self._kids[-1]
+
+    def add(self, log_id: str, seq: int, fields: dict) -> None:
+        """Follow the transition logged as record ``seq``; raises ``ValueError`` unless the current key signed it."""
+        from clinops.audit.records import key_transition_message, unb64
+        public, kid = self.current
+        try:
+            new_raw = unb64(fields["new_public_key"])
+            new = Ed25519PublicKey.from_public_bytes(new_raw)
+            if fields["old_kid"] != kid or fields["new_kid"] != key_id(new):
+                raise ValueError("old_kid/new_kid do not name the keys")
+            public.verify(unb64(fields["transition_sig"]),
+                          key_transition_message(log_id, kid, fields["new_kid"], fields["new_public_key"]))
+        except (KeyError, TypeError, ValueError, InvalidSignature) as exc:
+            raise ValueError(f"the signing-key transition in record {seq} is not signed by the key it replaces "
+                             f"({kid}): {exc or 'bad signature'}") from None
+        if seq + 1 <= self._starts[-1]:
+            raise ValueError(f"record {seq}: key transitions must come in log order")
+        self._starts.append(seq + 1)
+        self._keys.append(new)
+        self._kids.append(fields["new_kid"])
+        self.transitions.append((seq, dict(fields)))
+
+    def chunk_keys(self) -> tuple[tuple[int, bytes, str], ...]:
+        """``(first seq, raw key, key id)`` for each key: the picklable form verify's workers take."""
+        return tuple((start, public_key_raw(k), kid) for start, k, kid in zip(self._starts, self._keys, self._kids))

@@ -39,12 +39,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from clinops.audit import records as rf
-from clinops.audit.keys import (Ed25519Signer, Keyring, KeyUnavailable, LocalKeyring, Signer, key_id, load_public_key,
-                                public_key_pem, public_key_raw)
+from clinops.audit.keys import (Ed25519Signer, Keyring, KeySchedule, KeyUnavailable, LocalKeyring, Signer, key_id,
+                                load_public_key, public_key_pem, public_key_raw)
 from clinops.audit.merkle import MerkleTree, leaf_hash
 from clinops.audit.pseudonyms import PseudonymStore
 from clinops.audit.records import Checkpoint
-from clinops.audit.storage import LocalSegmentStore, atomic_write
+from clinops.audit.storage import LocalSegmentStore, atomic_write, fsync_dir
 from clinops.audit.verify import VerifyReport, verify_log
 from clinops.audit.witness import WitnessClient, WitnessRefused
 
@@ -64,6 +64,7 @@ _RECORD_START = b'{"seq":'
 _SEAL_START = b'{"seal":'
 # Records after which cached pseudonyms / data keys / the keyring may be stale.
 _INVALIDATING = (b'"kind":"erasure"', b'"kind":"retention"', b'"kind":"key_rotation"')
+_TRANSITION_KIND = b'"kind":"signing_key_rotation"'
 _CACHE_LIMIT = 50_000
 DEFAULT_SEGMENT_RECORDS = 100_000
 DEFAULT_CHECKPOINT_EVERY = 1_000
@@ -266,8 +267,7 @@ class AuditTrail:
         self._paths = paths
         self._header = header
         self.log_id: str = doc["log_id"]
-        self.key_id: str = doc["signing_key_id"]
-        self._public_key_b64: str = doc["signing_public_key"]
+        self._schedule = KeySchedule(load_public_key(rf.unb64(doc["signing_public_key"])))
         self._segment_records: int = doc["segment_records"]
         self._checkpoint_every: int = doc["checkpoint_every"]
         self._signer = signer
@@ -295,6 +295,8 @@ class AuditTrail:
         self._due_checkpoints: list[int] = []
         self._witness = witness
         self._witness_error: str | None = None
+        self._signer_from_file = False
+        self._next_signer: Signer | None = None
         self._pseudonym_cache: dict[str, str] = {}
         self._key_cache: dict[tuple[str, str], tuple[str, bytes]] = {}
         # Group commit across threads.
@@ -351,6 +353,7 @@ class AuditTrail:
             (truncation, rollback, fork).
         """
         paths = _Paths(Path(root))
+        signer_from_file = signer is None  # then a signing-key rotation also replaces private/signing.key
         clock = clock or _utcnow
         rf.utc_text(clock())  # a naive or broken clock fails here, before anything is created
         for name, value in (("segment_records", segment_records), ("checkpoint_every", checkpoint_every)):
@@ -381,9 +384,11 @@ class AuditTrail:
                 signer, keyring, pseudonyms = cls._load_keys(paths, doc, signer, keyring, read_only)
                 trail = cls(paths=paths, header=header, signer=signer, keyring=keyring, pseudonyms=pseudonyms,
                             lock_fd=lock_fd, clock=clock, read_only=read_only, witness=witness)
+                trail._signer_from_file = signer_from_file
                 if not read_only:
                     trail._load_recovery_intents()
                 trail._catch_up(recover=not read_only)
+                trail._adopt_signer()
                 if not read_only:
                     trail._check_stored_checkpoints()
                     if trail._unlogged_recoveries:
@@ -441,8 +446,6 @@ class AuditTrail:
                 signer = Ed25519Signer.load(paths.signing_key)
             except (OSError, ValueError):
                 signer = None
-        if signer is not None and signer.key_id != doc["signing_key_id"]:
-            raise ValueError(f"signer: key {signer.key_id} is not this trail's signing key {doc['signing_key_id']}")
         pseudonyms = None
         try:
             if keyring is None:
@@ -518,6 +521,7 @@ class AuditTrail:
         pos = used = 0
         seq, prev = self._next_seq, self._head.hex()
         pending: list[bytes] = []
+        transitions: list[tuple[int, bytes]] = []
         invalidate = False
         while True:
             nl = data.find(b"\n", pos)
@@ -530,6 +534,8 @@ class AuditTrail:
                 h = hashlib.sha256(b"\x00" + line).digest()
                 pending.append(h)
                 invalidate = invalidate or any(p in line for p in _INVALIDATING)
+                if _TRANSITION_KIND in line:
+                    transitions.append((seq, line))
                 seq += 1
                 prev = h.hex()
             elif line.startswith(_SEAL_START) and pending:
@@ -539,7 +545,9 @@ class AuditTrail:
                     break
                 if seal.seq != seq - 1 or seal.head != prev:
                     break
-                self._unauthenticated.append((self._next_seq, seal))
+                self._unauthenticated.append((self._next_seq, seal, *self._schedule.at(self._next_seq)))
+                self._follow_transitions(transitions)
+                transitions = []
                 for h in pending:
                     self._tree.append(h)
                 self._seg_count += len(pending)
@@ -620,17 +628,16 @@ class AuditTrail:
         seals, self._unauthenticated = self._unauthenticated, []
         if self._read_only or not seals:
             return
-        public = self._verify_key()
         covered = self._covered_by_checkpoint() if len(seals) > 8 else 0
-        for start, seal in seals:
+        for start, seal, public, kid in seals:
             end = seal.seq + 1
             if end // self._checkpoint_every > start // self._checkpoint_every and not self._store.has_checkpoint(end):
                 self._due_checkpoints.append(end)  # its writer died before signing it
             if seal.seq < covered:
                 continue
             problem = None
-            if seal.kid != self.key_id:
-                problem = f"is signed by key {seal.kid}, not by this log's key {self.key_id}"
+            if seal.kid != kid:
+                problem = f"is signed by key {seal.kid}, not by this log's key {kid}"
             else:
                 try:
                     public.verify(seal.sig, seal.message(self.log_id))
@@ -678,8 +685,39 @@ class AuditTrail:
             if latest is not None:
                 self._check_against_tree(latest, f"the witness's latest checkpoint (size {latest.size})")
 
-    def _verify_key(self) -> Ed25519PublicKey:
-        return self._signer.public_key if self._signer is not None else load_public_key(rf.unb64(self._public_key_b64))
+    def _follow_transitions(self, transitions: list[tuple[int, bytes]]) -> None:
+        """Hand the log over to the next signing key for each transition record of a commit just read."""
+        for seq, line in transitions:
+            obj = rf.parse_record(line)
+            if obj["kind"] != "signing_key_rotation":
+                continue
+            try:
+                self._schedule.add(self.log_id, seq, obj["fields"])
+            except ValueError as exc:
+                self._failed = AuditIntegrityError(str(exc))
+                raise self._failed from None
+
+    @property
+    def key_id(self) -> str:
+        """Key id of the signing key in effect now (the genesis key until a signing-key rotation)."""
+        return self._schedule.current[1]
+
+    def _adopt_signer(self) -> None:
+        """After reading the log: the signer must be the key now in effect (finishing a rotation cut short)."""
+        if self._signer is None or self._signer.key_id == self.key_id:
+            return
+        staged = self._paths.signing_key.with_name("signing.key.next")
+        if self._signer_from_file and staged.exists():
+            candidate = Ed25519Signer.load(staged)
+            if candidate.key_id == self.key_id:  # the rotation was logged, the key file not yet replaced
+                os.replace(staged, self._paths.signing_key)
+                fsync_dir(self._paths.private)
+                self._signer = candidate
+                return
+        if self._read_only:
+            self._signer = None  # a reader with an outdated key file just cannot vouch for the log
+            return
+        raise ValueError(f"signer: key {self._signer.key_id} is not this trail's signing key now ({self.key_id})")
 
     def _invalidate_caches(self) -> None:
         self._pseudonym_cache.clear()
@@ -890,10 +928,16 @@ class AuditTrail:
             self._unlogged_recoveries.clear()
             self._forget_recovery_intents()
         # Durable from here on: whatever fails below is reported on the receipts, never as a failed append.
+        receipt_signer = self._signer
+        for req, line in zip(batch, lines, strict=True):
+            if req.kind == "signing_key_rotation":
+                self._follow_transitions([(json.loads(line)["seq"], line)])
+                assert self._next_signer is not None and self._next_signer.key_id == self.key_id
+                self._signer, self._next_signer = self._next_signer, None
         if seq // self._checkpoint_every > old_size // self._checkpoint_every or self._seg_count >= self._segment_records:
             self._due_checkpoints.append(seq)
         checkpoint_error = self._write_due_checkpoints()
-        receipts = self._receipts(old_size, hashes, ids, ts, checkpoint_error)
+        receipts = self._receipts(receipt_signer, old_size, hashes, ids, ts, checkpoint_error)
         return receipts[len(internal):]
 
     def _roll_back(self, exc: OSError, ids: tuple[str, ...]) -> AuditWriteError:
@@ -913,14 +957,13 @@ class AuditTrail:
         return AuditWriteError(f"audit commit not durable and rolled back, none of its records is in the log: {exc}",
                                durable=False, record_ids=ids)
 
-    def _receipts(self, first: int, hashes: list[bytes], ids: list[str], ts: str,
+    def _receipts(self, signer: Signer, first: int, hashes: list[bytes], ids: list[str], ts: str,
                   checkpoint_error: str | None) -> list[AuditReceipt]:
-        assert self._signer is not None
         commit = MerkleTree(hashes)
         root = commit.root().hex()
-        sig = rf.b64(self._signer.sign(rf.receipt_message(self.log_id, first, len(hashes), root, ts)))
+        sig = rf.b64(signer.sign(rf.receipt_message(self.log_id, first, len(hashes), root, ts)))
         return [AuditReceipt(first + i, record_id, h.hex(), self.log_id, ts, first, len(hashes),
-                             tuple(p.hex() for p in commit.inclusion_proof(i)), self._signer.key_id, sig,
+                             tuple(p.hex() for p in commit.inclusion_proof(i)), signer.key_id, sig,
                              checkpoint_error)
                 for i, (h, record_id) in enumerate(zip(hashes, ids, strict=True))]
 
@@ -946,6 +989,9 @@ class AuditTrail:
     def _make_checkpoint(self, size: int) -> Checkpoint:
         """Sign, witness and store the checkpoint at ``size``; an existing one must agree with the tree."""
         assert self._signer is not None
+        if self._signer.key_id != self._schedule.at(size)[1]:
+            raise ValueError(f"signer: key {self._signer.key_id} does not sign checkpoints of size {size} "
+                             f"(key {self._schedule.at(size)[1]} does)")
         root = self._tree.root(size).hex()
         if self._store.has_checkpoint(size):
             stored = Checkpoint.from_bytes(self._store.get_checkpoint(size))
@@ -984,7 +1030,7 @@ class AuditTrail:
 
     def _check_against_tree(self, cp: Checkpoint, what: str) -> None:
         """Raise unless ``cp`` is a valid checkpoint of this log as the writer has built it."""
-        public = self._verify_key()
+        public, _ = self._schedule.at(cp.size)
         if cp.log_id != self.log_id or not cp.verify(public):
             raise AuditIntegrityError(f"{what} is not signed by this log's key: forged or replaced")
         if cp.size > len(self._tree):
@@ -1111,6 +1157,53 @@ class AuditTrail:
         return self._admin_commit("key_rotation", {"old_kek_id": old, "new_kek_id": new, "status": "done",
                                                    "data_keys_rewrapped": n_keys, "kek_ids_destroyed": destroyed,
                                                    "requester": requester})
+
+    def rotate_signing_key(self, new_signer: Signer | None = None, *, requester: str = "key-rotation") -> AuditReceipt:
+        """Hand the log over to a new Ed25519 signing key (after a compromise, or on schedule).
+
+        A ``signing_key_rotation`` record, sealed by the current key, carries the new public key
+        and the current key's signature over it (:func:`clinops.audit.records.key_transition_message`);
+        every later commit, checkpoint and receipt is signed by the new key, and ``verify``
+        follows the chain from the pinned (genesis) key. A witness must be told the new log key
+        (``--log-key``) before the next checkpoint is published.
+
+        Parameters
+        ----------
+        new_signer : Signer, optional
+            The new key (e.g. held by a KMS). Default: a new key in ``private/signing.key``, first
+            stored as ``signing.key.next`` so that a crash after the record was written loses nothing.
+        """
+        if not isinstance(requester, str) or not requester.strip():
+            raise ValueError("requester: required, a non-empty string")
+        with self._write_lock():
+            self._catch_up(recover=True)
+            assert self._signer is not None
+            staged = self._paths.signing_key.with_name("signing.key.next")
+            manage_file = new_signer is None and self._signer_from_file
+            if new_signer is None:
+                new_signer = Ed25519Signer.generate()
+                if manage_file:
+                    staged.unlink(missing_ok=True)
+                    new_signer.save(staged)
+                    fsync_dir(self._paths.private)
+            if new_signer.key_id == self.key_id:
+                raise ValueError("new_signer: is the key already in use")
+            new_b64 = rf.b64(public_key_raw(new_signer.public_key))
+            old_kid = self.key_id
+            fields = {"old_kid": old_kid, "new_kid": new_signer.key_id, "new_public_key": new_b64,
+                      "transition_sig": rf.b64(self._signer.sign(rf.key_transition_message(
+                          self.log_id, old_kid, new_signer.key_id, new_b64))), "requester": requester}
+            self._next_signer = new_signer
+            try:
+                receipt = self._commit_locked([self._request("signing_key_rotation", fields, None, None,
+                                                             internal=True)])[0]
+            finally:
+                self._next_signer = None
+            if manage_file:
+                os.replace(staged, self._paths.signing_key)
+                fsync_dir(self._paths.private)
+            # signing.pub stays the genesis key: the one verifiers pin, from which they follow the chain.
+            return receipt
 
     def checkpoint(self) -> Checkpoint:
         """Sign a checkpoint (tree size + Merkle root) for the log as it is now and store it."""
@@ -1303,7 +1396,11 @@ class AuditTrail:
             path = self._tree.inclusion_proof(seq, cp.size)
         return {"type": "clinops-audit inclusion proof", "version": 1, "log_id": self.log_id, "seq": seq,
                 "record": line.decode("ascii"), "tree_size": cp.size, "proof": [p.hex() for p in path],
-                "checkpoint": cp.to_dict()}
+                "checkpoint": cp.to_dict(), "key_transitions": self._transitions_before(cp.size)}
+
+    def _transitions_before(self, size: int) -> list[dict[str, Any]]:
+        """The signed key transitions a verifier holding the genesis key follows to a checkpoint of ``size``."""
+        return [{"seq": seq, **fields} for seq, fields in self._schedule.transitions if seq < size]
 
     def consistency_proof(self, old: Checkpoint, new: Checkpoint | None = None) -> dict[str, Any]:
         """Consistency proof bundle between an earlier checkpoint ``old`` and ``new`` (default latest).
@@ -1322,7 +1419,8 @@ class AuditTrail:
             self._check_against_tree(new, f"checkpoint at size {new.size}")
             proof = self._tree.consistency_proof(old.size, new.size)
         return {"type": "clinops-audit consistency proof", "version": 1, "log_id": self.log_id,
-                "old": old.to_dict(), "new": new.to_dict(), "proof": [p.hex() for p in proof]}
+                "old": old.to_dict(), "new": new.to_dict(), "proof": [p.hex() for p in proof],
+                "key_transitions": self._transitions_before(new.size)}
 
     def verify(self, start: int | None = None, end: int | None = None, *,
                public_key: Ed25519PublicKey | bytes | str | Path | None = None,

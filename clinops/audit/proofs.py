@@ -15,7 +15,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from clinops.audit import records as rf
-from clinops.audit.keys import key_id, load_public_key
+from clinops.audit.keys import KeySchedule, key_id, load_public_key
 from clinops.audit.merkle import leaf_hash, root_from_inclusion_proof, verify_consistency
 from clinops.audit.records import Checkpoint, RecordFormatError
 from clinops.audit.witness import WitnessKey
@@ -30,15 +30,33 @@ class ProofError(ValueError):
     """A proof bundle does not prove what it claims."""
 
 
-def _checkpoint(obj: Any, what: str, public: Ed25519PublicKey, log_id: str, witness: WitnessKey | None) -> Checkpoint:
+def _schedule(bundle: dict[str, Any], public: Ed25519PublicKey, log_id: str) -> KeySchedule:
+    """The signing keys from the pinned one on, following the bundle's signed key transitions."""
+    schedule = KeySchedule(public)
+    transitions = bundle.get("key_transitions", [])
+    if not isinstance(transitions, list) or not all(isinstance(t, dict) and type(t.get("seq")) is int
+                                                    for t in transitions):
+        raise ProofError("bundle.key_transitions: must be a list of {seq, old_kid, new_kid, new_public_key, "
+                         "transition_sig, ...}")
+    for t in transitions:
+        try:
+            schedule.add(log_id, t["seq"], {k: v for k, v in t.items() if k != "seq"})
+        except ValueError as exc:
+            raise ProofError(f"bundle.key_transitions: {exc}") from None
+    return schedule
+
+
+def _checkpoint(obj: Any, what: str, schedule: KeySchedule, log_id: str, witness: WitnessKey | None) -> Checkpoint:
     try:
         cp = Checkpoint.from_dict(obj)
     except RecordFormatError as exc:
         raise ProofError(f"{what}: {exc}") from None
     if cp.log_id != log_id:
         raise ProofError(f"{what}: belongs to log {cp.log_id}, the bundle claims {log_id}")
+    public, kid = schedule.at(cp.size)
     if not cp.verify(public):
-        raise ProofError(f"{what}: not validly signed by the given public key {key_id(public)}")
+        raise ProofError(f"{what}: not validly signed by the given public key (the key in effect at size {cp.size} "
+                         f"is {kid})")
     if witness is not None and witness.cosignature(cp) is None:
         raise ProofError(f"{what}: no valid cosignature by witness {witness.name}: the checkpoint may be one the "
                          "witness never saw (a fork shown only to you)")
@@ -90,7 +108,8 @@ def verify_bundle(bundle: dict[str, Any] | str | Path,
     if not isinstance(log_id, str):
         raise ProofError("bundle.log_id: required")
     if kind == INCLUSION:
-        cp = _checkpoint(bundle.get("checkpoint"), "bundle.checkpoint", public, log_id, witness)
+        cp = _checkpoint(bundle.get("checkpoint"), "bundle.checkpoint", _schedule(bundle, public, log_id), log_id,
+                         witness)
         seq, size, record = bundle.get("seq"), bundle.get("tree_size"), bundle.get("record")
         if type(seq) is not int or type(size) is not int or not isinstance(record, str):
             raise ProofError("bundle: seq and tree_size must be integers, record a string")
@@ -113,8 +132,9 @@ def verify_bundle(bundle: dict[str, Any] | str | Path,
         return (f"record {seq} ({parsed['kind']}, {parsed['ts']}) is included in log {log_id} at tree size "
                 f"{size}, root {cp.root}, checkpoint signed {cp.ts} by key {key_id(public)}{witnessed}")
     if kind == CONSISTENCY:
-        old = _checkpoint(bundle.get("old"), "bundle.old", public, log_id, witness)
-        new = _checkpoint(bundle.get("new"), "bundle.new", public, log_id, witness)
+        schedule = _schedule(bundle, public, log_id)
+        old = _checkpoint(bundle.get("old"), "bundle.old", schedule, log_id, witness)
+        new = _checkpoint(bundle.get("new"), "bundle.new", schedule, log_id, witness)
         path = _hashes(bundle.get("proof"), "bundle.proof")
         if old.size == 0:
             raise ProofError("bundle.old: a checkpoint of size 0 proves nothing about what the log held")

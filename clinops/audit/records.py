@@ -49,7 +49,7 @@ DOMAIN = b"clinops-audit/v1"
 #: Kinds the server and governance code write; any other ``[a-z][a-z0-9_]{1,31}`` kind is allowed.
 USER_KINDS = ("prediction", "override", "escalation", "review", "deployment")
 #: Kinds only the trail itself writes.
-RESERVED_KINDS = frozenset({"erasure", "retention", "key_rotation", "recovery"})
+RESERVED_KINDS = frozenset({"erasure", "retention", "key_rotation", "recovery", "signing_key_rotation"})
 #: What every prediction record must hold (the paper, "Audit trail implementation").
 PREDICTION_FIELDS = ("model_version", "dataset_sha256", "raw_score", "probability", "conformal_set",
                      "requester", "purpose", "prediction_id")
@@ -354,6 +354,12 @@ def seal_message(log_id: str, seq: int, head_hex: str, ts: str) -> bytes:
 
 def seal_line(seq: int, head_hex: str, ts: str, kid: str, sig: bytes) -> bytes:
     return f'{{"seal":{seq},"head":"{head_hex}","ts":"{ts}","kid":"{kid}","sig":"{b64(sig)}"}}'.encode("ascii")
+
+
+def key_transition_message(log_id: str, old_kid: str, new_kid: str, new_public_b64: str) -> bytes:
+    """What the outgoing signing key signs to hand the log over to the next one."""
+    return b"%s key-transition\n%s\n%s\n%s\n%s\n" % (DOMAIN, log_id.encode(), old_kid.encode(), new_kid.encode(),
+                                                     new_public_b64.encode())
 
 
 def receipt_message(log_id: str, first: int, count: int, commit_root_hex: str, ts: str) -> bytes:

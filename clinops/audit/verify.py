@@ -27,6 +27,7 @@ the link across every chunk boundary and builds the Merkle tree from the leaf ha
 """
 from __future__ import annotations
 
+import bisect
 import fcntl
 import hashlib
 from binascii import hexlify
@@ -42,7 +43,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from clinops.audit import records as rf
-from clinops.audit.keys import key_id, load_public_key, public_key_pem, public_key_raw
+from clinops.audit.keys import KeySchedule, key_id, load_public_key, public_key_pem, public_key_raw
 from clinops.audit.merkle import MerkleTree
 from clinops.audit.records import Checkpoint, RecordFormatError
 from clinops.audit.storage import LocalSegmentStore
@@ -52,6 +53,7 @@ __all__ = ["VerifyReport", "verify_log"]
 
 _RECORD_START = b'{"seq":'
 _RECOVERY_KIND = b'"kind":"recovery"'
+_TRANSITION_KIND = b'"kind":"signing_key_rotation"'
 _SEAL_START = b'{"seal":'
 # Rough single-core costs, used only to decide whether forking workers pays off (it costs tens of ms).
 _SECONDS_PER_BYTE = 15e-9      # hashing, layout check and links: about 15 us per 1 KB record
@@ -131,8 +133,7 @@ class _Chunk:
     seq0: int           # seq of the chunk's first record
     last_of_segment: bool
     log_id: str
-    public: bytes       # raw Ed25519 public key
-    kid: str
+    keys: tuple[tuple[int, bytes, str], ...]   # (first seq, raw Ed25519 key, key id): the key schedule
     range_start: int
     range_end: int | None
 
@@ -157,7 +158,7 @@ def _verify_chunk(chunk: _Chunk) -> _ChunkResult:
     with open(chunk.path, "rb") as fh:
         fh.seek(chunk.start)
         data = fh.read(chunk.end - chunk.start)
-    public = Ed25519PublicKey.from_public_bytes(chunk.public)
+    public = _Keys(chunk.keys)
     res = _ChunkResult(seq0=chunk.seq0)
     leaves = bytearray()
     seq, prev_hex = chunk.seq0, None       # prev_hex: hex text of the last leaf hash, as bytes
@@ -227,6 +228,17 @@ def _verify_chunk(chunk: _Chunk) -> _ChunkResult:
     return res
 
 
+class _Keys:
+    """The key schedule inside a worker: which key seals a commit starting at a given record."""
+
+    def __init__(self, keys: tuple[tuple[int, bytes, str], ...]) -> None:
+        self.starts = [start for start, _, _ in keys]
+        self.keys = [(Ed25519PublicKey.from_public_bytes(raw), kid) for _, raw, kid in keys]
+
+    def at(self, seq: int) -> tuple[Ed25519PublicKey, str]:
+        return self.keys[bisect.bisect_right(self.starts, seq) - 1]
+
+
 def _first_prev(line: bytes, seq: int, name: str) -> str:
     """The prev of a chunk's first record (checked by the caller), after checking its seq."""
     prefix = b'{"seq":%d,"prev":"' % seq
@@ -240,8 +252,9 @@ def _first_prev(line: bytes, seq: int, name: str) -> str:
                         "records were deleted, inserted, duplicated or reordered")
 
 
-def _check_seal(line: bytes, commit_first: int, seq: int, prev_hex: str, chunk: _Chunk, public: Ed25519PublicKey,
+def _check_seal(line: bytes, commit_first: int, seq: int, prev_hex: str, chunk: _Chunk, keys: _Keys,
                 *, verify_sig: bool) -> None:
+    public, kid = keys.at(commit_first)
     try:
         seal = rf.parse_seal(line)
     except RecordFormatError as exc:
@@ -267,9 +280,9 @@ def _check_seal(line: bytes, commit_first: int, seq: int, prev_hex: str, chunk: 
         raise _Problem(commit_first, f"records {commit_first}..{seq - 1} no longer hash to the head their seal "
                                      f"signed: at least one of them was altered after it was written (and the "
                                      "records after it re-chained, or it is the last one)")
-    if seal.kid != chunk.kid:
+    if seal.kid != kid:
         raise _Problem(commit_first, f"records {commit_first}..{seq - 1} are sealed by key {seal.kid}, not by the "
-                                     f"log's key {chunk.kid}: re-signed with another key")
+                                     f"log's key {kid}: re-signed with another key")
     if verify_sig:
         try:
             public.verify(seal.sig, seal.message(chunk.log_id))
@@ -279,8 +292,7 @@ def _check_seal(line: bytes, commit_first: int, seq: int, prev_hex: str, chunk: 
                                          "altered and re-chained") from None
 
 
-def _bad_link(line: bytes, seq: int, data: bytes, pos: int, name: str, chunk: _Chunk,
-              public: Ed25519PublicKey) -> None:
+def _bad_link(line: bytes, seq: int, data: bytes, pos: int, name: str, chunk: _Chunk, public: _Keys) -> None:
     """Name the culprit when a record's seq or prev is not what the chain expects."""
     try:
         obj = rf.parse_record(line)
@@ -289,14 +301,14 @@ def _bad_link(line: bytes, seq: int, data: bytes, pos: int, name: str, chunk: _C
     if obj["seq"] != seq:
         raise _Problem(seq, f"expected record {seq} here in {name}, found record {obj['seq']}: records were "
                             "deleted, inserted, duplicated or reordered")
-    if _authentic_from(data, pos, chunk, public):
+    if _authentic_from(data, pos, seq, chunk, public):
         raise _Problem(seq - 1, f"record {seq - 1} was altered: its hash no longer matches the prev that record "
                                 f"{seq} (intact under its seal) recorded")
     raise _Problem(seq, f"record {seq} was altered: its prev does not link to record {seq - 1} and its commit "
                         "does not match its seal")
 
 
-def _authentic_from(data: bytes, pos: int, chunk: _Chunk, public: Ed25519PublicKey) -> bool:
+def _authentic_from(data: bytes, pos: int, seq: int, chunk: _Chunk, keys: _Keys) -> bool:
     """True when the records from ``pos`` to the next seal are exactly what that seal signed."""
     prev_hex: str | None = None
     while True:
@@ -313,12 +325,13 @@ def _authentic_from(data: bytes, pos: int, chunk: _Chunk, public: Ed25519PublicK
                     return False
             prev_hex = hashlib.sha256(b"\x00" + line).hexdigest()
         elif line.startswith(_SEAL_START):
+            public, kid = keys.at(seq)
             try:
                 seal = rf.parse_seal(line)
                 public.verify(seal.sig, seal.message(chunk.log_id))
             except (RecordFormatError, InvalidSignature):
                 return False
-            return seal.head == prev_hex and seal.kid == chunk.kid
+            return seal.head == prev_hex and seal.kid == kid
         else:
             return False
         pos = nl + 1
@@ -383,6 +396,7 @@ class _Verifier:
                                  f"{key_id(self.pinned)}: the log was re-keyed (re-signed), or it is another log")
         self.public = self.pinned
         self.kid = key_id(self.public)
+        self.schedule = KeySchedule(self.public)
         pub_file = self.root / "signing.pub"
         if pub_file.exists() and pub_file.read_bytes() != public_key_pem(self.public):
             raise _Problem(None, f"signing.pub is not the PEM of the log's key {self.kid} (altered or replaced)")
@@ -436,7 +450,7 @@ class _Verifier:
             bounds = cuts + [size]
             for k, seq0 in enumerate(seqs):
                 chunks.append(_Chunk(first, path, name, bounds[k], bounds[k + 1], seq0, k == len(seqs) - 1, self.log_id,
-                                     public_key_raw(self.public), self.kid, self.start, self.end))
+                                     self.schedule.chunk_keys(), self.start, self.end))
         return chunks
 
     def _records(self, snapshot: list[tuple[int, int, bool]]) -> None:
@@ -446,6 +460,7 @@ class _Verifier:
         parallel = (self.workers > 1 and threading.active_count() == 1
                     and "fork" in multiprocessing.get_all_start_methods()
                     and (self.parallel if self.parallel is not None else self._worth_forking(snapshot)))
+        self._key_transitions(snapshot)
         chunks = self._plan(snapshot, parallel)
         closed = {first: c for first, _, c in snapshot}
         firsts = [first for first, _, _ in snapshot]
@@ -454,6 +469,32 @@ class _Verifier:
                 self._assemble(chunks, pool.map(_verify_chunk, chunks), closed, firsts)
         else:
             self._assemble(chunks, map(_verify_chunk, chunks), closed, firsts)
+
+    def _key_transitions(self, snapshot: list[tuple[int, int, bool]]) -> None:
+        """Follow the signed signing-key transitions, so each commit is checked with the key of its time.
+
+        Found by a byte search before the records are verified; each transition must be signed by
+        the key it replaces, and its own commit's seal (by that key) is checked with the rest.
+        """
+        for first, size, _ in snapshot:
+            if self.end is not None and first >= self.end:
+                break
+            data = self.store.read(first, 0, size)
+            at = data.find(_TRANSITION_KIND)
+            while at >= 0:
+                start = data.rfind(b"\n", 0, at) + 1
+                stop = data.find(b"\n", at)
+                try:
+                    obj = rf.parse_record(data[start:stop if stop >= 0 else len(data)])
+                except RecordFormatError:
+                    at = data.find(_TRANSITION_KIND, at + 1)
+                    continue  # the record check names it
+                if obj["kind"] == "signing_key_rotation":
+                    try:
+                        self.schedule.add(self.log_id, obj["seq"], obj["fields"])
+                    except ValueError as exc:
+                        raise _Problem(obj["seq"], str(exc)) from None
+                at = data.find(_TRANSITION_KIND, at + 1)
 
     def _worth_forking(self, snapshot: list[tuple[int, int, bool]]) -> bool:
         total = sum(size for _, size, _ in snapshot)
@@ -505,9 +546,10 @@ class _Verifier:
     def _check_checkpoint(self, cp: Checkpoint, what: str) -> None:
         if cp.log_id != self.log_id:
             raise _Problem(None, f"{what} belongs to log {cp.log_id}, not {self.log_id}")
-        if not cp.verify(self.public):
-            raise _Problem(None, f"{what} is not validly signed by the pinned key {self.kid} (replaced, forged or "
-                                 "signed by another key)")
+        public, kid = self.schedule.at(cp.size)
+        if not cp.verify(public):
+            raise _Problem(None, f"{what} is not validly signed by the log's key {kid} at that size (replaced, "
+                                 "forged or signed by another key)")
         if self.witness is not None and any(c.name == self.witness.name for c in cp.cosignatures):
             if self.witness.cosignature(cp) is None:
                 raise _Problem(None, f"{what} carries a cosignature by witness {self.witness.name} that does not "
