@@ -88,6 +88,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-retired", action="store_true",
                    help="keep the old KEK as retired instead of destroying it after re-wrapping")
 
+    p = sub.add_parser("rotate-signing-key", parents=[common, witness],
+                       help="hand the log over to a new Ed25519 signing key (a transition signed by the old one)")
+    p.add_argument("--requester", default="key-rotation")
+
     p = sub.add_parser("checkpoint", parents=[common, witness], help="sign a checkpoint of the log as it is now")
     p.add_argument("--out", type=Path, default=None, help="also copy it here (e.g. a witness location)")
 
@@ -190,6 +194,11 @@ def _run(args: argparse.Namespace) -> int:
         elif cmd == "rotate-key":
             receipt = trail.rotate_key(requester=args.requester, destroy_retired=not args.keep_retired)
             print(f"rotated key-encryption key; logged as record {receipt.seq}")
+        elif cmd == "rotate-signing-key":
+            old = trail.key_id
+            receipt = trail.rotate_signing_key(requester=args.requester)
+            print(f"signing key {old} handed over to {trail.key_id} (private/signing.key replaced); logged as record "
+                  f"{receipt.seq}; verifiers keep pinning the genesis key in signing.pub")
         elif cmd == "checkpoint":
             cp = trail.checkpoint()
             if args.out is not None:
