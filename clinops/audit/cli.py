@@ -41,6 +41,14 @@ def _parser() -> argparse.ArgumentParser:
                          help="the witness's key name (default: %(default)s)")
     witness.add_argument("--witness-url", default=os.environ.get("CLINOPS_AUDIT_WITNESS_URL"),
                          help="the witness's URL: its latest checkpoint is fetched (verify) or published to (writers)")
+    witness.add_argument("--s3-endpoint", default=os.environ.get("CLINOPS_AUDIT_S3_ENDPOINT"),
+                         help="S3 endpoint of the Object Lock archive (credentials from AWS_ACCESS_KEY_ID / "
+                              "AWS_SECRET_ACCESS_KEY)")
+    witness.add_argument("--s3-bucket", default=os.environ.get("CLINOPS_AUDIT_S3_BUCKET"),
+                         help="bucket with Object Lock enabled")
+    witness.add_argument("--retention-days", type=float, default=float(os.environ.get("CLINOPS_AUDIT_RETENTION_DAYS",
+                                                                                     3650)),
+                         help="COMPLIANCE lock period of uploaded segments and checkpoints (default %(default)s)")
 
     p = sub.add_parser("verify", parents=[common, witness], help="verify records, links, seals, tree and checkpoints")
     p.add_argument("--start", type=int, default=None, help="first record to verify (default 0)")
@@ -114,6 +122,18 @@ def _witness(args: argparse.Namespace) -> tuple[WitnessKey | None, WitnessClient
     return key, (WitnessClient(args.witness_url, key) if args.witness_url else None)
 
 
+def _archive(args: argparse.Namespace):
+    """The Object Lock archive named by ``--s3-endpoint``/``--s3-bucket``, or None."""
+    if not getattr(args, "s3_endpoint", None):
+        return None
+    if not args.s3_bucket:
+        raise ValueError("--s3-bucket: required with --s3-endpoint")
+    from clinops.audit.objectlock import ObjectLockArchive  # boto3 only when an archive is used
+    return ObjectLockArchive.connect(args.s3_endpoint, args.s3_bucket, access_key=os.environ.get("AWS_ACCESS_KEY_ID", ""),
+                                     secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
+                                     retention=timedelta(days=args.retention_days))
+
+
 def _outside(root: Path, key: Path, what: str) -> Path:
     """``key`` unless it lies inside the log directory ``root`` (then anyone who can write the log can swap it)."""
     if key.resolve().is_relative_to(root.resolve()):
@@ -144,7 +164,7 @@ def _run(args: argparse.Namespace) -> int:
             log_id = AuditTrail.log_id_of(args.root)
             trusted = witness.latest(log_id)
         report = verify_log(args.root, public_key=public_key, start=args.start, end=args.end, trusted=trusted,
-                            witness=witness_key)
+                            witness=witness_key, archive=_archive(args))
         if args.json:
             print(json.dumps(report.__dict__, indent=2))
         else:
@@ -181,7 +201,7 @@ def _run(args: argparse.Namespace) -> int:
                 break
         _emit(json.dumps(bundle, indent=1), args.out)
         return 0
-    with AuditTrail.open(args.root, create=False, witness=witness) as trail:
+    with AuditTrail.open(args.root, create=False, witness=witness, archive=_archive(args)) as trail:
         if cmd == "erase":
             receipt = trail.erase(args.subject, requester=args.requester, retire_kek=args.retire_kek)
             n_keys = trail.record(receipt.seq).fields["data_keys_destroyed"]

@@ -32,7 +32,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -47,6 +47,9 @@ from clinops.audit.records import Checkpoint
 from clinops.audit.storage import LocalSegmentStore, atomic_write, fsync_dir
 from clinops.audit.verify import VerifyReport, verify_log
 from clinops.audit.witness import WitnessClient, WitnessRefused
+
+if TYPE_CHECKING:  # boto3 is imported only by callers that use an archive
+    from clinops.audit.objectlock import ObjectLockArchive
 
 __all__ = [
     "AuditIntegrityError",
@@ -261,7 +264,7 @@ class AuditTrail:
 
     def __init__(self, *, paths: _Paths, header: bytes, signer: Signer | None, keyring: Keyring | None,
                  pseudonyms: PseudonymStore | None, lock_fd: int, clock: Callable[[], datetime],
-                 read_only: bool, witness: WitnessClient | None = None) -> None:
+                 read_only: bool, witness: WitnessClient | None = None, archive: ObjectLockArchive | None = None) -> None:
         doc = rf.parse_header(header)
         self.root = paths.root
         self._paths = paths
@@ -294,7 +297,8 @@ class AuditTrail:
         self._checked_checkpoints = -1
         self._due_checkpoints: list[int] = []
         self._witness = witness
-        self._witness_error: str | None = None
+        self._archive = archive
+        self._publish_errors: list[str] = []
         self._signer_from_file = False
         self._next_signer: Signer | None = None
         self._pseudonym_cache: dict[str, str] = {}
@@ -309,7 +313,8 @@ class AuditTrail:
     def open(cls, root: Path | str, *, create: bool = True, keyring: Keyring | None = None,
              signer: Signer | None = None, segment_records: int | None = None,
              checkpoint_every: int | None = None, clock: Callable[[], datetime] | None = None,
-             read_only: bool = False, witness: WitnessClient | None = None) -> "AuditTrail":
+             read_only: bool = False, witness: WitnessClient | None = None,
+             archive: ObjectLockArchive | None = None) -> "AuditTrail":
         """Open (and by default create) the audit trail in ``root``.
 
         Parameters
@@ -339,6 +344,9 @@ class AuditTrail:
             A witness (``clinops audit witness``) to publish every checkpoint to. On open the log
             must contain the witness's latest cosigned checkpoint (else the log was truncated or
             forked and the trail refuses to write); every checkpoint is stored with its cosignature.
+        archive : ObjectLockArchive, optional
+            An S3 bucket with Object Lock: every checkpoint and every closed segment is also
+            uploaded there, locked in COMPLIANCE mode (:mod:`clinops.audit.objectlock`).
 
         Raises
         ------
@@ -383,7 +391,7 @@ class AuditTrail:
                                          f"(got {value})")
                 signer, keyring, pseudonyms = cls._load_keys(paths, doc, signer, keyring, read_only)
                 trail = cls(paths=paths, header=header, signer=signer, keyring=keyring, pseudonyms=pseudonyms,
-                            lock_fd=lock_fd, clock=clock, read_only=read_only, witness=witness)
+                            lock_fd=lock_fd, clock=clock, read_only=read_only, witness=witness, archive=archive)
                 trail._signer_from_file = signer_from_file
                 if not read_only:
                     trail._load_recovery_intents()
@@ -969,6 +977,7 @@ class AuditTrail:
 
     def _write_due_checkpoints(self) -> str | None:
         """Write the checkpoints owed at documented sizes (and close a full segment); the error text, if any."""
+        self._publish_errors = []
         try:
             while self._due_checkpoints:
                 size = self._due_checkpoints[0]
@@ -984,7 +993,7 @@ class AuditTrail:
             _log.error("audit trail %s: checkpoint at size %d not written (%s); retried at the next commit",
                        self.root, self._due_checkpoints[0], exc)
             return f"checkpoint at size {self._due_checkpoints[0]} not written: {exc}"
-        return self._witness_error
+        return "; ".join(self._publish_errors) or None
 
     def _make_checkpoint(self, size: int) -> Checkpoint:
         """Sign, witness and store the checkpoint at ``size``; an existing one must agree with the tree."""
@@ -1003,11 +1012,21 @@ class AuditTrail:
             stored = Checkpoint.from_bytes(self._store.get_checkpoint(size))
             self._check_against_tree(stored, f"stored checkpoint at size {size}")
             return stored
+        self._archived(f"checkpoints/{size:020d}.checkpoint", cp.to_bytes())
         return cp
+
+    def _archived(self, rel: str, data: bytes) -> None:
+        """Upload to the Object Lock archive, if any; a failure is reported on the receipts, not raised."""
+        if self._archive is None:
+            return
+        try:
+            self._archive.put(self.log_id, rel, data)
+        except OSError as exc:
+            self._publish_errors.append(f"{rel} not archived: {exc}")
+            _log.error("audit trail %s: %s not archived: %s", self.root, rel, exc)
 
     def _witnessed(self, cp: Checkpoint) -> Checkpoint:
         """``cp`` with the witness's cosignature, or unchanged (and the reason kept) when it cannot be had."""
-        self._witness_error = None
         if self._witness is None or cp.size == 0:
             return cp
         try:
@@ -1017,8 +1036,9 @@ class AuditTrail:
             self._failed = AuditIntegrityError(str(exc))
             raise self._failed from exc
         except OSError as exc:
-            self._witness_error = f"checkpoint at size {cp.size} stored without the witness cosignature: {exc}"
-            _log.error("audit trail %s: %s", self.root, self._witness_error)
+            error = f"checkpoint at size {cp.size} stored without the witness cosignature: {exc}"
+            self._publish_errors.append(error)
+            _log.error("audit trail %s: %s", self.root, error)
             return cp
         return cp.with_cosignature(cosig)
 
@@ -1026,6 +1046,9 @@ class AuditTrail:
         assert self._seg is not None
         cp = self._make_checkpoint(self._next_seq)
         self._store.seal(self._seg, cp.to_bytes())
+        name = f"seg-{self._seg:020d}"
+        self._archived(f"log/{name}.jsonl", self._store.read(self._seg))
+        self._archived(f"log/{name}.checkpoint", cp.to_bytes())
         self._seg = None
 
     def _check_against_tree(self, cp: Checkpoint, what: str) -> None:

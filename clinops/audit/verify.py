@@ -38,6 +38,7 @@ import threading
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -341,8 +342,9 @@ def _authentic_from(data: bytes, pos: int, seq: int, chunk: _Chunk, keys: _Keys)
 class _Verifier:
     def __init__(self, root: Path, public: Ed25519PublicKey, start: int, end: int | None,
                  trusted: Checkpoint | None, workers: int, parallel: bool | None,
-                 witness: WitnessKey | None = None) -> None:
+                 witness: WitnessKey | None = None, archive: Any = None) -> None:
         self.root = root
+        self.archive = archive
         self.store = LocalSegmentStore(root)
         self.pinned = public
         self.witness = witness
@@ -371,6 +373,8 @@ class _Verifier:
             self._records(segments)
             self._checkpoints(checkpoints)
             self._quarantine()
+            if self.archive is not None:
+                self._archived()
         except _Problem as p:
             problem = p
         return VerifyReport(problem is None, self.n_checked, None if problem is None else problem.seq,
@@ -612,6 +616,25 @@ class _Verifier:
                                         "checkpoint (deleted, or the log was rewritten)")
             prev = end
 
+    def _archived(self) -> None:
+        """Against the Object Lock archive: its newest checkpoint is in the log, closed segments equal their locked copies."""
+        try:
+            latest = self.archive.latest_checkpoint(self.log_id)
+            if latest is not None:
+                self._check_checkpoint(latest, f"the Object Lock archive's latest checkpoint (size {latest.size})")
+            for name in self.archive.names(self.log_id, "log"):
+                if not name.endswith(".jsonl"):
+                    continue
+                first = int(name[len("log/seg-"):-len(".jsonl")])
+                local = self.root / name
+                if not local.exists():
+                    raise _Problem(first, f"{name} is locked in the archive but missing here: the log was truncated "
+                                          "or rolled back")
+                if local.read_bytes() != self.archive.get(self.log_id, name):
+                    raise _Problem(first, f"{name} differs from its locked copy in the archive: rewritten")
+        except OSError as exc:
+            raise _Problem(None, f"the Object Lock archive could not be read: {exc}") from None
+
     def _quarantine(self) -> None:
         """Every ``recovery`` record's quarantined bytes must still be there, unchanged."""
         for seq, name, digest in self.recoveries:
@@ -625,7 +648,8 @@ class _Verifier:
 
 def verify_log(root: Path | str, *, public_key: Ed25519PublicKey | bytes | str | Path,
                start: int | None = None, end: int | None = None, trusted: Checkpoint | None = None,
-               witness: WitnessKey | None = None, workers: int = 2, parallel: bool | None = None) -> VerifyReport:
+               witness: WitnessKey | None = None, archive: Any = None, workers: int = 2,
+               parallel: bool | None = None) -> VerifyReport:
     """Verify the audit trail in ``root``; needs no private key.
 
     Parameters
@@ -645,6 +669,9 @@ def verify_log(root: Path | str, *, public_key: Ed25519PublicKey | bytes | str |
     witness : WitnessKey, optional
         The witness's pinned name and key. Then ``trusted`` must carry its cosignature, every
         cosignature by it in the log must verify, and at least one checkpoint must be cosigned.
+    archive : clinops.audit.objectlock.ObjectLockArchive, optional
+        The trail's Object Lock bucket: the log must contain its newest checkpoint, and every
+        closed segment locked there must be present here, byte for byte.
     workers : int
         Worker processes (default 2: the target machine has 2 cores).
     parallel : bool, optional
@@ -672,4 +699,4 @@ def verify_log(root: Path | str, *, public_key: Ed25519PublicKey | bytes | str |
     if type(workers) is not int or workers < 1:
         raise ValueError(f"workers: must be a positive integer, got {workers!r}")
     return _Verifier(Path(root), load_public_key(public_key), start or 0, end, trusted, workers, parallel,
-                     witness).run()
+                     witness, archive).run()
