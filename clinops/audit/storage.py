@@ -15,10 +15,9 @@ directory:
 ``quarantine/<name>.torn`` (and ``<name>.torn.unlogged`` until its ``recovery`` record is written)
     bytes cut from a torn tail.
 
-An S3 implementation would keep the active segment on local disk and implement ``seal`` and
-``put_checkpoint`` as uploads to a bucket with Object Lock in COMPLIANCE mode (retention set to
-the legal retention period), so that not even the account owner can delete or overwrite a closed
-segment before it expires; ``segments``/``read`` would list and fetch objects.
+The local directory is the working copy. What must never change (closed segments, checkpoints)
+is also uploaded to an S3 bucket with Object Lock in COMPLIANCE mode by
+:class:`clinops.audit.objectlock.ObjectLockArchive`, which the store's owner cannot delete.
 """
 from __future__ import annotations
 
