@@ -17,6 +17,10 @@ What is measured (all on a fresh trail in a temporary directory on the same disk
   link, every seal's Ed25519 signature, the Merkle tree, every checkpoint), median of 3 runs,
   with 2 worker processes (the default; logs of 8 MiB or more) and with one process, for the
   group-commit log and for the single-append log (one seal, so one Ed25519 check, per record).
+- witness: the cost of publishing a checkpoint to a witness (``clinops audit witness`` started
+  as a separate process on a loopback port): ``--checkpoints`` calls of ``checkpoint()`` after
+  one append each, with and without the witness (consistency proof, HTTP round trip, the
+  witness's checks and cosignature), and the group-commit rate with the witness attached.
 
 Wall-clock rates depend on what else runs on the machine; the benchmark also reports rates per
 CPU-second (this process and its verify workers), which do not, and the load average at the end.
@@ -35,7 +39,11 @@ import threading
 import time
 from pathlib import Path
 
-from clinops.audit import AuditTrail, verify_log
+import subprocess
+
+from clinops.audit import AuditTrail, Ed25519Signer, verify_log
+from clinops.audit.keys import public_key_pem
+from clinops.audit.witness import WitnessClient, WitnessKey
 
 FEATURES = ("age", "sex_male", "dx_chapter", "gcs", "map", "heart_rate", "resp_rate", "temperature", "spo2",
             "creatinine", "lactate", "albumin", "bilirubin", "platelets", "inr", "vasopressor", "mech_vent")
@@ -72,12 +80,38 @@ def _median_verify(root: Path, public_key: Path, workers: int = 2) -> tuple[floa
     return statistics.median(times), statistics.median(cpus), n
 
 
+def _pinned(root: Path):
+    """The public key as an auditor pins it (from the private key, not the log's own signing.pub)."""
+    return Ed25519Signer.load(root / "private" / "signing.key").public_key
+
+
+def _start_witness(tmp: Path, signer: Ed25519Signer) -> tuple[subprocess.Popen, WitnessClient]:
+    (tmp / "log.pub").write_bytes(public_key_pem(signer.public_key))
+    proc = subprocess.Popen([sys.executable, "-m", "clinops.cli", "audit", "witness", "--state", str(tmp / "witness"),
+                             "--log-key", str(tmp / "log.pub"), "--port", "0"], stdout=subprocess.PIPE, text=True)
+    url = proc.stdout.readline().split("listening on ")[1].split()[0]
+    return proc, WitnessClient(url, WitnessKey.load(tmp / "witness" / "witness.pub"))
+
+
+def _checkpoint_seconds(root: Path, n: int, signer: Ed25519Signer, witness: WitnessClient | None) -> float:
+    """Mean seconds of one checkpoint() (sign, publish when a witness is given, store)."""
+    with AuditTrail.open(root, signer=signer, witness=witness) as trail:
+        total = 0.0
+        for i in range(n):
+            trail.append("review", {"requester": "bench", "n": i})
+            t0 = time.perf_counter()
+            trail.checkpoint()
+            total += time.perf_counter() - t0
+    return total / n
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=int, default=20_000, help="records in the group-commit run")
     ap.add_argument("--batch", type=int, default=100, help="records per append_many call")
     ap.add_argument("--threads", type=int, default=8, help="threads in the threaded run")
     ap.add_argument("--single", type=int, default=2_000, help="records in the single-append run")
+    ap.add_argument("--checkpoints", type=int, default=200, help="checkpoints timed with and without the witness")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     rng = random.Random(args.seed)
@@ -94,11 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         results["group_commit_batch"] = args.batch
         results["group_commit_appends_per_s"] = round(args.records / dt)
         results["group_commit_appends_per_cpu_s"] = round(args.records / cpu)
-        secs, cpu, n = _median_verify(root, root / "signing.pub")
+        secs, cpu, n = _median_verify(root, _pinned(root))
         results["verify_group_log_records"] = n
         results["verify_group_log_records_per_s"] = round(n / secs)
         results["verify_group_log_records_per_cpu_s_2_processes"] = round(n / cpu)
-        secs, cpu, n = _median_verify(root, root / "signing.pub", workers=1)
+        secs, cpu, n = _median_verify(root, _pinned(root), workers=1)
         results["verify_group_log_records_per_s_1_process"] = round(n / secs)
         results["verify_group_log_records_per_cpu_s_1_process"] = round(n / cpu)
 
@@ -135,10 +169,30 @@ def main(argv: list[str] | None = None) -> int:
                 trail.append(ev["kind"], ev["fields"], subject=ev["subject"], payload=ev["payload"])
             dt = time.perf_counter() - t0
         results["single_appends_per_s"] = round((args.single - 50) / dt)
-        secs, cpu, n = _median_verify(root, root / "signing.pub")
+        secs, cpu, n = _median_verify(root, _pinned(root))
         results["verify_single_log_records"] = n
         results["verify_single_log_records_per_s"] = round(n / secs)
         results["verify_single_log_records_per_cpu_s"] = round(n / cpu)
+
+        # witness: publishing cost per checkpoint, and group commit with the witness attached
+        signer = Ed25519Signer.generate()
+        proc, witness = _start_witness(Path(tmp), signer)
+        try:
+            results["checkpoint_ms_local"] = round(1e3 * _checkpoint_seconds(Path(tmp) / "cp-local", args.checkpoints,
+                                                                             signer, None), 2)
+            results["checkpoint_ms_witnessed"] = round(1e3 * _checkpoint_seconds(Path(tmp) / "cp-witnessed",
+                                                                                 args.checkpoints, signer, witness), 2)
+            root = Path(tmp) / "group-witnessed"
+            events = [_event(rng, i) for i in range(args.records)]
+            with AuditTrail.open(root, signer=signer, witness=witness) as trail:
+                t0 = time.perf_counter()
+                for i in range(0, len(events), args.batch):
+                    trail.append_many(events[i:i + args.batch])
+                dt = time.perf_counter() - t0
+            results["group_commit_witnessed_appends_per_s"] = round(args.records / dt)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
 
     results["load_average_1min_at_end"] = os.getloadavg()[0]
     r = results
@@ -154,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{r['verify_group_log_records_per_cpu_s_1_process']:,} |")
     print(f"| records verified, single-append log (one seal per record), 2 processes | "
           f"{r['verify_single_log_records_per_s']:,} | {r['verify_single_log_records_per_cpu_s']:,} |")
+    print(f"| durable appends, group commit, every checkpoint published to a witness | "
+          f"{r['group_commit_witnessed_appends_per_s']:,} | |")
+    print(f"checkpoint cost: {r['checkpoint_ms_local']} ms signed and stored locally, {r['checkpoint_ms_witnessed']} ms "
+          f"with the witness's consistency check and cosignature (mean of {args.checkpoints})")
     print(f"fsync policy: {r['fsync_policy']}; 1-minute load average at the end: {r['load_average_1min_at_end']:.2f} "
           f"on {os.cpu_count()} CPUs")
     print(json.dumps(results))

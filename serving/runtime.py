@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from clinops.audit.log import AuditTrail
+from clinops.audit.log import AuditReceipt, AuditTrail
 from clinops.drift import PSI_EPS, DriftPolicy, PsiReference, psi_status
 from clinops.fairness import FairnessPolicy, age_groups, fairness_alerts, subgroup_table
 from clinops.features import FeatureManifest
@@ -191,6 +191,7 @@ class _Scored:
     prediction_id: str
     contributions: list[dict[str, Any]]
     record_id: str | None = None  # of its prediction audit record, once written (None: auditing off)
+    receipt: dict[str, Any] | None = None  # the audit trail's signed receipt for that record
 
 
 class ServingRuntime:
@@ -314,8 +315,8 @@ class ServingRuntime:
             raise AuditUnavailable(str(exc)) from exc
         return receipt.record_id
 
-    def _append_many(self, events: list[dict[str, Any]]) -> list[str]:
-        """Several audit records in one commit; ``[]`` when auditing is off."""
+    def _append_many(self, events: list[dict[str, Any]]) -> list[AuditReceipt]:
+        """Several audit records in one commit (their signed receipts); ``[]`` when auditing is off."""
         if self.audit is None:
             return []
         try:
@@ -326,7 +327,7 @@ class ServingRuntime:
             self.metrics.audit_failures.inc()
             log.error("audit write failed (%s): %s", [e["kind"] for e in events], exc)
             raise AuditUnavailable(str(exc)) from exc
-        return [r.record_id for r in receipts]
+        return receipts
 
     def _on_governance_event(self, event: GovernanceEvent) -> None:
         """Sink of the governance state machine: every event goes to the audit trail."""
@@ -404,7 +405,7 @@ class ServingRuntime:
             "low_confidence": result.low_confidence, "out_of_distribution": result.out_of_distribution,
             "imputed": list(result.imputed), "contributions": scored.contributions,
             "governance_state": scored.state.value, "needs_review": bool(reasons),
-            "escalation_reasons": reasons, "audit_record_id": scored.record_id,
+            "escalation_reasons": reasons, "audit_record_id": scored.record_id, "audit_receipt": scored.receipt,
         }
 
     def _score_and_record(self, requests: list[_PredictionRequest]) -> list[_Scored | Exception]:
@@ -521,7 +522,8 @@ class ServingRuntime:
                 return  # auditing off
             at = 0
             for i in indices:
-                answers[i].record_id = receipts[at]  # type: ignore[union-attr]  # the prediction's
+                # the prediction's record: its id and the trail's signed receipt
+                answers[i].record_id, answers[i].receipt = receipts[at].record_id, receipts[at].to_dict()  # type: ignore[union-attr]
                 at += len(events_of[i])
 
         pending = [i for i, events in enumerate(events_of) if events]

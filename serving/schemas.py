@@ -139,6 +139,9 @@ class PredictionResponse(BaseModel):
     needs_review: bool
     escalation_reasons: list[str]
     audit_record_id: str | None = Field(description="Audit record of this prediction (null when auditing is off)")
+    audit_receipt: dict[str, Any] | None = Field(
+        default=None, description="The audit trail's signed receipt for that record (seq, leaf hash, time, Ed25519 "
+                                  "signature): check it with `clinops audit check-receipt`; null when auditing is off")
 
 
 class OverrideRequest(_Strict):

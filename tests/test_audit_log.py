@@ -18,11 +18,13 @@ from clinops.audit import (
     AuditIntegrityError,
     AuditTrail,
     Checkpoint,
+    Ed25519Signer,
     ProofError,
     verify_bundle,
     verify_log,
 )
 from clinops.audit.cli import main as cli_main
+from clinops.audit.keys import public_key_pem
 from clinops.audit.merkle import leaf_hash
 
 FEATURES = {"age": 71.0, "gcs": 9.0, "lactate": 3.4, "map": 62.0, "vasopressor": 1}
@@ -57,6 +59,11 @@ def trail(tmp_path: Path, clock: Clock):
     t = AuditTrail.open(tmp_path / "audit", segment_records=8, checkpoint_every=5, clock=clock)
     yield t
     t.close()
+
+
+def pinned_key(root: Path):
+    """The trail's public key as an auditor gets it out of band (here: from the private key file)."""
+    return Ed25519Signer.load(root / "private" / "signing.key").public_key
 
 
 def _log_bytes(root: Path) -> bytes:
@@ -149,13 +156,17 @@ def test_rotation_keeps_old_payloads_readable(trail: AuditTrail, clock: Clock) -
     first_kek = keyring["active"]
     receipt = trail.rotate_key(requester="secops")
     keyring = json.loads((trail.root / "private" / "keyring.json").read_text())
-    assert keyring["active"] != first_kek and keyring["keys"][first_kek]["status"] == "retired"
+    # The old KEK is destroyed once nothing is wrapped under it (a pre-rotation copy opens nothing).
+    assert keyring["active"] != first_kek and first_kek not in keyring["keys"] and keyring["destroyed"] == [first_kek]
     new = trail.append("prediction", pred(1), subject="s1", payload={"x": 1})
     assert trail.decrypt_payload(trail.record(old.seq)) == FEATURES
     assert trail.decrypt_payload(trail.record(new.seq)) == {"x": 1}
     rot = trail.record(receipt.seq)
     assert rot.kind == "key_rotation" and rot.fields["old_kek_id"] == first_kek
-    assert rot.fields["data_keys_rewrapped"] == 1
+    assert rot.fields["data_keys_rewrapped"] == 1 and rot.fields["kek_ids_destroyed"] == [first_kek]
+    kept = trail.rotate_key(destroy_retired=False)
+    keyring = json.loads((trail.root / "private" / "keyring.json").read_text())
+    assert keyring["keys"][trail.record(kept.seq).fields["old_kek_id"]]["status"] == "retired"
     assert trail.verify().ok
 
 
@@ -228,9 +239,12 @@ def test_read_only_auditor_without_private_keys(trail: AuditTrail, tmp_path: Pat
     trail.close()
     copy = tmp_path / "auditor"
     shutil.copytree(trail.root, copy, ignore=shutil.ignore_patterns("private", "lock"))
+    pinned = Ed25519Signer.load(trail.root / "private" / "signing.key").public_key  # handed over out of band
     with AuditTrail.open(copy, read_only=True) as ro:
         assert ro.show("pred-0", decrypt=False)["probability"] == 0.1
-        assert ro.verify().ok
+        with pytest.raises(ValueError, match="public_key: required"):
+            ro.verify()  # the copy's own signing.pub proves nothing
+        assert ro.verify(public_key=pinned).ok
         with pytest.raises(PermissionError, match="keyring"):
             ro.show("pred-0")
         with pytest.raises(PermissionError, match="read-only"):
@@ -260,15 +274,15 @@ def test_closed_segments_are_read_only_beside_their_checkpoint(trail: AuditTrail
     for i in range(19):
         trail.append("review", {"requester": "qa", "n": i})
     log = trail.root / "log"
-    closed = sorted(p.name for p in log.glob("*.checkpoint.json"))
-    assert closed == ["seg-00000000000000000000.checkpoint.json", "seg-00000000000000000008.checkpoint.json"]
+    closed = sorted(p.name for p in log.glob("*.checkpoint"))
+    assert closed == ["seg-00000000000000000000.checkpoint", "seg-00000000000000000008.checkpoint"]
     for first in (0, 8):
         seg = log / f"seg-{first:020d}.jsonl"
         assert stat.S_IMODE(seg.stat().st_mode) == 0o400
-        cp = Checkpoint.from_bytes((log / f"seg-{first:020d}.checkpoint.json").read_bytes())
+        cp = Checkpoint.from_bytes((log / f"seg-{first:020d}.checkpoint").read_bytes())
         assert cp.size == first + 8
     assert stat.S_IMODE((log / "seg-00000000000000000016.jsonl").stat().st_mode) == 0o600
-    sizes = sorted(int(p.stem) for p in (trail.root / "checkpoints").glob("*.json"))
+    sizes = sorted(int(p.stem) for p in (trail.root / "checkpoints").glob("*.checkpoint"))
     assert sizes == [5, 8, 10, 15, 16]  # every 5 records, and at each segment close
     assert trail.verify().n_checkpoints == 7
 
@@ -287,7 +301,7 @@ def test_inclusion_proof_checks_offline_and_tampering_is_caught(trail: AuditTrai
         with pytest.raises(ProofError, match=match):
             verify_bundle(forged, pub)
     other = AuditTrail.open(tmp_path / "other")
-    with pytest.raises(ProofError, match="not by the given public key"):
+    with pytest.raises(ProofError, match="not validly signed by the given public key"):
         verify_bundle(bundle, other.root / "signing.pub")
     other.close()
 
@@ -326,17 +340,18 @@ def test_range_verification_and_the_parallel_path_agree(trail: AuditTrail) -> No
     for i in range(30):
         trail.append("review", {"requester": "qa", "n": i})
     trail.close()
-    report = verify_log(trail.root, start=10, end=20)
+    key = pinned_key(trail.root)
+    report = verify_log(trail.root, public_key=key, start=10, end=20)
     assert report.ok and report.n_records == 10
-    parallel = verify_log(trail.root, parallel=True, workers=2)
-    assert parallel.ok and parallel.n_records == 30 == verify_log(trail.root, parallel=False).n_records
+    parallel = verify_log(trail.root, public_key=key, parallel=True, workers=2)
+    assert parallel.ok and parallel.n_records == 30 == verify_log(trail.root, public_key=key, parallel=False).n_records
     # Damage record 25: a range that ends before it still verifies, the whole log does not.
     seg = trail.root / "log" / "seg-00000000000000000024.jsonl"
     os.chmod(seg, 0o600)
     seg.write_bytes(seg.read_bytes().replace(b'"n":25', b'"n":52'))
-    assert verify_log(trail.root, end=20).ok
+    assert verify_log(trail.root, public_key=key, end=20).ok
     for parallel in (False, True):
-        report = verify_log(trail.root, parallel=parallel)
+        report = verify_log(trail.root, public_key=key, parallel=parallel)
         assert not report.ok and report.first_bad_seq == 25, report
 
 
@@ -378,7 +393,7 @@ def test_torn_tail_is_cut_kept_and_logged_on_open(tmp_path: Path, clock: Clock, 
         tail = added[:added.index(b'{"seal":')]
         assert tail.count(b"\n") == 2
     seg.write_bytes(clean + tail)
-    report = verify_log(root)
+    report = verify_log(root, public_key=pinned_key(root))
     assert not report.ok and report.first_bad_seq == 5
     assert ("torn" in report.problem or "not sealed" in report.problem), report.problem
 
@@ -402,7 +417,7 @@ def test_damage_followed_by_sealed_commits_is_not_repaired(tmp_path: Path) -> No
     seg = root / "log" / "seg-00000000000000000000.jsonl"
     data = seg.read_bytes()
     seg.write_bytes(data.replace(b'"n":1', b'"n":7', 1))
-    with pytest.raises(AuditIntegrityError, match="not a torn write"):
+    with pytest.raises(AuditIntegrityError, match="a complete seal follows the damage"):
         AuditTrail.open(root)
     assert seg.read_bytes() != data  # left as found, for investigation
 
@@ -414,7 +429,11 @@ def test_cli_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         for i in range(4):
             t.append("prediction", pred(i), subject=f"hadm-{i}", payload=FEATURES)
     r = ["--root", str(root)]
-    pub = str(root / "signing.pub")
+    assert cli_main(["verify", *r, "--public-key", str(root / "signing.pub")]) == 1
+    assert "outside the log" in capsys.readouterr().err  # the log's own copy of its key proves nothing
+    assert cli_main(["verify", *r]) == 2  # no pinned key: usage error
+    pub = str(tmp_path / "pinned.pub")  # handed over out of band
+    Path(pub).write_bytes(public_key_pem(pinned_key(root)))
     assert cli_main(["verify", *r, "--public-key", pub]) == 0
     assert "OK: 4 records" in capsys.readouterr().out
     assert cli_main(["show", "pred-2", *r]) == 0

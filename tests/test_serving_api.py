@@ -14,8 +14,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.metrics import roc_auc_score
 
+from clinops.audit.keys import Ed25519Signer
 from clinops.audit.log import AuditTrail
 from clinops.governance import ReviewQueue
+from clinops.audit.proofs import verify_receipt
 from clinops.modeling import ModelBundle
 from clinops.privacy import ROLES
 from clinops.uncertainty import RiskPredictor, expected_calibration_error
@@ -150,6 +152,11 @@ def test_prediction_is_the_predictors_answer_and_is_audited(served, predictor):
     assert fields["probability"] == body["probability"] and fields["conformal_set"] == body["conformal_set"]
     assert fields["requester"] == "dr-demo-clinician" and fields["purpose"] == "direct_care"
     assert records[0].subject.startswith("ps-") and records[0].subject != CONSENTED
+    # the answer carries the log's signed receipt for that record, checkable offline
+    receipt = body["audit_receipt"]
+    assert receipt["record_id"] == body["audit_record_id"] and receipt["record_hash"] == records[0].record_hash
+    log_key = Ed25519Signer.load(state / "audit" / "private" / "signing.key").public_key
+    assert "accepted record" in verify_receipt(receipt, log_key)
     # the encounter id is never written in clear
     assert CONSENTED.encode() not in b"".join(p.read_bytes() for p in (state / "audit" / "log").glob("*.jsonl"))
 

@@ -6,8 +6,10 @@ AES-256-GCM under per-subject data keys; subjects appear only as random pseudony
 deletes the mapping and the keys while every hash and signature still verifies.
 
 Main entry points: :class:`AuditTrail` (open, append, find, show, erase, retention, rotate_key,
-checkpoint, prove, verify), :func:`verify_log` and :func:`verify_bundle` (need only the public
-key), and the ``clinops audit`` command (:mod:`clinops.audit.cli`).
+rotate_signing_key, checkpoint, prove, verify), :func:`verify_log`, :func:`verify_bundle` and
+:func:`verify_receipt` (need only the pinned public key), the witness
+(:mod:`clinops.audit.witness`), the Object Lock archive (:mod:`clinops.audit.objectlock`), keys in
+OpenBao (:mod:`clinops.audit.openbao`), and the ``clinops audit`` command (:mod:`clinops.audit.cli`).
 """
 from clinops.audit.keys import Ed25519Signer, Keyring, LocalKeyring, Signer
 from clinops.audit.log import (
@@ -19,9 +21,10 @@ from clinops.audit.log import (
     RecoveryReport,
     RetentionReport,
 )
-from clinops.audit.proofs import ProofError, verify_bundle
+from clinops.audit.proofs import ProofError, verify_bundle, verify_receipt
 from clinops.audit.records import PREDICTION_FIELDS, Checkpoint
 from clinops.audit.verify import VerifyReport, verify_log
+from clinops.audit.witness import WitnessClient, WitnessKey
 
 __all__ = [
     "PREDICTION_FIELDS",
@@ -39,6 +42,9 @@ __all__ = [
     "RetentionReport",
     "Signer",
     "VerifyReport",
+    "WitnessClient",
+    "WitnessKey",
     "verify_bundle",
     "verify_log",
+    "verify_receipt",
 ]

@@ -6,8 +6,14 @@ Two small interfaces, each with a local-file implementation:
   a PKCS#8 PEM file readable only by its owner.
 - :class:`Keyring` holds key-encryption keys (KEKs) under key ids, one of them active, and a
   secret used to look subjects up by HMAC. :class:`LocalKeyring` is a JSON file readable only by
-  its owner. A secrets manager (Vault, AWS KMS / Secrets Manager) can stand behind the same
-  four methods later: ``wrap``, ``unwrap``, ``rotate``, ``subject_lookup``.
+  its owner (keep it on another volume than ``subjects.sqlite``: a copy of both decrypts
+  everything). A secrets manager (Vault/OpenBao transit, AWS KMS) can stand behind the same
+  methods: ``wrap``, ``unwrap``, ``add_key``, ``activate``, ``destroy``, ``subject_lookup``.
+
+Rotation is three durable steps so that no failure loses a key: :meth:`Keyring.add_key` stores
+a new, not yet active KEK; the caller re-wraps every data key under it in one transaction; then
+:meth:`Keyring.activate` makes it active and destroys the retired KEKs, after which a copy of
+the data-key database taken before the rotation no longer opens.
 
 Keys are drawn from the operating system's CSPRNG on purpose: a seeded key is a known key, so
 nothing here takes a seed.
@@ -15,6 +21,7 @@ nothing here takes a seed.
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 import hmac
 import json
@@ -25,15 +32,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from clinops.audit.records import public_key_raw
 from clinops.audit.storage import atomic_write
 
 __all__ = [
     "Ed25519Signer",
+    "KeySchedule",
     "Keyring",
     "KeyUnavailable",
     "LocalKeyring",
@@ -68,11 +77,6 @@ def check_owner_only(path: Path) -> None:
             f"expected 600); run: chmod 600 {path}")
     if hasattr(os, "getuid") and st.st_uid != os.getuid():
         raise PermissionError(f"{path}: key file is owned by uid {st.st_uid}, not by this user ({os.getuid()})")
-
-
-def public_key_raw(public_key: Ed25519PublicKey) -> bytes:
-    """The 32 raw bytes of an Ed25519 public key."""
-    return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 def public_key_pem(public_key: Ed25519PublicKey) -> bytes:
@@ -186,11 +190,15 @@ class Keyring(Protocol):
     @property
     def active_key_id(self) -> str: ...
 
-    def wrap(self, key: bytes, *, context: bytes) -> tuple[str, bytes]: ...
+    def wrap(self, key: bytes, *, context: bytes, key_id: str | None = None) -> tuple[str, bytes]: ...
 
     def unwrap(self, key_id: str, blob: bytes, *, context: bytes) -> bytes: ...
 
-    def rotate(self) -> str: ...
+    def has_key(self, key_id: str) -> bool: ...
+
+    def add_key(self) -> str: ...
+
+    def activate(self, key_id: str, *, destroy_others: bool) -> list[str]: ...
 
     def subject_lookup(self, subject: str) -> bytes: ...
 
@@ -212,10 +220,11 @@ class LocalKeyring:
     File format (JSON)::
 
         {"format": "clinops-audit-keyring", "version": 1, "active": KID,
-         "keys": {KID: {"key": BASE64(32 bytes), "created": UTC, "status": "active"|"retired"}},
-         "lookup_key": BASE64(32 bytes)}
+         "keys": {KID: {"key": BASE64(32 bytes), "created": UTC, "status": "active"|"pending"|"retired"}},
+         "lookup_key": BASE64(32 bytes), "destroyed": [KID, ...]}
 
-    Retired keys stay so data keys wrapped before a rotation still open.
+    A key is never dropped from memory by re-reading the file: a KEK this process holds stays
+    usable (and is written back) until :meth:`activate` destroys it on purpose.
     """
 
     def __init__(self, path: Path) -> None:
@@ -242,16 +251,36 @@ class LocalKeyring:
             doc = json.loads(self.path.read_bytes())
             if doc.get("format") != _KEYRING_FORMAT:
                 raise ValueError(f"format must be {_KEYRING_FORMAT!r}")
-            self._keys = {kid: base64.b64decode(v["key"]) for kid, v in doc["keys"].items()}
-            self._status = {kid: v.get("status", "active") for kid, v in doc["keys"].items()}
+            keys = {kid: base64.b64decode(v["key"]) for kid, v in doc["keys"].items()}
+            status = {kid: v.get("status", "active") for kid, v in doc["keys"].items()}
+            created = {kid: v.get("created", _now()) for kid, v in doc["keys"].items()}
+            destroyed = set(doc.get("destroyed", []))
             self._active = doc["active"]
             self._lookup = base64.b64decode(doc["lookup_key"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{self.path}: not a valid keyring file: {exc}") from None
-        if self._active not in self._keys:
+        if self._active not in keys:
             raise ValueError(f"{self.path}: active key {self._active!r} is not in keys")
-        if any(len(k) != 32 for k in self._keys.values()) or len(self._lookup) != 32:
+        if any(len(k) != 32 for k in keys.values()) or len(self._lookup) != 32:
             raise ValueError(f"{self.path}: every key must be 32 bytes (AES-256)")
+        # Keys held in memory but missing from the file (replaced by an older copy) are kept;
+        # keys the file lists as destroyed are dropped, wherever they are held.
+        held = getattr(self, "_keys", {})
+        destroyed |= getattr(self, "_destroyed", set())
+        for kid in set(held) - set(keys) - destroyed:
+            keys[kid], status[kid], created[kid] = held[kid], self._status[kid], self._created[kid]
+        for kid in destroyed & set(keys):
+            del keys[kid], status[kid], created[kid]
+        if self._active not in keys:
+            raise ValueError(f"{self.path}: the active key {self._active!r} was destroyed")
+        self._keys, self._status, self._created, self._destroyed = keys, status, created, destroyed
+
+    def _save(self) -> None:
+        doc = {"format": _KEYRING_FORMAT, "version": 1, "active": self._active,
+               "keys": {kid: {"key": base64.b64encode(key).decode(), "created": self._created[kid],
+                              "status": self._status[kid]} for kid, key in self._keys.items()},
+               "lookup_key": base64.b64encode(self._lookup).decode(), "destroyed": sorted(self._destroyed)}
+        atomic_write(self.path, json.dumps(doc, indent=1, sort_keys=True).encode(), mode=0o600)
 
     def reload(self) -> None:
         """Re-read the file (another process may have rotated)."""
@@ -266,10 +295,13 @@ class LocalKeyring:
         """Every key id, active and retired."""
         return list(self._keys)
 
-    def wrap(self, key: bytes, *, context: bytes) -> tuple[str, bytes]:
-        """Encrypt ``key`` under the active KEK; returns ``(kek_id, nonce || ciphertext)``."""
+    def wrap(self, key: bytes, *, context: bytes, key_id: str | None = None) -> tuple[str, bytes]:
+        """Encrypt ``key`` under KEK ``key_id`` (default: the active one); returns ``(kek_id, nonce || ciphertext)``."""
+        kid = self._active if key_id is None else key_id
+        if kid not in self._keys:
+            raise KeyUnavailable(f"key-encryption key {kid!r} is not in the keyring {self.path}")
         nonce = secrets.token_bytes(12)
-        return self._active, nonce + AESGCM(self._keys[self._active]).encrypt(nonce, key, context)
+        return kid, nonce + AESGCM(self._keys[kid]).encrypt(nonce, key, context)
 
     def unwrap(self, key_id: str, blob: bytes, *, context: bytes) -> bytes:
         """Decrypt a wrapped key; raises :class:`KeyUnavailable` if the KEK is unknown or the blob is bad."""
@@ -282,19 +314,94 @@ class LocalKeyring:
         except InvalidTag:
             raise KeyUnavailable(f"wrapped data key does not open under {key_id!r} (altered or wrong context)") from None
 
-    def rotate(self) -> str:
-        """Add a new active KEK; the previous one is kept as retired. Returns the new key id."""
-        doc = json.loads(self.path.read_bytes())
-        kid = "kek-" + secrets.token_hex(8)
-        for v in doc["keys"].values():
-            v["status"] = "retired"
-        doc["keys"][kid] = {"key": base64.b64encode(AESGCM.generate_key(256)).decode(),
-                            "created": _now(), "status": "active"}
-        doc["active"] = kid
-        atomic_write(self.path, json.dumps(doc, indent=1, sort_keys=True).encode(), mode=0o600)
+    def has_key(self, key_id: str) -> bool:
+        """True when KEK ``key_id`` is in the keyring (False once destroyed)."""
+        if key_id not in self._keys:
+            self._load()
+        return key_id in self._keys
+
+    def add_key(self) -> str:
+        """Store a new KEK, not yet active (durable before any data key is wrapped under it); its id."""
         self._load()
+        kid = "kek-" + secrets.token_hex(8)
+        self._keys[kid], self._status[kid], self._created[kid] = AESGCM.generate_key(256), "pending", _now()
+        self._save()
         return kid
+
+    def activate(self, key_id: str, *, destroy_others: bool) -> list[str]:
+        """Make ``key_id`` the active KEK; retire the others, or destroy them. Returns the ids destroyed.
+
+        Destroy only once no data key is wrapped under the others any more (the caller re-wrapped
+        them): then a copy of the data keys taken earlier cannot be opened with this keyring.
+        """
+        self._load()
+        if key_id not in self._keys:
+            raise KeyUnavailable(f"key-encryption key {key_id!r} is not in the keyring {self.path}")
+        destroyed = [kid for kid in self._keys if kid != key_id] if destroy_others else []
+        for kid in destroyed:
+            del self._keys[kid], self._status[kid], self._created[kid]
+            self._destroyed.add(kid)
+        for kid in self._keys:
+            self._status[kid] = "active" if kid == key_id else "retired"
+        self._active = key_id
+        self._save()
+        return destroyed
 
     def subject_lookup(self, subject: str) -> bytes:
         """HMAC-SHA256 of a subject id: how the pseudonym store finds a subject without storing the id."""
         return hmac.new(self._lookup, subject.encode("utf-8"), hashlib.sha256).digest()
+
+
+class KeySchedule:
+    """Which Ed25519 key seals the commits that start at which record: the genesis key, then each
+    key handed over by a signed ``signing_key_rotation`` record.
+
+    A transition record is sealed by the outgoing key and carries the outgoing key's signature
+    over the incoming key (:func:`clinops.audit.records.key_transition_message`); commits that
+    start after it are sealed, and checkpoints of sizes after it signed, by the incoming key.
+
+    Parameters
+    ----------
+    genesis : Ed25519PublicKey
+        The key the log was created with (the pinned key).
+    """
+
+    def __init__(self, genesis: Ed25519PublicKey) -> None:
+        self._starts = [0]
+        self._keys = [genesis]
+        self._kids = [key_id(genesis)]
+        self.transitions: list[tuple[int, dict]] = []   # (seq of the transition record, its fields)
+
+    def at(self, seq: int) -> tuple[Ed25519PublicKey, str]:
+        """``(key, key id)`` that seals a commit starting at record ``seq`` (and signs a checkpoint of size ``seq``)."""
+        i = bisect.bisect_right(self._starts, seq) - 1
+        return self._keys[i], self._kids[i]
+
+    @property
+    def current(self) -> tuple[Ed25519PublicKey, str]:
+        return self._keys[-1], self._kids[-1]
+
+    def add(self, log_id: str, seq: int, fields: dict) -> None:
+        """Follow the transition logged as record ``seq``; raises ``ValueError`` unless the current key signed it."""
+        from clinops.audit.records import key_transition_message, unb64
+        public, kid = self.current
+        try:
+            new_raw = unb64(fields["new_public_key"])
+            new = Ed25519PublicKey.from_public_bytes(new_raw)
+            if fields["old_kid"] != kid or fields["new_kid"] != key_id(new):
+                raise ValueError("old_kid/new_kid do not name the keys")
+            public.verify(unb64(fields["transition_sig"]),
+                          key_transition_message(log_id, kid, fields["new_kid"], fields["new_public_key"]))
+        except (KeyError, TypeError, ValueError, InvalidSignature) as exc:
+            raise ValueError(f"the signing-key transition in record {seq} is not signed by the key it replaces "
+                             f"({kid}): {exc or 'bad signature'}") from None
+        if seq + 1 <= self._starts[-1]:
+            raise ValueError(f"record {seq}: key transitions must come in log order")
+        self._starts.append(seq + 1)
+        self._keys.append(new)
+        self._kids.append(fields["new_kid"])
+        self.transitions.append((seq, dict(fields)))
+
+    def chunk_keys(self) -> tuple[tuple[int, bytes, str], ...]:
+        """``(first seq, raw key, key id)`` for each key: the picklable form verify's workers take."""
+        return tuple((start, public_key_raw(k), kid) for start, k, kid in zip(self._starts, self._keys, self._kids))

@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import os
+import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -31,18 +32,24 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from clinops.audit import records as rf
-from clinops.audit.keys import Ed25519Signer, Keyring, LocalKeyring, Signer, key_id, public_key_pem, public_key_raw
+from clinops.audit.keys import (Ed25519Signer, Keyring, KeySchedule, KeyUnavailable, LocalKeyring, Signer, key_id,
+                                load_public_key, public_key_pem, public_key_raw)
 from clinops.audit.merkle import MerkleTree, leaf_hash
 from clinops.audit.pseudonyms import PseudonymStore
 from clinops.audit.records import Checkpoint
-from clinops.audit.storage import LocalSegmentStore, atomic_write
+from clinops.audit.storage import LocalSegmentStore, atomic_write, fsync_dir
 from clinops.audit.verify import VerifyReport, verify_log
+from clinops.audit.witness import WitnessClient, WitnessRefused
+
+if TYPE_CHECKING:  # boto3 is imported only by callers that use an archive
+    from clinops.audit.objectlock import ObjectLockArchive
 
 __all__ = [
     "AuditIntegrityError",
@@ -60,6 +67,7 @@ _RECORD_START = b'{"seq":'
 _SEAL_START = b'{"seal":'
 # Records after which cached pseudonyms / data keys / the keyring may be stale.
 _INVALIDATING = (b'"kind":"erasure"', b'"kind":"retention"', b'"kind":"key_rotation"')
+_TRANSITION_KIND = b'"kind":"signing_key_rotation"'
 _CACHE_LIMIT = 50_000
 DEFAULT_SEGMENT_RECORDS = 100_000
 DEFAULT_CHECKPOINT_EVERY = 1_000
@@ -70,12 +78,34 @@ class AuditIntegrityError(RuntimeError):
 
 
 class AuditWriteError(OSError):
-    """A commit could not be made durable; nothing in it was acknowledged."""
+    """A commit failed; :attr:`durable` says exactly what is on disk.
+
+    Attributes
+    ----------
+    durable : bool or None
+        False: the commit was rolled back, none of its records is in the log (a retry is safe).
+        None: the state is unknown (the roll-back failed too); look the ``record_ids`` up with
+        :meth:`AuditTrail.find` after reopening before retrying.
+    record_ids : tuple of str
+        Ids of the records of the failed commit.
+    """
+
+    def __init__(self, message: str, *, durable: bool | None = False, record_ids: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.durable = durable
+        self.record_ids = record_ids
 
 
 @dataclass(frozen=True)
 class AuditReceipt:
-    """What :meth:`AuditTrail.append` returns once the record is durable.
+    """What :meth:`AuditTrail.append` returns once the record is durable: a signed promise.
+
+    Like a Certificate Transparency SCT, the receipt is signed by the log's key, so its holder
+    can later prove that the log accepted the record at ``seq`` (a log that no longer holds it
+    was truncated or forked). The signature covers the commit: ``log_id``, ``commit_first``,
+    ``commit_size``, the Merkle root of the commit's leaf hashes and ``ts``; ``commit_path`` is
+    the record's audit path inside the commit (one signature per commit, not per record). Check
+    one with :func:`clinops.audit.proofs.verify_receipt`.
 
     Attributes
     ----------
@@ -85,11 +115,41 @@ class AuditReceipt:
         Random 32-hex id of the record.
     record_hash : str
         Leaf hash ``SHA-256(0x00 || record line)``, 64 hex digits.
+    log_id : str
+    ts : str
+        UTC commit time (the seal's time).
+    commit_first, commit_size : int
+        The commit holds records ``commit_first .. commit_first + commit_size - 1``.
+    commit_path : tuple of str
+        Audit path (hex) of ``record_hash`` in the Merkle tree of the commit's leaf hashes.
+    kid : str
+        Key id of the signing key.
+    sig : str
+        Base64 Ed25519 signature over :func:`clinops.audit.records.receipt_message`.
+    checkpoint_error : str or None
+        The record is durable, but the checkpoint (or its witness cosignature) due after this
+        commit could not be written; the next commit or :meth:`AuditTrail.close` retries it.
+        Never a reason to append again.
     """
 
     seq: int
     record_id: str
     record_hash: str
+    log_id: str
+    ts: str
+    commit_first: int
+    commit_size: int
+    commit_path: tuple[str, ...]
+    kid: str
+    sig: str
+    checkpoint_error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (what the server returns and :func:`verify_receipt` reads)."""
+        return {"type": "clinops-audit receipt", "seq": self.seq, "record_id": self.record_id,
+                "record_hash": self.record_hash, "log_id": self.log_id, "ts": self.ts,
+                "commit_first": self.commit_first, "commit_size": self.commit_size,
+                "commit_path": list(self.commit_path), "kid": self.kid, "sig": self.sig}
 
 
 @dataclass(frozen=True)
@@ -190,6 +250,11 @@ class _Paths:
         self.subjects = self.private / "subjects.sqlite"
 
 
+def _quarantine_name(report: RecoveryReport) -> str:
+    """Where a cut tail is kept: named by segment, offset and content, so a retry finds the same file."""
+    return f"seg-{report.segment:020d}-at-{report.offset}-{report.sha256[:16]}.torn"
+
+
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -199,14 +264,13 @@ class AuditTrail:
 
     def __init__(self, *, paths: _Paths, header: bytes, signer: Signer | None, keyring: Keyring | None,
                  pseudonyms: PseudonymStore | None, lock_fd: int, clock: Callable[[], datetime],
-                 read_only: bool) -> None:
+                 read_only: bool, witness: WitnessClient | None = None, archive: ObjectLockArchive | None = None) -> None:
         doc = rf.parse_header(header)
         self.root = paths.root
         self._paths = paths
         self._header = header
         self.log_id: str = doc["log_id"]
-        self.key_id: str = doc["signing_key_id"]
-        self._public_key_b64: str = doc["signing_public_key"]
+        self._schedule = KeySchedule(load_public_key(rf.unb64(doc["signing_public_key"])))
         self._segment_records: int = doc["segment_records"]
         self._checkpoint_every: int = doc["checkpoint_every"]
         self._signer = signer
@@ -229,6 +293,14 @@ class AuditTrail:
         self._seg_count = 0
         self.recoveries: list[RecoveryReport] = []
         self._unlogged_recoveries: list[RecoveryReport] = []
+        self._unauthenticated: list[tuple[int, rf.Seal]] = []  # (first seq of the commit, its seal)
+        self._checked_checkpoints = -1
+        self._due_checkpoints: list[int] = []
+        self._witness = witness
+        self._archive = archive
+        self._publish_errors: list[str] = []
+        self._signer_from_file = False
+        self._next_signer: Signer | None = None
         self._pseudonym_cache: dict[str, str] = {}
         self._key_cache: dict[tuple[str, str], tuple[str, bytes]] = {}
         # Group commit across threads.
@@ -241,7 +313,8 @@ class AuditTrail:
     def open(cls, root: Path | str, *, create: bool = True, keyring: Keyring | None = None,
              signer: Signer | None = None, segment_records: int | None = None,
              checkpoint_every: int | None = None, clock: Callable[[], datetime] | None = None,
-             read_only: bool = False) -> "AuditTrail":
+             read_only: bool = False, witness: WitnessClient | None = None,
+             archive: ObjectLockArchive | None = None) -> "AuditTrail":
         """Open (and by default create) the audit trail in ``root``.
 
         Parameters
@@ -267,6 +340,13 @@ class AuditTrail:
         read_only : bool
             Open for reading only: no lock held for writing, no recovery, no keys created. The
             keyring and pseudonym store are used if readable (to decrypt), else left out.
+        witness : WitnessClient, optional
+            A witness (``clinops audit witness``) to publish every checkpoint to. On open the log
+            must contain the witness's latest cosigned checkpoint (else the log was truncated or
+            forked and the trail refuses to write); every checkpoint is stored with its cosignature.
+        archive : ObjectLockArchive, optional
+            An S3 bucket with Object Lock: every checkpoint and every closed segment is also
+            uploaded there, locked in COMPLIANCE mode (:mod:`clinops.audit.objectlock`).
 
         Raises
         ------
@@ -276,9 +356,12 @@ class AuditTrail:
             ``segment_records`` / ``checkpoint_every`` differ from the trail's, or the signer is
             not the trail's key.
         AuditIntegrityError
-            The log is damaged beyond a torn tail.
+            The log is damaged beyond a torn tail: a commit whose seal does not verify, a complete
+            seal after damaged records, a stored or witnessed checkpoint the records do not match
+            (truncation, rollback, fork).
         """
         paths = _Paths(Path(root))
+        signer_from_file = signer is None  # then a signing-key rotation also replaces private/signing.key
         clock = clock or _utcnow
         rf.utc_text(clock())  # a naive or broken clock fails here, before anything is created
         for name, value in (("segment_records", segment_records), ("checkpoint_every", checkpoint_every)):
@@ -308,10 +391,20 @@ class AuditTrail:
                                          f"(got {value})")
                 signer, keyring, pseudonyms = cls._load_keys(paths, doc, signer, keyring, read_only)
                 trail = cls(paths=paths, header=header, signer=signer, keyring=keyring, pseudonyms=pseudonyms,
-                            lock_fd=lock_fd, clock=clock, read_only=read_only)
+                            lock_fd=lock_fd, clock=clock, read_only=read_only, witness=witness, archive=archive)
+                trail._signer_from_file = signer_from_file
+                if not read_only:
+                    trail._load_recovery_intents()
                 trail._catch_up(recover=not read_only)
-                if trail._unlogged_recoveries:
-                    trail._commit_locked([])
+                trail._adopt_signer()
+                if not read_only:
+                    trail._check_stored_checkpoints()
+                    if trail._unlogged_recoveries:
+                        trail._commit_locked([])
+                    elif trail._due_checkpoints:
+                        trail._write_due_checkpoints()
+                    if isinstance(trail._failed, AuditIntegrityError):
+                        raise trail._failed
             finally:
                 fcntl.flock(lock_fd, fcntl.LOCK_UN)
         except BaseException:
@@ -321,6 +414,11 @@ class AuditTrail:
                 os.close(lock_fd)
             raise
         return trail
+
+    @staticmethod
+    def log_id_of(root: Path | str) -> str:
+        """The log id named in ``root/audit.json`` (what the witness files this log under)."""
+        return rf.parse_header((Path(root) / "audit.json").read_bytes())["log_id"]
 
     @staticmethod
     def _create(paths: _Paths, signer: Signer | None, keyring: Keyring | None, segment_records: int,
@@ -349,8 +447,13 @@ class AuditTrail:
             if not paths.signing_key.exists():
                 raise FileNotFoundError(f"{paths.signing_key}: no signing key; pass signer= or restore the key file")
             signer = Ed25519Signer.load(paths.signing_key)
-        if signer is not None and signer.key_id != doc["signing_key_id"]:
-            raise ValueError(f"signer: key {signer.key_id} is not this trail's signing key {doc['signing_key_id']}")
+        elif signer is None:
+            # A reader that can read the private signing key trusts what the writer trusts; one that
+            # cannot must pass the pinned public key to verify().
+            try:
+                signer = Ed25519Signer.load(paths.signing_key)
+            except (OSError, ValueError):
+                signer = None
         pseudonyms = None
         try:
             if keyring is None:
@@ -375,6 +478,8 @@ class AuditTrail:
         if self._read_only:
             raise PermissionError("audit trail was opened read-only")
         self._check_usable()
+        if isinstance(self._failed, AuditIntegrityError):
+            raise AuditIntegrityError(f"the trail refuses to write: {self._failed}") from self._failed
         if self._failed is not None:
             raise AuditWriteError(f"an earlier commit failed ({self._failed}); reopen the trail") from self._failed
         with self._mutex:
@@ -409,6 +514,7 @@ class AuditTrail:
             if size > self._offset:
                 data = self._store.read(self._seg, self._offset, size)
                 used = self._consume(data)
+                self._authenticate()
                 if used < len(data):
                     self._handle_residue(data[used:], recover)
             if self._store.is_sealed(self._seg):
@@ -423,6 +529,7 @@ class AuditTrail:
         pos = used = 0
         seq, prev = self._next_seq, self._head.hex()
         pending: list[bytes] = []
+        transitions: list[tuple[int, bytes]] = []
         invalidate = False
         while True:
             nl = data.find(b"\n", pos)
@@ -435,6 +542,8 @@ class AuditTrail:
                 h = hashlib.sha256(b"\x00" + line).digest()
                 pending.append(h)
                 invalidate = invalidate or any(p in line for p in _INVALIDATING)
+                if _TRANSITION_KIND in line:
+                    transitions.append((seq, line))
                 seq += 1
                 prev = h.hex()
             elif line.startswith(_SEAL_START) and pending:
@@ -444,6 +553,9 @@ class AuditTrail:
                     break
                 if seal.seq != seq - 1 or seal.head != prev:
                     break
+                self._unauthenticated.append((self._next_seq, seal, *self._schedule.at(self._next_seq)))
+                self._follow_transitions(transitions)
+                transitions = []
                 for h in pending:
                     self._tree.append(h)
                 self._seg_count += len(pending)
@@ -461,29 +573,159 @@ class AuditTrail:
     def _handle_residue(self, tail: bytes, recover: bool) -> None:
         lines = tail.split(b"\n")
         complete = lines[:-1]
+        # One write carries a commit's records and its seal, so a crash leaves at most a prefix of
+        # one commit: never a complete seal line. A complete seal that does not seal the records
+        # before it means records were altered or a seal forged after the fact: not ours to cut.
         seals = [i for i, line in enumerate(complete) if line.startswith(_SEAL_START)]
-        # A crash leaves at most one unfinished commit at the very end. Anything followed by
-        # further commits was damaged after it was acknowledged: that is not ours to repair.
-        if len(seals) > 1 or (seals and (seals[0] != len(complete) - 1 or lines[-1])):
+        if seals:
             raise AuditIntegrityError(
-                f"segment {self._seg} is damaged at byte {self._offset} and sealed data follows the damage: "
-                "this is not a torn write; run `clinops audit verify` and investigate")
+                f"segment {self._seg} is damaged at byte {self._offset} and a complete seal follows the damage: "
+                "a crash cannot produce this (records altered, or a seal forged or moved); refusing to recover; "
+                "run `clinops audit verify` and investigate")
         assert self._seg is not None
         if not recover:
             return
         if self._store.is_sealed(self._seg):
             raise AuditIntegrityError(f"segment {self._seg} is closed but has {len(tail)} unsealed bytes at its end")
-        stamp = rf.utc_text(self._clock()).replace(":", "").replace("-", "")
-        path = self._store.quarantine(f"seg-{self._seg:020d}-at-{self._offset}-{stamp}.torn", tail)
-        self._store.truncate(self._seg, self._offset)
         report = RecoveryReport(segment=self._seg, offset=self._offset, n_bytes=len(tail),
                                 n_records_dropped=sum(1 for line in complete if line.startswith(_RECORD_START)),
-                                sha256=hashlib.sha256(tail).hexdigest(), quarantine=str(path))
+                                sha256=hashlib.sha256(tail).hexdigest(), quarantine="")
+        # Log before truncating: the quarantine copy and an intent marker are durable before the
+        # cut, so a crash after the cut still gets its ``recovery`` record at the next open.
+        path = self._store.quarantine(_quarantine_name(report), tail, pending=True)
+        report = RecoveryReport(**{**report.__dict__, "quarantine": str(path)})
+        self._store.truncate(self._seg, self._offset)
         _log.warning("audit trail %s: cut an unsealed tail of %d bytes (%d unacknowledged records) from "
                      "segment %d at byte %d; saved to %s", self.root, report.n_bytes, report.n_records_dropped,
                      report.segment, report.offset, path)
-        self.recoveries.append(report)
-        self._unlogged_recoveries.append(report)
+        if all(r.quarantine != report.quarantine for r in self._unlogged_recoveries):
+            self.recoveries.append(report)
+            self._unlogged_recoveries.append(report)
+
+    def _load_recovery_intents(self) -> None:
+        """Recoveries cut by a writer that died before logging them (their intent markers remain)."""
+        for path in self._store.pending_quarantines():
+            data = path.read_bytes()
+            name = path.name
+            try:
+                seg_text, offset_text = name[len("seg-"):].split("-at-")[0], name.split("-at-")[1].split("-")[0]
+                segment, offset = int(seg_text), int(offset_text)
+            except (IndexError, ValueError):
+                raise AuditIntegrityError(f"quarantine/{name}: not a name this trail writes") from None
+            report = RecoveryReport(segment, offset, len(data),
+                                    sum(1 for line in data.split(b"\n")[:-1] if line.startswith(_RECORD_START)),
+                                    hashlib.sha256(data).hexdigest(), str(path))
+            if name != _quarantine_name(report):
+                raise AuditIntegrityError(f"quarantine/{name}: its content does not match its name (altered)")
+            self.recoveries.append(report)
+            self._unlogged_recoveries.append(report)
+
+    def _forget_recovery_intents(self) -> None:
+        for path in self._store.pending_quarantines():
+            self._store.quarantine_logged(path)
+
+    def _authenticate(self) -> None:
+        """Check the seal of every commit this process did not write before building on it.
+
+        Another writer process, or an insider with write access to the directory, may have
+        appended; the chain links alone prove nothing (anyone can compute hashes), so each such
+        commit's Ed25519 seal must verify under the log's key. Commits already covered by a
+        stored checkpoint whose signature verifies and whose root equals the recomputed tree need
+        no further check (that makes opening a large log cost one signature check, not one per commit).
+        """
+        seals, self._unauthenticated = self._unauthenticated, []
+        if self._read_only or not seals:
+            return
+        covered = self._covered_by_checkpoint() if len(seals) > 8 else 0
+        for start, seal, public, kid in seals:
+            end = seal.seq + 1
+            if end // self._checkpoint_every > start // self._checkpoint_every and not self._store.has_checkpoint(end):
+                self._due_checkpoints.append(end)  # its writer died before signing it
+            if seal.seq < covered:
+                continue
+            problem = None
+            if seal.kid != kid:
+                problem = f"is signed by key {seal.kid}, not by this log's key {kid}"
+            else:
+                try:
+                    public.verify(seal.sig, seal.message(self.log_id))
+                except InvalidSignature:
+                    problem = "has an invalid Ed25519 signature"
+            if problem is not None:
+                self._failed = AuditIntegrityError(
+                    f"the seal ending at record {seal.seq} {problem}: records were appended or altered without the "
+                    "signing key; refusing to write, checkpoint or prove on top of them (run `clinops audit verify`)")
+                raise self._failed
+
+    def _covered_by_checkpoint(self) -> int:
+        """Largest stored checkpoint size that verifies and matches the tree (0 if none)."""
+        for size in reversed(self._store.checkpoints()):
+            if size > len(self._tree):
+                continue
+            try:
+                cp = Checkpoint.from_bytes(self._store.get_checkpoint(size))
+                self._check_against_tree(cp, f"stored checkpoint at size {size}")
+            except (rf.RecordFormatError, AuditIntegrityError):
+                return 0  # the full check on open names the problem
+            return size
+        return 0
+
+    def _check_stored_checkpoints(self) -> None:
+        """On open: every stored checkpoint must be signed by the log's key and agree with the records.
+
+        A log cut shorter than a checkpoint, or rewritten under it, is refused here instead of
+        being extended (and a fork signed with the real key).
+        """
+        for size in self._store.checkpoints():
+            if size <= self._checked_checkpoints:
+                continue
+            what = f"checkpoints/{size:020d}.json"
+            try:
+                cp = Checkpoint.from_bytes(self._store.get_checkpoint(size))
+            except rf.RecordFormatError as exc:
+                raise AuditIntegrityError(f"{what}: {exc}") from None
+            if cp.size != size:
+                raise AuditIntegrityError(f"{what} holds a checkpoint for size {cp.size} (renamed or replaced)")
+            self._check_against_tree(cp, what)
+            self._checked_checkpoints = size
+        if self._witness is not None:
+            latest = self._witness.latest(self.log_id)
+            if latest is not None:
+                self._check_against_tree(latest, f"the witness's latest checkpoint (size {latest.size})")
+
+    def _follow_transitions(self, transitions: list[tuple[int, bytes]]) -> None:
+        """Hand the log over to the next signing key for each transition record of a commit just read."""
+        for seq, line in transitions:
+            obj = rf.parse_record(line)
+            if obj["kind"] != "signing_key_rotation":
+                continue
+            try:
+                self._schedule.add(self.log_id, seq, obj["fields"])
+            except ValueError as exc:
+                self._failed = AuditIntegrityError(str(exc))
+                raise self._failed from None
+
+    @property
+    def key_id(self) -> str:
+        """Key id of the signing key in effect now (the genesis key until a signing-key rotation)."""
+        return self._schedule.current[1]
+
+    def _adopt_signer(self) -> None:
+        """After reading the log: the signer must be the key now in effect (finishing a rotation cut short)."""
+        if self._signer is None or self._signer.key_id == self.key_id:
+            return
+        staged = self._paths.signing_key.with_name("signing.key.next")
+        if self._signer_from_file and staged.exists():
+            candidate = Ed25519Signer.load(staged)
+            if candidate.key_id == self.key_id:  # the rotation was logged, the key file not yet replaced
+                os.replace(staged, self._paths.signing_key)
+                fsync_dir(self._paths.private)
+                self._signer = candidate
+                return
+        if self._read_only:
+            self._signer = None  # a reader with an outdated key file just cannot vouch for the log
+            return
+        raise ValueError(f"signer: key {self._signer.key_id} is not this trail's signing key now ({self.key_id})")
 
     def _invalidate_caches(self) -> None:
         self._pseudonym_cache.clear()
@@ -596,9 +838,14 @@ class AuditTrail:
                     self._queue_cv.notify_all()
         for req in requests:
             if req.error is not None:
+                if isinstance(req.error, AuditWriteError):
+                    raise AuditWriteError(str(req.error), durable=req.error.durable,
+                                          record_ids=req.error.record_ids) from req.error
                 if isinstance(req.error, (AuditIntegrityError, PermissionError, RuntimeError)):
                     raise type(req.error)(str(req.error)) from req.error
-                raise AuditWriteError(f"commit failed, nothing acknowledged: {req.error}") from req.error
+                # Failed before anything was written (keys, pseudonyms, signing): nothing is in the log.
+                raise AuditWriteError(f"commit failed before writing, nothing is in the log: {req.error}",
+                                      durable=False) from req.error
         return [req.receipt for req in requests]  # type: ignore[misc]
 
     def _pseudonym_locked(self, subject: str) -> str:
@@ -645,7 +892,9 @@ class AuditTrail:
         ts = rf.utc_text(self._clock())
         day = ts[:10]
         seq, prev = self._next_seq, self._head.hex()
-        lines, hashes, receipts = [], [], []
+        lines: list[bytes] = []
+        hashes: list[bytes] = []
+        ids: list[str] = []
         # New pseudonyms and data keys of this commit go into one durable SQLite transaction.
         # (A SQLite transaction costs a lock round trip even when empty: skipped when every
         # pseudonym and data key this commit needs is already cached.)
@@ -665,7 +914,7 @@ class AuditTrail:
                 h = leaf_hash(line)
                 lines.append(line)
                 hashes.append(h)
-                receipts.append(AuditReceipt(seq, record_id, h.hex()))
+                ids.append(record_id)
                 seq += 1
                 prev = h.hex()
         sig = self._signer.sign(rf.seal_message(self.log_id, seq - 1, prev, ts))
@@ -676,37 +925,145 @@ class AuditTrail:
                 self._seg, self._offset, self._seg_count = self._next_seq, 0, 0
             self._store.append(self._seg, blob)
         except OSError as exc:
-            # After a failed write or fsync the file's state is unknown: stop writing until reopened.
-            self._failed = exc
-            raise AuditWriteError(f"audit commit not durable: {exc}") from exc
+            raise self._roll_back(exc, tuple(ids)) from exc
         old_size = self._next_seq
         for h in hashes:
             self._tree.append(h)
         self._next_seq, self._head = seq, bytes.fromhex(prev)
         self._offset += len(blob)
         self._seg_count += len(lines)
-        self._unlogged_recoveries.clear()
-        if self._seg_count >= self._segment_records:
-            self._close_segment()
-        elif seq // self._checkpoint_every > old_size // self._checkpoint_every:
-            self._make_checkpoint(seq)
+        if self._unlogged_recoveries:
+            self._unlogged_recoveries.clear()
+            self._forget_recovery_intents()
+        # Durable from here on: whatever fails below is reported on the receipts, never as a failed append.
+        receipt_signer = self._signer
+        for req, line in zip(batch, lines, strict=True):
+            if req.kind == "signing_key_rotation":
+                self._follow_transitions([(json.loads(line)["seq"], line)])
+                assert self._next_signer is not None and self._next_signer.key_id == self.key_id
+                self._signer, self._next_signer = self._next_signer, None
+        if seq // self._checkpoint_every > old_size // self._checkpoint_every or self._seg_count >= self._segment_records:
+            self._due_checkpoints.append(seq)
+        checkpoint_error = self._write_due_checkpoints()
+        receipts = self._receipts(receipt_signer, old_size, hashes, ids, ts, checkpoint_error)
         return receipts[len(internal):]
 
+    def _roll_back(self, exc: OSError, ids: tuple[str, ...]) -> AuditWriteError:
+        """Undo a commit whose write or fdatasync failed; the error says whether that worked."""
+        # After a failed write or fsync the file's state is unknown: cut it back to the last
+        # acknowledged commit, and stop writing until reopened either way.
+        self._failed = exc
+        if self._seg is None:
+            return AuditWriteError(f"audit commit not written (no segment could be created): {exc}",
+                                   durable=False, record_ids=ids)
+        try:
+            self._store.truncate(self._seg, self._offset)
+        except OSError as undo:
+            return AuditWriteError(f"audit commit failed ({exc}) and could not be rolled back ({undo}): whether its "
+                                   f"records are in the log is unknown; look up record ids {list(ids)} after "
+                                   "reopening before retrying", durable=None, record_ids=ids)
+        return AuditWriteError(f"audit commit not durable and rolled back, none of its records is in the log: {exc}",
+                               durable=False, record_ids=ids)
+
+    def _receipts(self, signer: Signer, first: int, hashes: list[bytes], ids: list[str], ts: str,
+                  checkpoint_error: str | None) -> list[AuditReceipt]:
+        commit = MerkleTree(hashes)
+        root = commit.root().hex()
+        sig = rf.b64(signer.sign(rf.receipt_message(self.log_id, first, len(hashes), root, ts)))
+        return [AuditReceipt(first + i, record_id, h.hex(), self.log_id, ts, first, len(hashes),
+                             tuple(p.hex() for p in commit.inclusion_proof(i)), signer.key_id, sig,
+                             checkpoint_error)
+                for i, (h, record_id) in enumerate(zip(hashes, ids, strict=True))]
+
+    def _write_due_checkpoints(self) -> str | None:
+        """Write the checkpoints owed at documented sizes (and close a full segment); the error text, if any."""
+        self._publish_errors = []
+        try:
+            while self._due_checkpoints:
+                size = self._due_checkpoints[0]
+                if size == self._next_seq and self._seg is not None and self._seg_count >= self._segment_records:
+                    self._close_segment()
+                else:
+                    self._make_checkpoint(size)
+                self._due_checkpoints.pop(0)
+        except AuditIntegrityError as exc:
+            self._failed = exc  # a stored checkpoint disagrees with the log: stop writing
+            return str(exc)
+        except OSError as exc:
+            _log.error("audit trail %s: checkpoint at size %d not written (%s); retried at the next commit",
+                       self.root, self._due_checkpoints[0], exc)
+            return f"checkpoint at size {self._due_checkpoints[0]} not written: {exc}"
+        return "; ".join(self._publish_errors) or None
+
     def _make_checkpoint(self, size: int) -> Checkpoint:
+        """Sign, witness and store the checkpoint at ``size``; an existing one must agree with the tree."""
         assert self._signer is not None
-        ts = rf.utc_text(self._clock())
+        if self._signer.key_id != self._schedule.at(size)[1]:
+            raise ValueError(f"signer: key {self._signer.key_id} does not sign checkpoints of size {size} "
+                             f"(key {self._schedule.at(size)[1]} does)")
         root = self._tree.root(size).hex()
-        sig = self._signer.sign(rf.checkpoint_message(self.log_id, size, root, ts))
-        cp = Checkpoint(self.log_id, size, root, ts, self._signer.key_id, sig)
+        if self._store.has_checkpoint(size):
+            stored = Checkpoint.from_bytes(self._store.get_checkpoint(size))
+            self._check_against_tree(stored, f"stored checkpoint at size {size}")
+            return stored
+        cp = Checkpoint.signed(self.log_id, size, root, rf.utc_text(self._clock()), self._signer)
+        cp = self._witnessed(cp)
         if not self._store.put_checkpoint(size, cp.to_bytes()):
-            cp = Checkpoint.from_bytes(self._store.get_checkpoint(size))
+            stored = Checkpoint.from_bytes(self._store.get_checkpoint(size))
+            self._check_against_tree(stored, f"stored checkpoint at size {size}")
+            return stored
+        self._archived(f"checkpoints/{size:020d}.checkpoint", cp.to_bytes())
         return cp
+
+    def _archived(self, rel: str, data: bytes) -> None:
+        """Upload to the Object Lock archive, if any; a failure is reported on the receipts, not raised."""
+        if self._archive is None:
+            return
+        try:
+            self._archive.put(self.log_id, rel, data)
+        except OSError as exc:
+            self._publish_errors.append(f"{rel} not archived: {exc}")
+            _log.error("audit trail %s: %s not archived: %s", self.root, rel, exc)
+
+    def _witnessed(self, cp: Checkpoint) -> Checkpoint:
+        """``cp`` with the witness's cosignature, or unchanged (and the reason kept) when it cannot be had."""
+        if self._witness is None or cp.size == 0:
+            return cp
+        try:
+            cosig = self._witness.add_checkpoint(cp, self._tree)
+        except WitnessRefused as exc:
+            # The witness holds a checkpoint this log does not extend: a fork or a rollback.
+            self._failed = AuditIntegrityError(str(exc))
+            raise self._failed from exc
+        except OSError as exc:
+            error = f"checkpoint at size {cp.size} stored without the witness cosignature: {exc}"
+            self._publish_errors.append(error)
+            _log.error("audit trail %s: %s", self.root, error)
+            return cp
+        return cp.with_cosignature(cosig)
 
     def _close_segment(self) -> None:
         assert self._seg is not None
         cp = self._make_checkpoint(self._next_seq)
         self._store.seal(self._seg, cp.to_bytes())
+        name = f"seg-{self._seg:020d}"
+        self._archived(f"log/{name}.jsonl", self._store.read(self._seg))
+        self._archived(f"log/{name}.checkpoint", cp.to_bytes())
         self._seg = None
+
+    def _check_against_tree(self, cp: Checkpoint, what: str) -> None:
+        """Raise unless ``cp`` is a valid checkpoint of this log as the writer has built it."""
+        public, _ = self._schedule.at(cp.size)
+        if cp.log_id != self.log_id or not cp.verify(public):
+            raise AuditIntegrityError(f"{what} is not signed by this log's key: forged or replaced")
+        if cp.size > len(self._tree):
+            raise AuditIntegrityError(
+                f"{what} covers {cp.size} records but the log holds {len(self._tree)}: the log was truncated or "
+                "rolled back; refusing to write on top of it")
+        if self._tree.root(cp.size).hex() != cp.root:
+            raise AuditIntegrityError(
+                f"{what} does not match the records (size {cp.size}): the log was rewritten after it was signed; "
+                "refusing to sign a fork")
 
     # -- administrative records -------------------------------------------------------------
     def _admin_commit(self, kind: str, fields: dict[str, Any]) -> AuditReceipt:
@@ -724,12 +1081,20 @@ class AuditTrail:
             with self._pseudonyms.batch():
                 return self._pseudonym_locked(subject_text)
 
-    def erase(self, subject: str | int, *, requester: str) -> AuditReceipt:
+    def erase(self, subject: str | int, *, requester: str, retire_kek: bool = False) -> AuditReceipt:
         """Erase a data subject: delete their pseudonym mapping and every data key (crypto-shredding).
 
         Their payloads become undecryptable; the log's hashes, seals and checkpoints still
-        verify. The erasure is logged as an ``erasure`` record holding the (now unlinkable)
+        verify. The data keys deleted are those of the pseudonym in the key table *and* every key
+        the log's own records of the pseudonym name (the table can be edited; the log cannot,
+        undetected). The erasure is logged as an ``erasure`` record holding the (now unlinkable)
         pseudonym, the requester and the number of keys destroyed, never the identifier.
+
+        Parameters
+        ----------
+        retire_kek : bool
+            Then also rotate the key-encryption key and destroy the old one (:meth:`rotate_key`),
+            so that a copy of ``subjects.sqlite`` taken before the erasure opens nothing any more.
 
         Raises
         ------
@@ -742,7 +1107,11 @@ class AuditTrail:
         with self._write_lock():
             self._catch_up(recover=True)
             assert self._pseudonyms is not None
-            result = self._pseudonyms.erase(subject_text)
+            pseudonym = self._pseudonyms.lookup_pseudonym(subject_text)
+            logged_keys = set()
+            if pseudonym is not None:
+                logged_keys = {view.payload["dk"] for view in self.find(subject=pseudonym) if view.payload}
+            result = self._pseudonyms.erase(subject_text, logged_keys)
             if result is None:
                 raise LookupError("erase: this subject has no pseudonym (never logged, or already erased)")
             # Keys first, record second: a failure in between leaves an erasure that is done but
@@ -750,11 +1119,15 @@ class AuditTrail:
             pseudonym, n_keys = result
             self._invalidate_caches()
             try:
-                return self._admin_commit("erasure", {"pseudonym": pseudonym, "requester": requester,
-                                                      "data_keys_destroyed": n_keys})
+                receipt = self._admin_commit("erasure", {"pseudonym": pseudonym, "requester": requester,
+                                                         "data_keys_destroyed": n_keys})
             except AuditWriteError as exc:
                 raise AuditWriteError(f"erasure of pseudonym {pseudonym} is done (mapping and {n_keys} data keys "
-                                      f"destroyed) but its record could not be written: {exc}") from exc
+                                      f"destroyed) but its record could not be written: {exc}",
+                                      durable=exc.durable, record_ids=exc.record_ids) from exc
+            if retire_kek:
+                self._rotate_kek_locked(requester, destroy_retired=True)
+            return receipt
 
     def retention(self, older_than: timedelta, *, requester: str = "retention-policy") -> RetentionReport:
         """Shred the payloads of every UTC day that ended more than ``older_than`` ago.
@@ -774,21 +1147,86 @@ class AuditTrail:
                                                        "data_keys_destroyed": n_keys})
         return RetentionReport(receipt, rf.utc_text(cutoff), n_keys)
 
-    def rotate_key(self, *, requester: str = "key-rotation") -> AuditReceipt:
+    def rotate_key(self, *, requester: str = "key-rotation", destroy_retired: bool = True) -> AuditReceipt:
         """Rotate the key-encryption key: new KEK active, every data key re-wrapped under it.
 
-        The old KEK stays in the keyring as retired, so nothing becomes unreadable. Logged as a
-        ``key_rotation`` record with the old and new key ids.
+        Three durable steps, so a failure at any point loses no key: the new KEK is stored (not
+        yet active); every data key is re-wrapped under it in one SQLite transaction (all or
+        none); then it becomes active and, with ``destroy_retired`` (the default), the old KEKs
+        are destroyed, so a copy of ``subjects.sqlite`` taken before the rotation opens nothing.
+        Logged as a ``key_rotation`` record with the old and new key ids; a rotation that failed
+        is logged too (``status: failed``) before the error is raised.
         """
         with self._write_lock():
             self._catch_up(recover=True)
-            assert self._keyring is not None and self._pseudonyms is not None
-            old = self._keyring.active_key_id
-            new = self._keyring.rotate()
-            n_keys = self._pseudonyms.rewrap()
+            return self._rotate_kek_locked(requester, destroy_retired=destroy_retired)
+
+    def _rotate_kek_locked(self, requester: str, *, destroy_retired: bool) -> AuditReceipt:
+        assert self._keyring is not None and self._pseudonyms is not None
+        old = self._keyring.active_key_id
+        try:
+            new = self._keyring.add_key()
+            n_keys = self._pseudonyms.rewrap(new)
+            if destroy_retired and self._pseudonyms.count_keys_not_under(new):
+                raise RuntimeError("data keys under an old KEK remain after re-wrapping; not destroying it")
+            destroyed = self._keyring.activate(new, destroy_others=destroy_retired)
+        except (OSError, ValueError, RuntimeError, LookupError, sqlite3.Error) as exc:
             self._invalidate_caches()
-            return self._admin_commit("key_rotation", {"old_kek_id": old, "new_kek_id": new,
-                                                       "data_keys_rewrapped": n_keys, "requester": requester})
+            self._admin_commit("key_rotation", {"old_kek_id": old, "status": "failed", "error": str(exc)[:500],
+                                                "requester": requester})
+            raise AuditWriteError(f"key rotation failed, the active key is still {old} (failure logged): {exc}",
+                                  durable=False) from exc
+        self._invalidate_caches()
+        return self._admin_commit("key_rotation", {"old_kek_id": old, "new_kek_id": new, "status": "done",
+                                                   "data_keys_rewrapped": n_keys, "kek_ids_destroyed": destroyed,
+                                                   "requester": requester})
+
+    def rotate_signing_key(self, new_signer: Signer | None = None, *, requester: str = "key-rotation") -> AuditReceipt:
+        """Hand the log over to a new Ed25519 signing key (after a compromise, or on schedule).
+
+        A ``signing_key_rotation`` record, sealed by the current key, carries the new public key
+        and the current key's signature over it (:func:`clinops.audit.records.key_transition_message`);
+        every later commit, checkpoint and receipt is signed by the new key, and ``verify``
+        follows the chain from the pinned (genesis) key. A witness must be told the new log key
+        (``--log-key``) before the next checkpoint is published.
+
+        Parameters
+        ----------
+        new_signer : Signer, optional
+            The new key (e.g. held by a KMS). Default: a new key in ``private/signing.key``, first
+            stored as ``signing.key.next`` so that a crash after the record was written loses nothing.
+        """
+        if not isinstance(requester, str) or not requester.strip():
+            raise ValueError("requester: required, a non-empty string")
+        with self._write_lock():
+            self._catch_up(recover=True)
+            assert self._signer is not None
+            staged = self._paths.signing_key.with_name("signing.key.next")
+            manage_file = new_signer is None and self._signer_from_file
+            if new_signer is None:
+                new_signer = Ed25519Signer.generate()
+                if manage_file:
+                    staged.unlink(missing_ok=True)
+                    new_signer.save(staged)
+                    fsync_dir(self._paths.private)
+            if new_signer.key_id == self.key_id:
+                raise ValueError("new_signer: is the key already in use")
+            new_b64 = rf.b64(public_key_raw(new_signer.public_key))
+            old_kid = self.key_id
+            fields = {"old_kid": old_kid, "new_kid": new_signer.key_id, "new_public_key": new_b64,
+                      "transition_sig": rf.b64(self._signer.sign(rf.key_transition_message(
+                          self.log_id, old_kid, new_signer.key_id, new_b64))), "requester": requester}
+            self._next_signer = new_signer
+            try:
+                receipt = self._commit_locked([self._request("signing_key_rotation", fields, None, None,
+                                                             internal=True)])[0]
+            finally:
+                self._next_signer = None
+            if manage_file:
+                os.replace(staged, self._paths.signing_key)
+                fsync_dir(self._paths.private)
+            # signing.pub stays the genesis key: the one verifiers pin, from which they follow the chain.
+            return receipt
 
     def checkpoint(self) -> Checkpoint:
         """Sign a checkpoint (tree size + Merkle root) for the log as it is now and store it."""
@@ -891,10 +1329,14 @@ class AuditTrail:
         if self._pseudonyms is None:
             raise PermissionError("decryption needs the keyring and pseudonym store (root/private)")
         env = record.payload
-        key = self._pseudonyms.key_by_id(env["dk"])
+        assert record.subject is not None
+        try:
+            key = self._pseudonyms.key_by_id(env["dk"], record.subject)
+        except KeyUnavailable:
+            raise AuditIntegrityError(f"the data key of record {record.seq} does not open for its pseudonym and day: "
+                                      "its row in subjects.sqlite was altered or repointed") from None
         if key is None:
             return None
-        assert record.subject is not None
         try:
             plain = AESGCM(key).decrypt(rf.unb64(env["iv"]), rf.unb64(env["ct"]),
                                         rf.payload_aad(self.log_id, record.record_id, record.subject, env["dk"]))
@@ -973,12 +1415,15 @@ class AuditTrail:
             cp = self.checkpoint()
         with self._read_lock():
             self._catch_up(recover=False)
-            if cp.size > len(self._tree):
-                raise AuditIntegrityError(f"checkpoint size {cp.size} exceeds the log ({len(self._tree)} records)")
+            self._check_against_tree(cp, f"the latest checkpoint (size {cp.size})")
             path = self._tree.inclusion_proof(seq, cp.size)
         return {"type": "clinops-audit inclusion proof", "version": 1, "log_id": self.log_id, "seq": seq,
                 "record": line.decode("ascii"), "tree_size": cp.size, "proof": [p.hex() for p in path],
-                "checkpoint": cp.to_dict()}
+                "checkpoint": cp.to_dict(), "key_transitions": self._transitions_before(cp.size)}
+
+    def _transitions_before(self, size: int) -> list[dict[str, Any]]:
+        """The signed key transitions a verifier holding the genesis key follows to a checkpoint of ``size``."""
+        return [{"seq": seq, **fields} for seq, fields in self._schedule.transitions if seq < size]
 
     def consistency_proof(self, old: Checkpoint, new: Checkpoint | None = None) -> dict[str, Any]:
         """Consistency proof bundle between an earlier checkpoint ``old`` and ``new`` (default latest).
@@ -991,24 +1436,46 @@ class AuditTrail:
             assert new is not None
         with self._read_lock():
             self._catch_up(recover=False)
-            if not old.size <= new.size <= len(self._tree):
-                raise ValueError(f"old.size: need old.size <= new.size <= log size, got {old.size}, {new.size}, "
+            if not 0 < old.size <= new.size <= len(self._tree):
+                raise ValueError(f"old.size: need 0 < old.size <= new.size <= log size, got {old.size}, {new.size}, "
                                  f"{len(self._tree)}")
+            self._check_against_tree(new, f"checkpoint at size {new.size}")
             proof = self._tree.consistency_proof(old.size, new.size)
         return {"type": "clinops-audit consistency proof", "version": 1, "log_id": self.log_id,
-                "old": old.to_dict(), "new": new.to_dict(), "proof": [p.hex() for p in proof]}
+                "old": old.to_dict(), "new": new.to_dict(), "proof": [p.hex() for p in proof],
+                "key_transitions": self._transitions_before(new.size)}
 
     def verify(self, start: int | None = None, end: int | None = None, *,
+               public_key: Ed25519PublicKey | bytes | str | Path | None = None,
                trusted: Checkpoint | None = None, workers: int = 2) -> VerifyReport:
         """Verify records ``[start, end)`` (default all), their links, seals, the tree and checkpoints.
 
-        Uses this trail's own public key as the pinned key. ``trusted`` is a checkpoint kept
-        outside the log (a witness copy): it detects rollback and rewriting that the operator's
-        key could otherwise hide. See :func:`clinops.audit.verify.verify_log`.
+        The pinned key is ``public_key`` or, for a writer, the public half of the signing key it
+        holds; a read-only trail without ``public_key`` refuses (the log's own copy proves nothing).
+        With a witness, its latest cosigned checkpoint is fetched as ``trusted`` (unless given) and
+        its cosignature required: that detects truncation, rollback and forks.
+        See :func:`clinops.audit.verify.verify_log`.
+
+        Raises
+        ------
+        ValueError
+            No ``public_key`` on a trail opened without the signing key.
+        OSError
+            The configured witness is unreachable.
         """
         self._check_usable()
-        public = self._signer.public_key if self._signer is not None else rf.unb64(self._public_key_b64)
-        return verify_log(self.root, public_key=public, start=start, end=end, trusted=trusted, workers=workers)
+        if public_key is None:
+            if self._signer is None:
+                raise ValueError("public_key: required on a trail opened without the signing key (pin the key "
+                                 "obtained out of band, not the copy in the log directory)")
+            public_key = self._signer.public_key
+        witness_key = None
+        if self._witness is not None:
+            witness_key = self._witness.key
+            if trusted is None:
+                trusted = self._witness.latest(self.log_id)
+        return verify_log(self.root, public_key=public_key, start=start, end=end, trusted=trusted,
+                          witness=witness_key, workers=workers)
 
     # -- closing ----------------------------------------------------------------------------
     def close(self) -> None:

