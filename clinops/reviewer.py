@@ -18,6 +18,7 @@ import argparse
 import html
 import io
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -297,6 +298,11 @@ def build_model_card(P, task: str) -> str:
     lineage = {k: lin.get(k) for k in ("run_id", "registered_model_name", "registered_model_version", "model_sha256",
                                        "git_commit", "dataset_sha256", "feature_sha256")}
     parts.append("<h2>Lineage</h2><pre>" + _e(json.dumps(lineage, indent=1, default=str)) + "</pre>")
+    sbom = P.root / "reports" / "serving" / "sbom.cdx.json"
+    if sbom.is_file():  # the serving runtime's software bill of materials (make sbom)
+        rel = os.path.relpath(sbom, R / "model_cards")
+        parts.append(f"<p>Serving runtime: <a href='{_e(rel)}'>CycloneDX SBOM</a> of the packages the serving "
+                     "image installs (`make sbom`).</p>")
     limits = ["Temporal split: conformal coverage is guaranteed only under exchangeability, which a temporal "
               "split breaks (coverage above is what was measured).",
               "Single centre (MIMIC-IV layout); no external validation."]
