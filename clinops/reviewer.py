@@ -300,7 +300,7 @@ def build_model_card(P, task: str) -> str:
     parts.append("<h2>Lineage</h2><pre>" + _e(json.dumps(lineage, indent=1, default=str)) + "</pre>")
     sbom = P.root / "reports" / "serving" / "sbom.cdx.json"
     if sbom.is_file():  # the serving runtime's software bill of materials (make sbom)
-        rel = os.path.relpath(sbom, R / "model_cards")
+        rel = os.path.relpath(sbom, P.reports_dir / "model_cards")  # where the cards are written
         parts.append(f"<p>Serving runtime: <a href='{_e(rel)}'>CycloneDX SBOM</a> of the packages the serving "
                      "image installs (`make sbom`).</p>")
     limits = ["Temporal split: conformal coverage is guaranteed only under exchangeability, which a temporal "
