@@ -84,7 +84,8 @@ def test_a_start_without_the_token_file_is_refused(tmp_path):
     bundle = build_demo_bundle(tmp_path / "bundle", n=400)
     result = subprocess.run(
         [sys.executable, "-m", "serving", "--model-dir", str(bundle), "--state-dir", str(tmp_path / "state"),
-         "--self-signed-cert", str(tmp_path / "tls"), "--tokens", str(tmp_path / "tokens.yaml"), "--port", "0"],
+         "--self-signed-cert", str(tmp_path / "tls"), "--tokens", str(tmp_path / "tokens.yaml"),
+         "--consent", str(REPO_ROOT / "serving" / "config" / "consent.example.yaml"), "--port", "0"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "tokens.yaml does not exist" in result.stderr
