@@ -395,6 +395,11 @@ def _feature_hashes(task: TaskConfig, manifest) -> dict[str, str]:
     return hashes
 
 
+def _project_relative(P: Params, text: str) -> str:
+    """A path (or URI) with the project root written as ``<project>``: reports name no machine's folders."""
+    return text.replace(str(P.root.resolve()), "<project>")
+
+
 def run_model_selection(P: Params, task: str = "primary") -> SimpleNamespace:
     """Stage 1 (candidates), stage 2 (random search), final fit, one test evaluation (notebook 03)."""
     from clinops import lineage, modeling, uncertainty
@@ -475,7 +480,7 @@ def run_model_selection(P: Params, task: str = "primary") -> SimpleNamespace:
                                   {"item": "registered model", "value": rs.mlflow["registered_model"]},
                                   *[{"item": f"feature hash: {k}", "value": v} for k, v in feature_hashes.items()],
                                   {"item": "dataset files hashed", "value": len(hashes)},
-                                  {"item": "tracking store", "value": lineage.tracking_uri(P.root)}])
+                                  {"item": "tracking store", "value": _project_relative(P, lineage.tracking_uri(P.root))}])
     out = t.reports_dir / "model"
     dl = P.data_label
     winner = str(candidates.iloc[candidates["mean_auroc"].astype(float).idxmax()]["model"])

@@ -173,9 +173,10 @@ def _row_status(root: Path, path: Path, quantity: str) -> str:
     old = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     new = pd.read_csv(path, dtype=str, keep_default_na=False)
     a, b = old[old["quantity"] == quantity], new[new["quantity"] == quantity]
-    if len(a) != 1 or len(b) != 1:
+    if len(a) != 1 or len(b) != 1 or "this run" not in a.columns:
         return "no committed copy"
-    return compare_frames(a.reset_index(drop=True), b.reset_index(drop=True))["status"]
+    # the number itself; a column added to the table since is not this number's reproduction
+    return compare_frames(a[["this run"]].reset_index(drop=True), b[["this run"]].reset_index(drop=True))["status"]
 
 
 def _status_html(status: str) -> str:
