@@ -8,6 +8,7 @@ is about. Then Prometheus is stopped and predictions must go on.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -18,12 +19,11 @@ import time
 import httpx
 import numpy as np
 import pytest
-import yaml
 
 from clinops.ops.dashboard import dashboard_queries
-from clinops.ops.files import DASHBOARD, OPS_DIR, POLICY_DIR
+from clinops.ops.files import DASHBOARD, OPS_DIR
 from clinops.ops.stack import PrometheusServer, demo_metrics_token, prometheus_binary
-from serving.testing import REPO_ROOT, build_demo_bundle, demo_frame, demo_token, free_port
+from serving.testing import REPO_ROOT, build_demo_bundle, demo_frame, demo_settings, demo_token, free_port
 
 pytestmark = pytest.mark.skipif(prometheus_binary() is None,
                                 reason="prometheus missing: apt-get install prometheus (.ci/run installs it)")
@@ -58,16 +58,17 @@ def _records(n, seed, shift_lactate=False):
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     root = tmp_path_factory.mktemp("stack")
-    bundle = build_demo_bundle(root / "bundle", n=1500, seed=7)
-    drift = yaml.safe_load((REPO_ROOT / POLICY_DIR / "drift.yaml").read_text())
-    drift["psi"]["window"] = DRIFT_WINDOW  # a drift scenario in seconds, not 500 admissions
-    (root / "drift.yaml").write_text(yaml.safe_dump(drift))
+    # The server applies the bundle's rules: a drift window of a few dozen predictions, so that
+    # a drift scenario takes seconds, not 500 admissions.
+    settings = demo_settings()
+    settings = dataclasses.replace(settings, drift=dataclasses.replace(settings.drift, psi_window=DRIFT_WINDOW))
+    bundle = build_demo_bundle(root / "bundle", n=1500, seed=7, settings=settings)
     port = free_port()
     log = (root / "server.log").open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "serving", "--model-dir", str(bundle), "--state-dir", str(root / "state"),
          "--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--min-outcomes", "10",
-         "--reference-auroc", "0.8", "--drift-policy", str(root / "drift.yaml")],
+         "--reference-auroc", "0.8", "--demo"],
         cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
     prometheus = PrometheusServer(root / "prometheus", root=REPO_ROOT, target=f"127.0.0.1:{port}", task=TASK,
                                   metrics_token=demo_metrics_token(), port=free_port(), scrape_interval="1s")
@@ -174,7 +175,7 @@ def test_one_command_starts_both_prints_the_urls_and_ctrl_c_stops_both(tmp_path)
         [sys.executable, "-m", "clinops.ops", "stack", "--target", f"127.0.0.1:{port}", "--prometheus-port",
          str(prometheus_port), "--scrape-interval", "1s", "--dir", str(tmp_path / "stack"), "--",
          sys.executable, "-m", "serving", "--model-dir", str(bundle), "--state-dir", str(tmp_path / "state"),
-         "--port", str(port), "--workers", "1", "--log-level", "warning"],
+         "--port", str(port), "--workers", "1", "--demo", "--log-level", "warning"],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         lines = []
