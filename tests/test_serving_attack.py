@@ -525,6 +525,7 @@ def test_failed_authentication_is_rate_limited(inprocess):
         assert statuses[0] == 401 and statuses[-1] == 429
         assert set(statuses) == {401, 429}
         assert client.get("/v1/governance", headers=demo_token("reviewer")).status_code == 200  # valid still pass
+        assert client.get("/healthz").status_code == 200  # open routes stay open
 
 
 def test_consent_refusal_for_an_unknown_id_mints_no_pseudonym(server):
