@@ -436,7 +436,7 @@ class ServingRuntime:
                                                                         list(one.result.conformal_set),
                                                                         request.features)
                                   for request, one in recorded})
-        except Exception:  # a cache: overrides and outcomes then find these through the audit trail
+        except Exception:  # already audited and so answered; overrides and outcomes of these are then 404s
             log.exception("prediction memory write failed for %d prediction(s)", len(recorded))
         for request, one in recorded:
             if not _queued_individually(one.reasons):
