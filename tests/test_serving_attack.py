@@ -411,8 +411,9 @@ def test_a_killed_worker_is_restarted_and_the_others_keep_serving(bundle, tmp_pa
         assert "restarting it" in running.log()
     failed = [o for o in outcomes if o[1] != 200]
     print(f"{len(outcomes)} requests under load, {len(failed)} failed: {[status for _, status, _ in failed]}")
-    # only requests in flight on the killed worker (at most one per client) may fail
-    assert len(failed) <= clients, failed
+    # only requests in flight on the killed worker may fail: per client, the one it was
+    # answering and at most one connection dealt to it before the supervisor saw it go
+    assert len(failed) <= 2 * clients, failed
     assert all(abs(t - killed_at) < 5 for t, _, _ in failed), failed
     served_after = [o for o in outcomes if o[0] > killed_at + 1 and o[1] == 200]
     assert len(served_after) > 10
