@@ -51,5 +51,12 @@ serve: setup
 	  --host $(HOST) --port $(PORT) --workers $(WORKERS) \
 	  $(if $(TLS_CERT),--tls-cert $(TLS_CERT) --tls-key $(TLS_KEY)) $(if $(SELF_SIGNED),--self-signed-cert build/serving/tls)
 
+# The audit trail's outside parties on loopback (OpenBao, a witness, SeaweedFS with Object Lock), until
+# Ctrl-C; then in another shell: set -a; . build/stack/stack.env; make serve. Without it, make serve
+# keeps the audit keys and log local.
+.PHONY: stack
+stack: setup
+	$(BIN)/clinops audit stack --dir build/stack
+
 clean-reports:
 	rm -rf build reports/notebooks

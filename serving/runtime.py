@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from clinops.audit.connections import from_environment as audit_connections
 from clinops.audit.log import AuditReceipt, AuditTrail
 from clinops.drift import DriftPolicy, PsiReference, psi_status
 from clinops.fairness import FairnessPolicy, age_groups, fairness_alerts, subgroup_table
@@ -247,7 +248,9 @@ class ServingRuntime:
                                             seed_path=consent_seed_path)
 
         self.audit_enabled = bool(audit_enabled)
-        self.audit: AuditTrail | None = AuditTrail.open(self.state_dir / "audit") if self.audit_enabled else None
+        # Witness, Object Lock archive and OpenBao keys when $CLINOPS_AUDIT_* say so (`make stack`), else local.
+        self.audit: AuditTrail | None = (AuditTrail.open(self.state_dir / "audit", **audit_connections())
+                                         if self.audit_enabled else None)
         self._tls = threading.local()  # audit record id of the last governance event, per thread
 
         self.policy = GovernancePolicy.load(governance_policy_path)

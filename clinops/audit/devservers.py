@@ -21,9 +21,10 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
-__all__ = ["Server", "binary", "free_ports", "start_openbao", "start_seaweedfs", "start_witness"]
+__all__ = ["Server", "binary", "free_ports", "stack_main", "start_openbao", "start_seaweedfs", "start_witness"]
 
 _SEAWEEDFS_PORTS = ("admin.port", "admin.port.grpc", "debug.port", "filer.port", "filer.port.grpc", "master.port",
                     "master.port.grpc", "s3.port", "s3.port.grpc", "s3.debug.port", "s3.port.iceberg", "s3.port.lance",
@@ -150,3 +151,61 @@ def start_openbao(home: Path, *, timeout: float = 30) -> Server:
     server = Server(url, proc, {"token": OPENBAO_TOKEN})
     _wait(server, lambda: server.extra.setdefault("client", transit_client(url, OPENBAO_TOKEN)), "OpenBao", timeout)
     return server
+
+
+def stack_main(argv: list[str] | None = None) -> int:
+    """``clinops audit stack``: OpenBao, a witness and SeaweedFS for the serving demo, until interrupted.
+
+    Writes ``DIR/stack.env`` (``export`` lines for :func:`clinops.audit.connections.from_environment`
+    and ``clinops audit verify``) and prints ``ready``; ``make stack`` runs it, then in another
+    shell ``set -a; . DIR/stack.env; make serve``.
+    """
+    import argparse
+    import signal
+
+    from clinops.audit.connections import SIGNING_KEY_NAME
+    from clinops.audit.keys import public_key_pem
+    from clinops.audit.objectlock import ObjectLockArchive
+    from clinops.audit.openbao import TransitSigner
+
+    p = argparse.ArgumentParser(prog="clinops audit stack", description=stack_main.__doc__.split("\n")[0])
+    p.add_argument("--dir", type=Path, required=True, help="state of the three servers (created)")
+    p.add_argument("--bucket", default="clinops-audit", help="Object Lock bucket to create (default %(default)s)")
+    args = p.parse_args(argv)
+    args.dir.mkdir(parents=True, exist_ok=True)
+    servers: list[Server] = []
+    try:
+        bao = start_openbao(args.dir / "openbao")
+        servers.append(bao)
+        signer = TransitSigner(bao.extra["client"], SIGNING_KEY_NAME)
+        log_key = args.dir / "log-signing.pub"
+        log_key.write_bytes(public_key_pem(signer.public_key))
+        witness = start_witness(args.dir / "witness", [log_key])
+        servers.append(witness)
+        s3 = start_seaweedfs(args.dir / "seaweedfs")
+        servers.append(s3)
+        ObjectLockArchive(s3.extra["client"], args.bucket, retention=timedelta(days=1)).create_bucket()
+        env = {"CLINOPS_AUDIT_OPENBAO_URL": bao.url, "CLINOPS_AUDIT_OPENBAO_TOKEN": bao.extra["token"],
+               "CLINOPS_AUDIT_WITNESS_URL": witness.url, "CLINOPS_AUDIT_WITNESS_KEY": str(witness.extra["public_key"]),
+               "CLINOPS_AUDIT_S3_ENDPOINT": s3.url, "CLINOPS_AUDIT_S3_BUCKET": args.bucket,
+               "AWS_ACCESS_KEY_ID": s3.extra["access_key"], "AWS_SECRET_ACCESS_KEY": s3.extra["secret_key"],
+               "CLINOPS_AUDIT_PUBLIC_KEY": str(log_key)}
+        (args.dir / "stack.env").write_text("".join(f"export {k}={v}\n" for k, v in env.items()))
+        print(f"ready: OpenBao {bao.url}, witness {witness.url}, S3 {s3.url}; environment in {args.dir / 'stack.env'}",
+              flush=True)
+        stop = []
+        signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+        while not stop:
+            time.sleep(0.5)
+            if any(s.process.poll() is not None for s in servers):
+                print("a server exited; stopping the stack", file=sys.stderr)
+                return 1
+    except KeyboardInterrupt:
+        pass
+    except (OSError, RuntimeError) as exc:
+        print(f"clinops audit stack: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for server in reversed(servers):
+            server.stop()
+    return 0
