@@ -77,5 +77,12 @@ stack: setup
 	  $(if $(TLS_CERT),--tls-ca $(TLS_CERT)) $(if $(SELF_SIGNED),--tls-ca build/serving/tls/cert.pem) \
 	  -- $(BIN)/python -m serving $(SERVE_ARGS)
 
+# The audit trail's outside parties on loopback (OpenBao, a witness, SeaweedFS with Object Lock), until
+# Ctrl-C; then in another shell: set -a; . build/stack/stack.env; make serve. Without it, make serve
+# keeps the audit keys and log local.
+.PHONY: stack
+stack: setup
+	$(BIN)/clinops audit stack --dir build/stack
+
 clean-reports:
 	rm -rf build reports/notebooks

@@ -17,10 +17,12 @@ What is measured (all on a fresh trail in a temporary directory on the same disk
   link, every seal's Ed25519 signature, the Merkle tree, every checkpoint), median of 3 runs,
   with 2 worker processes (the default; logs of 8 MiB or more) and with one process, for the
   group-commit log and for the single-append log (one seal, so one Ed25519 check, per record).
-- witness: the cost of publishing a checkpoint to a witness (``clinops audit witness`` started
-  as a separate process on a loopback port): ``--checkpoints`` calls of ``checkpoint()`` after
-  one append each, with and without the witness (consistency proof, HTTP round trip, the
-  witness's checks and cosignature), and the group-commit rate with the witness attached.
+- witness and store: the cost of publishing a checkpoint to a witness (``clinops audit
+  witness``, a separate process on a loopback port) and of uploading it to an S3 bucket with
+  Object Lock (SeaweedFS ``weed mini``, skipped when it is not installed): ``--checkpoints``
+  calls of ``checkpoint()`` after one append each, locally, with the witness (consistency proof,
+  HTTP round trip, the witness's checks and cosignature) and with the Object Lock upload; and
+  the group-commit rate with the witness attached.
 
 Wall-clock rates depend on what else runs on the machine; the benchmark also reports rates per
 CPU-second (this process and its verify workers), which do not, and the load average at the end.
@@ -37,11 +39,11 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
-import subprocess
-
 from clinops.audit import AuditTrail, Ed25519Signer, verify_log
+from clinops.audit.devservers import binary, start_seaweedfs, start_witness
 from clinops.audit.keys import public_key_pem
 from clinops.audit.witness import WitnessClient, WitnessKey
 
@@ -85,17 +87,9 @@ def _pinned(root: Path):
     return Ed25519Signer.load(root / "private" / "signing.key").public_key
 
 
-def _start_witness(tmp: Path, signer: Ed25519Signer) -> tuple[subprocess.Popen, WitnessClient]:
-    (tmp / "log.pub").write_bytes(public_key_pem(signer.public_key))
-    proc = subprocess.Popen([sys.executable, "-m", "clinops.cli", "audit", "witness", "--state", str(tmp / "witness"),
-                             "--log-key", str(tmp / "log.pub"), "--port", "0"], stdout=subprocess.PIPE, text=True)
-    url = proc.stdout.readline().split("listening on ")[1].split()[0]
-    return proc, WitnessClient(url, WitnessKey.load(tmp / "witness" / "witness.pub"))
-
-
-def _checkpoint_seconds(root: Path, n: int, signer: Ed25519Signer, witness: WitnessClient | None) -> float:
-    """Mean seconds of one checkpoint() (sign, publish when a witness is given, store)."""
-    with AuditTrail.open(root, signer=signer, witness=witness) as trail:
+def _checkpoint_seconds(root: Path, n: int, signer: Ed25519Signer, **publish) -> float:
+    """Mean seconds of one checkpoint() (sign, publish to a witness / archive when given, store)."""
+    with AuditTrail.open(root, signer=signer, **publish) as trail:
         total = 0.0
         for i in range(n):
             trail.append("review", {"requester": "bench", "n": i})
@@ -174,14 +168,15 @@ def main(argv: list[str] | None = None) -> int:
         results["verify_single_log_records_per_s"] = round(n / secs)
         results["verify_single_log_records_per_cpu_s"] = round(n / cpu)
 
-        # witness: publishing cost per checkpoint, and group commit with the witness attached
+        # witness and store: publishing cost per checkpoint, and group commit with the witness attached
         signer = Ed25519Signer.generate()
-        proc, witness = _start_witness(Path(tmp), signer)
-        try:
-            results["checkpoint_ms_local"] = round(1e3 * _checkpoint_seconds(Path(tmp) / "cp-local", args.checkpoints,
-                                                                             signer, None), 2)
-            results["checkpoint_ms_witnessed"] = round(1e3 * _checkpoint_seconds(Path(tmp) / "cp-witnessed",
-                                                                                 args.checkpoints, signer, witness), 2)
+        (Path(tmp) / "log.pub").write_bytes(public_key_pem(signer.public_key))
+        results["checkpoint_ms_local"] = round(1e3 * _checkpoint_seconds(Path(tmp) / "cp-local", args.checkpoints,
+                                                                         signer), 2)
+        with start_witness(Path(tmp) / "witness", [Path(tmp) / "log.pub"]) as server:
+            witness = WitnessClient(server.url, WitnessKey.load(server.extra["public_key"]))
+            results["checkpoint_ms_witnessed"] = round(1e3 * _checkpoint_seconds(
+                Path(tmp) / "cp-witnessed", args.checkpoints, signer, witness=witness), 2)
             root = Path(tmp) / "group-witnessed"
             events = [_event(rng, i) for i in range(args.records)]
             with AuditTrail.open(root, signer=signer, witness=witness) as trail:
@@ -190,9 +185,14 @@ def main(argv: list[str] | None = None) -> int:
                     trail.append_many(events[i:i + args.batch])
                 dt = time.perf_counter() - t0
             results["group_commit_witnessed_appends_per_s"] = round(args.records / dt)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+        results["checkpoint_ms_object_lock"] = None
+        if binary("weed") is not None:
+            from clinops.audit.objectlock import ObjectLockArchive
+            with start_seaweedfs(Path(tmp) / "seaweedfs") as server:
+                archive = ObjectLockArchive(server.extra["client"], "clinops-bench", retention=timedelta(days=1))
+                archive.create_bucket()
+                results["checkpoint_ms_object_lock"] = round(1e3 * _checkpoint_seconds(
+                    Path(tmp) / "cp-archived", args.checkpoints, signer, archive=archive), 2)
 
     results["load_average_1min_at_end"] = os.getloadavg()[0]
     r = results
@@ -210,8 +210,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{r['verify_single_log_records_per_s']:,} | {r['verify_single_log_records_per_cpu_s']:,} |")
     print(f"| durable appends, group commit, every checkpoint published to a witness | "
           f"{r['group_commit_witnessed_appends_per_s']:,} | |")
-    print(f"checkpoint cost: {r['checkpoint_ms_local']} ms signed and stored locally, {r['checkpoint_ms_witnessed']} ms "
-          f"with the witness's consistency check and cosignature (mean of {args.checkpoints})")
+    locked = ("not measured (weed not installed)" if r["checkpoint_ms_object_lock"] is None
+              else f"{r['checkpoint_ms_object_lock']} ms also uploaded with Object Lock")
+    print(f"checkpoint cost (mean of {args.checkpoints}): {r['checkpoint_ms_local']} ms signed and stored locally, "
+          f"{r['checkpoint_ms_witnessed']} ms with the witness's consistency check and cosignature, {locked}")
     print(f"fsync policy: {r['fsync_policy']}; 1-minute load average at the end: {r['load_average_1min_at_end']:.2f} "
           f"on {os.cpu_count()} CPUs")
     print(json.dumps(results))

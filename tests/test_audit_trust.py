@@ -16,7 +16,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from clinops.audit import AuditIntegrityError, AuditTrail, AuditWriteError, Checkpoint, Ed25519Signer, verify_log
 from clinops.audit import records as rf
 from clinops.audit.cli import main as cli_main
+from clinops.audit.devservers import start_witness
 from clinops.audit.keys import public_key_pem, public_key_raw
 from clinops.audit.merkle import leaf_hash
 from clinops.audit.proofs import ProofError, verify_bundle, verify_receipt
@@ -376,20 +376,8 @@ def witness(tmp_path: Path):
     """``clinops audit witness`` as a real process on a free port, trusting one log key made here."""
     log_signer = Ed25519Signer.generate()
     (tmp_path / "log.pub").write_bytes(public_key_pem(log_signer.public_key))
-    state = tmp_path / "witness-state"
-    proc = subprocess.Popen([sys.executable, "-m", "clinops.cli", "audit", "witness", "--state", str(state),
-                             "--log-key", str(tmp_path / "log.pub"), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    try:
-        line = proc.stdout.readline()
-        assert "listening on http://127.0.0.1:" in line, proc.stderr.read()
-        url = line.split("listening on ")[1].split()[0]
-        key = WitnessKey.load(state / "witness.pub")
-        yield log_signer, url, key, state
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with start_witness(tmp_path / "witness-state", [tmp_path / "log.pub"]) as server:
+        yield log_signer, server.url, WitnessKey.load(server.extra["public_key"]), tmp_path / "witness-state"
 
 
 def test_the_witness_cosigns_and_verify_catches_truncation(tmp_path: Path, witness) -> None:

@@ -411,8 +411,9 @@ def test_a_killed_worker_is_restarted_and_the_others_keep_serving(bundle, tmp_pa
         assert "restarting it" in running.log()
     failed = [o for o in outcomes if o[1] != 200]
     print(f"{len(outcomes)} requests under load, {len(failed)} failed: {[status for _, status, _ in failed]}")
-    # only requests in flight on the killed worker (at most one per client) may fail
-    assert len(failed) <= clients, failed
+    # only requests in flight on the killed worker may fail: per client, the one it was
+    # answering and at most one connection dealt to it before the supervisor saw it go
+    assert len(failed) <= 2 * clients, failed
     assert all(abs(t - killed_at) < 5 for t, _, _ in failed), failed
     served_after = [o for o in outcomes if o[0] > killed_at + 1 and o[1] == 200]
     assert len(served_after) > 10
@@ -525,6 +526,7 @@ def test_failed_authentication_is_rate_limited(inprocess):
         assert statuses[0] == 401 and statuses[-1] == 429
         assert set(statuses) == {401, 429}
         assert client.get("/v1/governance", headers=demo_token("reviewer")).status_code == 200  # valid still pass
+        assert client.get("/healthz").status_code == 200  # open routes stay open
 
 
 def test_consent_refusal_for_an_unknown_id_mints_no_pseudonym(server):

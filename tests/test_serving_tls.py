@@ -77,7 +77,8 @@ def test_cli_serves_a_bundle_over_https(tmp_path, certificate):
     process = subprocess.Popen(
         [sys.executable, "-m", "serving", "--model-dir", str(bundle), "--state-dir", str(tmp_path / "state"),
          "--host", "127.0.0.1", "--port", str(port), "--tls-cert", str(cert), "--tls-key", str(key),
-         "--log-level", "warning"], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+         "--demo", "--log-level", "warning"], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
     try:
         context = ssl.create_default_context(cafile=str(cert))
         for _ in range(200):

@@ -23,6 +23,8 @@ from clinops.audit.log import AuditIntegrityError, AuditTrail
 from clinops.audit.proofs import ProofError, verify_bundle, verify_receipt
 from clinops.audit.records import Checkpoint, RecordFormatError
 from clinops.audit.verify import verify_log
+from clinops.audit.connections import object_lock_archive, openbao_keys, witness_client
+from clinops.audit.devservers import stack_main
 from clinops.audit.witness import DEFAULT_NAME, WitnessClient, WitnessKey
 from clinops.audit.witness import main as witness_main
 
@@ -75,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--public-key", type=Path, required=True, help="the log's public key (PEM)")
 
     sub.add_parser("witness", add_help=False, help="run a checkpoint witness (see `clinops audit witness --help`)")
+    sub.add_parser("stack", add_help=False,
+                   help="run a witness, SeaweedFS and OpenBao on loopback for the demo (see `clinops audit stack --help`)")
 
     p = sub.add_parser("show", parents=[common], help="reconstruct a prediction event")
     p.add_argument("prediction_id")
@@ -113,25 +117,25 @@ def _env_path(name: str) -> Path | None:
 
 
 def _witness(args: argparse.Namespace) -> tuple[WitnessKey | None, WitnessClient | None]:
-    """The pinned witness key and, with a URL, a client for it."""
-    if getattr(args, "witness_key", None) is None:
-        if getattr(args, "witness_url", None):
-            raise ValueError("--witness-url: needs --witness-key (the witness's public key, pinned)")
-        return None, None
-    key = WitnessKey.load(args.witness_key, args.witness_name)
-    return key, (WitnessClient(args.witness_url, key) if args.witness_url else None)
+    """The pinned witness key and, with a URL, a client for it (verify can check cosignatures without one)."""
+    key_path, url = getattr(args, "witness_key", None), getattr(args, "witness_url", None)
+    if key_path is not None and not url:
+        return WitnessKey.load(key_path, args.witness_name), None
+    client = witness_client(url, key_path, getattr(args, "witness_name", DEFAULT_NAME))
+    return (None, None) if client is None else (client.key, client)
 
 
 def _archive(args: argparse.Namespace):
     """The Object Lock archive named by ``--s3-endpoint``/``--s3-bucket``, or None."""
-    if not getattr(args, "s3_endpoint", None):
-        return None
-    if not args.s3_bucket:
-        raise ValueError("--s3-bucket: required with --s3-endpoint")
-    from clinops.audit.objectlock import ObjectLockArchive  # boto3 only when an archive is used
-    return ObjectLockArchive.connect(args.s3_endpoint, args.s3_bucket, access_key=os.environ.get("AWS_ACCESS_KEY_ID", ""),
-                                     secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
-                                     retention=timedelta(days=args.retention_days))
+    return object_lock_archive(getattr(args, "s3_endpoint", None), getattr(args, "s3_bucket", None),
+                               retention_days=getattr(args, "retention_days", 3650),
+                               access_key=os.environ.get("AWS_ACCESS_KEY_ID", ""),
+                               secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY", ""))
+
+
+def _keys() -> dict:
+    """The OpenBao keyring and signer when ``$CLINOPS_AUDIT_OPENBAO_URL`` is set (else the local key files)."""
+    return openbao_keys(os.environ.get("CLINOPS_AUDIT_OPENBAO_URL"), os.environ.get("CLINOPS_AUDIT_OPENBAO_TOKEN"))
 
 
 def _outside(root: Path, key: Path, what: str) -> Path:
@@ -184,7 +188,7 @@ def _run(args: argparse.Namespace) -> int:
         print(verify_receipt(receipt, args.public_key))
         return 0
     if cmd == "show":
-        with AuditTrail.open(args.root, read_only=True) as trail:
+        with AuditTrail.open(args.root, read_only=True, **_keys()) as trail:
             print(json.dumps(trail.show(args.prediction_id, decrypt=not args.no_decrypt), indent=2))
         return 0
     if cmd == "prove":
@@ -193,7 +197,7 @@ def _run(args: argparse.Namespace) -> int:
         old = Checkpoint.from_bytes(args.consistency.read_bytes()) if args.consistency is not None else None
         # Read-only when a stored checkpoint suffices (an auditor needs no keys); a writer otherwise.
         for read_only in (True, False):
-            with AuditTrail.open(args.root, create=False, read_only=read_only, witness=witness) as trail:
+            with AuditTrail.open(args.root, create=False, read_only=read_only, witness=witness, **_keys()) as trail:
                 latest = trail.latest_checkpoint()
                 if read_only and (latest is None or (old is None and latest.size <= args.seq)):
                     continue
@@ -201,7 +205,7 @@ def _run(args: argparse.Namespace) -> int:
                 break
         _emit(json.dumps(bundle, indent=1), args.out)
         return 0
-    with AuditTrail.open(args.root, create=False, witness=witness, archive=_archive(args)) as trail:
+    with AuditTrail.open(args.root, create=False, witness=witness, archive=_archive(args), **_keys()) as trail:
         if cmd == "erase":
             receipt = trail.erase(args.subject, requester=args.requester, retire_kek=args.retire_kek)
             n_keys = trail.record(receipt.seq).fields["data_keys_destroyed"]
@@ -238,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["witness"]:
         return witness_main(argv[1:])
+    if argv[:1] == ["stack"]:
+        return stack_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         return _run(args)

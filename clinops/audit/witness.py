@@ -309,9 +309,12 @@ class WitnessClient:
             if status == 409 and body.strip().isdigit():
                 self._sizes[origin] = int(body.strip())
                 continue
-            if status in (403, 422):
+            if status == 422:
                 raise WitnessRefused(f"the witness refused the checkpoint at size {cp.size}: "
                                      f"{body.decode(errors='replace').strip()}")
+            if status == 403:  # e.g. after a signing-key rotation the witness was not told about
+                raise OSError(f"witness {self.url} does not accept this log's key (give it the new key with "
+                              f"--log-key): {body.decode(errors='replace').strip()}")
             if status != 200:
                 raise OSError(f"witness {self.url}: HTTP {status}: {body[:200]!r}")
             try:
