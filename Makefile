@@ -68,21 +68,27 @@ SERVE_ARGS = --registered $$($(BIN)/python -m clinops.pipeline registered $(PARA
 serve: setup
 	$(BIN)/python -m serving $(SERVE_ARGS)
 
-# The server as `make serve` starts it, plus a Prometheus (Debian package `prometheus`) scraping
-# every worker with the rules of serving/ops; prints the URLs, Ctrl-C stops both.
-# STACK_TASK: the served model's task (the per-task alert rules select it).
+# One command for the whole demo stack: the audit trail's outside parties on loopback (OpenBao
+# holding the keys, a witness cosigning checkpoints, SeaweedFS with S3 Object Lock), then the server
+# as `make serve` starts it, connected to them, and a Prometheus (Debian package `prometheus`)
+# scraping every worker with the rules of serving/ops. Prints the URLs; Ctrl-C stops everything.
+# STACK_TASK: the served model's task (the per-task alert rules select it). AUDIT_STACK=0: server
+# and Prometheus only, audit keys and log local. `make serve` alone needs none of this.
+AUDIT_STACK ?= 1
 stack: setup
+	@rm -f build/stack/audit/stack.env
+	@set -e; \
+	if [ "$(AUDIT_STACK)" = 1 ]; then \
+	  $(BIN)/clinops audit stack --dir build/stack/audit & audit=$$!; \
+	  trap 'kill $$audit 2>/dev/null; wait $$audit 2>/dev/null' EXIT INT TERM; \
+	  for i in $$(seq 240); do [ -f build/stack/audit/stack.env ] && break; \
+	    kill -0 $$audit 2>/dev/null || { echo "make stack: the audit parties did not start" >&2; exit 1; }; sleep 0.5; done; \
+	  set -a; . build/stack/audit/stack.env; set +a; \
+	fi; \
 	$(BIN)/python -m clinops.ops stack --target $(HOST):$(PORT) --task $(STACK_TASK) \
 	  --prometheus-port $(PROMETHEUS_PORT) --dir build/stack \
 	  $(if $(TLS_CERT),--tls-ca $(TLS_CERT)) $(if $(SELF_SIGNED),--tls-ca build/serving/tls/cert.pem) \
 	  -- $(BIN)/python -m serving $(SERVE_ARGS)
-
-# The audit trail's outside parties on loopback (OpenBao, a witness, SeaweedFS with Object Lock), until
-# Ctrl-C; then in another shell: set -a; . build/stack/stack.env; make serve. Without it, make serve
-# keeps the audit keys and log local.
-.PHONY: stack
-stack: setup
-	$(BIN)/clinops audit stack --dir build/stack
 
 clean-reports:
 	rm -rf build reports/notebooks
