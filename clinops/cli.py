@@ -13,7 +13,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "synth": ("clinops.data.synthetic", "main", "generate a synthetic MIMIC-IV v2.2 directory"),
     "convert": ("clinops.data.mimic", "convert_main", "copy a MIMIC-IV directory to parquet"),
     "check": ("clinops.data.mimic", "check_main", "check a MIMIC-IV directory has what the pipeline needs"),
-    "audit": ("clinops.audit.cli", "main", "verify, prove, show, erase, retention, rotate-key"),
+    "audit": ("clinops.audit.cli", "main", "verify, prove, witness, stack, show, erase, retention, key rotation"),
     "params": ("clinops.config", "main", "validate a parameter file"),
 }
 
