@@ -20,6 +20,7 @@ import httpx
 import numpy as np
 import pytest
 
+from clinops.features import FeatureManifest
 from clinops.ops.dashboard import dashboard_queries
 from clinops.ops.files import DASHBOARD, OPS_DIR
 from clinops.ops.stack import PrometheusServer, demo_metrics_token, prometheus_binary
@@ -51,8 +52,12 @@ def _records(n, seed, shift_lactate=False):
         record = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
         if i % 4 == 0:
             record.pop("albumin")  # missing: imputed with the training median
-        records.append({k: v for k, v in record.items() if v is not None})
+        # 0/1 features as integers: the server's schema refuses 1.0 for a binary field
+        records.append({k: (int(v) if k in BINARY else v) for k, v in record.items() if v is not None})
     return records
+
+
+BINARY = {spec.name for spec in FeatureManifest.load("mortality").specs if spec.kind == "binary"}
 
 
 @pytest.fixture(scope="module")

@@ -128,10 +128,11 @@ def test_a_failing_step_ends_with_one_line_naming_step_and_cause(project):
     params = "params/quick.yaml"
     mark_done(project, params)                      # every output exists (empty files)
     edit(project / "notebooks/04_fairness.ipynb", '"cells": [', '"cells":   [')
-    out = subprocess.run([str(SNAKEMAKE), "--cores", "1", "--config", f"params={params}", "--rerun-triggers", "mtime",
-                          str(project / "reports/quick/fairness/table2.csv")], cwd=project, capture_output=True,
+    out = subprocess.run([str(SNAKEMAKE), str(project / "reports/quick/fairness/table2.csv"), "--cores", "1",
+                          "--config", f"params={params}", "--rerun-triggers", "mtime"], cwd=project, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode != 0
+    assert (project / "build/quick/logs/FAILED").is_file(), out.stdout[-3000:] + out.stderr[-3000:]
     failed = (project / "build/quick/logs/FAILED").read_text().strip().splitlines()
     assert len(failed) == 1 and failed[0].startswith("clinops: step fairness failed: ")
     assert "PapermillExecutionError" not in failed[0], "the cause is the cell's exception, not the wrapper"
