@@ -1045,6 +1045,16 @@ class OverrideLog(_SqliteStore):
             return [self._record(r) for r in con.execute(f"SELECT * FROM decisions{where} ORDER BY record_id",
                                                          args).fetchall()]
 
+    def drop_notes(self) -> int:
+        """Remove every stored note (overwritten in the file, write-ahead log emptied); returns
+        how many. For a caller that keeps notes elsewhere, erasably (the serving demo keeps
+        override reasons only in the audit trail's encrypted payloads)."""
+        with self._lock, self._connect() as con:
+            n = con.execute("UPDATE decisions SET note = NULL WHERE note IS NOT NULL").rowcount
+            if n:
+                purge_deleted(con)
+        return n
+
     def decided(self, prediction_id: str, clinician: str) -> bool:
         """Whether ``clinician`` already recorded a decision on ``prediction_id`` (indexed)."""
         with self._lock, self._connect() as con:

@@ -271,6 +271,12 @@ class ServingRuntime:
         self.queue = ReviewQueue(self.state_dir / "review_queue.sqlite",
                                  resolve_roles=sorted({"clinician", *self.policy.review_roles}))
         self.overrides = OverrideLog(self.state_dir / "overrides.sqlite")
+        # a state directory from before reasons went only to the audit trail's encrypted payload
+        # still has them in clear here, where erasure cannot reach them; the trail holds each one
+        dropped = self.overrides.drop_notes()
+        if dropped:
+            log.warning("removed %d override reason(s) kept in clear in overrides.sqlite (the audit trail "
+                        "holds them)", dropped)
         self._background = _BackgroundWorker()
         # Threads for the blocking steps (scoring, audit commits, the other routes' writes).
         self.blocking = ThreadPoolExecutor(max_workers=16, thread_name_prefix="serving-blocking")

@@ -92,6 +92,10 @@ def test_override_log_counts_overridden_predictions(tmp_path):
     assert log.overridden_predictions() == 1
     assert log.decided("p1", "a") and not log.decided("p2", "b")
     assert log.overridden_among(["p1", "p2", "p3"]) == {"p1"}
+    log.record("p3", clinician="c", role="clinician", action="overridden", note="bed 4, daughter Quixote")
+    assert log.drop_notes() == 1 and log.drop_notes() == 0
+    assert all(r.note is None for r in log.records())
+    assert b"Quixote" not in b"".join(p.read_bytes() for p in tmp_path.iterdir())
 
 
 def test_review_queue_redact_keeps_only_what_is_named(tmp_path):
