@@ -2,11 +2,13 @@
 
 A clinician signs in, sees an escalated case with its probability, conformal set, reasons and
 top contributions, overrides it with a reason, then resolves it; the audit trail on disk must
-hold the override. A screenshot is saved to reports/serving/review_page.png.
+hold the override. A screenshot is saved in the test's folder; CLINOPS_UPDATE_SCREENSHOT=1 writes it to
+reports/serving/review_page.png (the committed picture) instead, so `make test` leaves the tree clean.
 """
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import httpx
@@ -18,7 +20,7 @@ from clinops.uncertainty import RiskPredictor
 from serving.testing import REPO_ROOT, ServerThread, build_demo_bundle, demo_app, demo_frame, demo_token
 
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOT = REPO_ROOT / "reports" / "serving" / "review_page.png"
+COMMITTED_SCREENSHOT = REPO_ROOT / "reports" / "serving" / "review_page.png"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 
@@ -42,6 +44,7 @@ def _ambiguous_record(predictor: RiskPredictor) -> dict:
 
 
 def test_clinician_overrides_a_case_on_the_review_page(tmp_path):
+    SCREENSHOT = COMMITTED_SCREENSHOT if os.environ.get("CLINOPS_UPDATE_SCREENSHOT") == "1" else tmp_path / "review.png"
     from playwright.sync_api import expect, sync_playwright
 
     bundle_dir = build_demo_bundle(tmp_path / "bundle", n=1500, seed=7)
