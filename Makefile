@@ -74,9 +74,12 @@ serve: setup
 # scraping every worker with the rules of serving/ops. Prints the URLs; Ctrl-C stops everything.
 # STACK_TASK: the served model's task (the per-task alert rules select it). AUDIT_STACK=0: server
 # and Prometheus only, audit keys and log local. `make serve` alone needs none of this.
+# The stack's server keeps its state in build/stack/serving, new at every start: the dev OpenBao
+# holds the signing and key-encryption keys in memory only, so a trail from an earlier stack could
+# not be verified against them and is refused.
 AUDIT_STACK ?= 1
 stack: setup
-	@rm -f build/stack/audit/stack.env
+	@rm -rf build/stack
 	@set -e; \
 	if [ "$(AUDIT_STACK)" = 1 ]; then \
 	  $(BIN)/clinops audit stack --dir build/stack/audit & audit=$$!; \
@@ -88,7 +91,7 @@ stack: setup
 	$(BIN)/python -m clinops.ops stack --target $(HOST):$(PORT) --task $(STACK_TASK) \
 	  --prometheus-port $(PROMETHEUS_PORT) --dir build/stack \
 	  $(if $(TLS_CERT),--tls-ca $(TLS_CERT)) $(if $(SELF_SIGNED),--tls-ca build/serving/tls/cert.pem) \
-	  -- $(BIN)/python -m serving $(SERVE_ARGS)
+	  -- $(BIN)/python -m serving $(SERVE_ARGS) --state-dir build/stack/serving
 
 clean-reports:
 	rm -rf build reports/notebooks

@@ -189,7 +189,7 @@ def test_one_command_starts_both_prints_the_urls_and_ctrl_c_stops_both(tmp_path)
             assert line, "".join(lines)
             lines.append(line)
         printed = "".join(lines)
-        assert f"http://127.0.0.1:{port}/docs" in printed and f"http://127.0.0.1:{prometheus_port}" in printed
+        assert f"http://127.0.0.1:{port}/review" in printed and f"http://127.0.0.1:{prometheus_port}" in printed
         deadline = time.monotonic() + 60
         while True:  # Prometheus scrapes the server with the demo token
             targets = httpx.get(f"http://127.0.0.1:{prometheus_port}/api/v1/targets", timeout=5).json()

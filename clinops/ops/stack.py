@@ -145,7 +145,7 @@ def run_stack(server_command: list[str], *, root: Path, directory: Path, target:
         while ca_file and not Path(ca_file).exists() and time.monotonic() < deadline:
             time.sleep(0.2)  # a self-signed certificate the server is writing now
         prometheus.start()
-        print(f"\nserving demo      {scheme}://{target}/docs  (metrics: {scheme}://{target}/metrics, token needed)\n"
+        print(f"\nserving demo      {scheme}://{target}/review  (the review page; metrics: {scheme}://{target}/metrics, token needed)\n"
               f"prometheus        {prometheus.url}  (alerts: {prometheus.url}/alerts, targets: "
               f"{prometheus.url}/targets)\n"
               f"grafana dashboard {(root / OPS_DIR / 'grafana' / 'dashboards').relative_to(root)}/ "
