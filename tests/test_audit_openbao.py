@@ -7,7 +7,6 @@ it, keeps a pre-erasure copy of ``subjects.sqlite``, or reads ``private/`` gets 
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from clinops.audit import AuditTrail, verify_log
 hvac = pytest.importorskip("hvac", reason="hvac (pinned in pyproject.toml) is not installed")
 from clinops.audit.devservers import binary, start_openbao  # noqa: E402
 from clinops.audit.openbao import TransitKeyring, TransitSigner  # noqa: E402
+from tests.fixtures.clocks import DayClock
 
 @pytest.fixture(scope="module")
 def openbao(tmp_path_factory: pytest.TempPathFactory):
@@ -26,13 +26,6 @@ def openbao(tmp_path_factory: pytest.TempPathFactory):
         yield server.extra["client"]
 
 
-class DayClock:
-    def __init__(self) -> None:
-        self.now = datetime(2024, 3, 1, 8, 0, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(hours=6)
-        return self.now
 
 
 def _predict(trail: AuditTrail, subject: str, i: int) -> int:

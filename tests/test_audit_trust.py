@@ -17,7 +17,6 @@ import sqlite3
 import subprocess
 import sys
 import uuid
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -31,6 +30,7 @@ from clinops.audit.keys import public_key_pem, public_key_raw
 from clinops.audit.merkle import leaf_hash
 from clinops.audit.proofs import ProofError, verify_bundle, verify_receipt
 from clinops.audit.witness import WitnessClient, WitnessKey
+from tests.fixtures.clocks import DayClock
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -444,15 +444,6 @@ def test_the_witness_refuses_a_fork_signed_with_the_real_key(tmp_path: Path, wit
 
 
 # -- defects 7, 9: crypto-shredding that holds, atomic KEK rotation ------------------------------------
-class DayClock:
-    """Six hours further on each call: a subject's payloads spread over several UTC days (several data keys)."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2024, 3, 1, 8, 0, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(hours=6)
-        return self.now
 
 
 def _predictions(trail: AuditTrail, subject: str, n: int) -> list[int]:
