@@ -42,8 +42,7 @@ def notebook(nb, rule):
     """papermill with the parameter file injected; then an HTML copy (the one git keeps)."""
     return (step(rule) + f" {PY} -m papermill --cwd {NB} --log-level WARNING {NB}/{nb}.ipynb "
             f"{R}/notebooks/{nb}.ipynb -p params_file {P.path} && "
-            f"{PY} -m clinops.workflow_cli --params {P.path} --rule {rule} --log {LOGS}/{rule}.log -- "
-            f"{PY} -m jupyter nbconvert --to html --template basic --log-level WARN {R}/notebooks/{nb}.ipynb")
+            + step(rule) + f" {PY} -m jupyter nbconvert --to html --template basic --log-level WARN {R}/notebooks/{nb}.ipynb")
 
 
 def tables(base, *stems):

@@ -655,6 +655,16 @@ def sensitive_group_sizes(task_table: pd.DataFrame, *, age_edges: Sequence[float
     return pd.DataFrame(rows, columns=["attribute", "group", "n_test", "events_test", "status"])
 
 
+def check_table(P: "Params") -> pd.DataFrame:
+    """Validate the whole cohort table a parameter file names and return its task table; write nothing.
+
+    Raises
+    ------
+    CohortTableError : naming the column and the rule (see :func:`make_task_table`).
+    """
+    return _task_table_from_params(P)[0]
+
+
 def _task_table_from_params(P: "Params") -> tuple[pd.DataFrame, dict]:
     t = _table_section(P)
     undeclared = [f["name"] for f in t["features"] if f.get("kind") == "categorical" and not f.get("categories")]
@@ -872,7 +882,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         if args.command == "check":
-            table, _ = _task_table_from_params(P)
+            table = check_table(P)
             counts = table.groupby("split")["label"].agg(["size", "sum"])
             print(f"ok {P.resolve(P['data']['table']['path'])}: {len(table)} stays; "
                   + "; ".join(f"{s}: {int(r['size'])} stays, {int(r['sum'])} positive" for s, r in counts.iterrows()))

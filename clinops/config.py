@@ -258,8 +258,8 @@ def preflight(P: Params) -> str:
                 raise ParamsError(f"{P.path}: {where}: {feature!r} is not a feature of the {manifest} manifest "
                                   f"(features: {', '.join(names)})")
     if P.source == "table":
-        from clinops.cohort_table import _task_table_from_params
+        from clinops.cohort_table import check_table
 
-        table, _ = _task_table_from_params(P)
+        table = check_table(P)
         return f"; table ok: {len(table)} stays"
     return ""

@@ -883,8 +883,8 @@ def fit_final(
         Extra lineage (dataset / feature SHA-256s ...) stored in the bundle.
     settings : clinops.settings.TaskSettings, optional
         The task's resolved settings, stored in the bundle. When given, its conformal level,
-        operating threshold and PSI bin count are the ones used (``confidence_level`` and
-        ``threshold`` must then be left at their defaults or agree).
+        operating threshold and PSI bin count replace ``confidence_level``, ``threshold`` and
+        the default of 10 bins.
 
     Returns
     -------

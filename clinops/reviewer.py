@@ -165,13 +165,10 @@ def _recorded_stages(build_dir: Path) -> dict[str, str]:
     return out
 
 
-def _row_status(root: Path, path: Path, quantity: str) -> str:
-    """Reproduction status of one row of paper_comparison.csv."""
-    text = committed_text(root, path)
-    if text is None:
+def _row_status(old: pd.DataFrame | None, new: pd.DataFrame, quantity: str) -> str:
+    """Reproduction status of one row of paper_comparison.csv (``old``: the committed copy, as text)."""
+    if old is None:
         return "no committed copy"
-    old = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    new = pd.read_csv(path, dtype=str, keep_default_na=False)
     a, b = old[old["quantity"] == quantity], new[new["quantity"] == quantity]
     if len(a) != 1 or len(b) != 1 or "this run" not in a.columns:
         return "no committed copy"
@@ -209,6 +206,9 @@ def build_index(P) -> str:
     comparison = R / "paper_comparison.csv"
     if comparison.is_file():
         pc = pd.read_csv(comparison)
+        committed = committed_text(root, comparison)  # read once, compared row by row below
+        old = pd.read_csv(io.StringIO(committed), dtype=str, keep_default_na=False) if committed is not None else None
+        new = pd.read_csv(comparison, dtype=str, keep_default_na=False)
         stages = _recorded_stages(P.build_dir)
         by_id = {v["quantity"]: v for v in paper_values()}
         rows = []
@@ -223,7 +223,7 @@ def build_index(P) -> str:
             construction = "by construction" if str(r.get("holds by construction", "")) == "yes" else ""
             rows.append({"quantity": r["quantity"], "paper section": r["paper section"], "paper": r["paper"],
                          "this run": r["this run"], "difference": r["difference"], "produced by": link,
-                         "holds": construction, "reproduction": _status_html(_row_status(root, comparison, r["quantity"]))})
+                         "holds": construction, "reproduction": _status_html(_row_status(old, new, r["quantity"]))})
         parts.append("<h2>The paper's numbers</h2>" + _table(pd.DataFrame(rows), raw_columns=("produced by", "reproduction")))
         parts.append("<p>Where the paper's numbers contradict each other: "
                      "<a href='paper_consistency.md'>paper_consistency.md</a>.</p>")

@@ -41,8 +41,8 @@ class PredictionMemo:
 
     @classmethod
     def of(cls, encounter_id: str, probability: float, conformal_set: list[int],
-           features: Mapping[str, Any], *, age_feature: str | None = "age",
-           sex_feature: str | None = "sex_male") -> "PredictionMemo":
+           features: Mapping[str, Any], *, age_feature: str | None,
+           sex_feature: str | None) -> "PredictionMemo":
         """From the submitted (or logged) features: the fairness groups are taken from the inputs
         the model's settings name (``age_feature`` in years, ``sex_feature`` 1 = male)."""
         sex = features.get(sex_feature) if sex_feature else None
