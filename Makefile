@@ -51,6 +51,7 @@ sbom: setup
 
 test: setup
 	$(BIN)/python -m pytest tests -m "not slow" -n $(CORES) --dist loadfile
+	$(BIN)/python -m pytest --doctest-modules clinops serving -p no:cacheprovider
 	$(BIN)/python -m pytest --nbval-lax notebooks -p no:randomly
 
 test-slow: setup

@@ -65,7 +65,7 @@ from typing import Any
 import numpy as np
 
 from clinops.policy import PolicyError, read_policy
-from clinops.privacy import connect_private_sqlite, purge_deleted
+from clinops.statefiles import connect_private_sqlite, purge_deleted
 
 __all__ = [
     "ModelState",

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import yaml
 
+from clinops.statefiles import connect_private_sqlite, private_directory, purge_deleted
+
 __all__ = [
     "ROLES",
     "PrivacyError",
@@ -254,51 +256,6 @@ def _check_token_hash(value: str, field: str) -> None:
     digest = value[len(_TOKEN_HASH_PREFIX):] if value.startswith(_TOKEN_HASH_PREFIX) else ""
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         raise AuthenticationError(field, "must be 'sha256:' followed by 64 lowercase hex digits (see hash_token)")
-
-
-def private_directory(path: str | os.PathLike) -> Path:
-    """Create ``path`` (and parents) if missing and make it mode 0700, whatever the umask.
-
-    Every directory of a service's state holds personal data or keys: only its owner may list
-    or enter it.
-    """
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
-    return path
-
-
-def private_file(path: str | os.PathLike) -> Path:
-    """Create ``path`` empty if missing and make it mode 0600, whatever the umask.
-
-    Call it before SQLite opens a database: SQLite creates its ``-wal`` and ``-shm`` files with
-    the database file's mode, so they are private too.
-    """
-    path = Path(path)
-    if not path.parent.exists():
-        private_directory(path.parent)
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-    os.chmod(path, 0o600)
-    return path
-
-
-def connect_private_sqlite(path: str | os.PathLike, **options) -> sqlite3.Connection:
-    """A SQLite connection to a private (0600) database that overwrites what it deletes.
-
-    ``secure_delete`` zeroes deleted rows in the database file; :func:`purge_deleted` then
-    empties the write-ahead log, whose frames still hold the old pages. ``options`` go to
-    :func:`sqlite3.connect`.
-    """
-    connection = sqlite3.connect(str(private_file(path)), **options)
-    connection.execute("PRAGMA secure_delete=ON")
-    return connection
-
-
-def purge_deleted(connection: sqlite3.Connection) -> bool:
-    """Checkpoint and truncate the write-ahead log (after an erasure); False if a reader held
-    an old snapshot (the old pages then leave the log at the next checkpoint)."""
-    busy = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-    return not busy
 
 
 def load_or_create_key(path: str | os.PathLike, *, nbytes: int = 32) -> bytes:

@@ -165,7 +165,7 @@ def _own_state_directory(state_dir: Path) -> int | str:
     """Hold ``state_dir/server.lock`` for the life of this process: a second server on the
     same state directory is refused (it would wipe the first one's metrics and race on its
     stores). Returns the lock's file descriptor, or why the directory is not available."""
-    from clinops.privacy import private_directory
+    from clinops.statefiles import private_directory
 
     private_directory(state_dir)
     fd = os.open(state_dir / "server.lock", os.O_RDWR | os.O_CREAT, 0o600)

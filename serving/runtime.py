@@ -58,7 +58,8 @@ from clinops.governance import (
     override_rate_flags,
 )
 from clinops.modeling import ModelBundle
-from clinops.privacy import ConsentRegistry, Principal, load_or_create_key, private_directory, pseudonymise
+from clinops.privacy import ConsentRegistry, Principal, load_or_create_key, pseudonymise
+from clinops.statefiles import private_directory
 from clinops.uncertainty import RiskPredictor, RiskResult, expected_calibration_error
 
 from serving.batching import NaturalBatcher

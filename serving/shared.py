@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from clinops.privacy import connect_private_sqlite, private_directory, purge_deleted
+from clinops.statefiles import connect_private_sqlite, private_directory, purge_deleted
 
 
 @dataclass

@@ -10,7 +10,8 @@ import pytest
 
 from clinops.features import FeatureManifest
 from clinops.governance import GovernancePolicy, OverrideLog, PolicyError, ReviewQueue, escalation_reasons
-from clinops.privacy import AuthorizationError, Principal, private_directory, private_file
+from clinops.privacy import AuthorizationError, Principal
+from clinops.statefiles import private_directory, private_file
 from serving.__main__ import RestartPolicy, is_loopback
 from serving.gate import FailedAuthLimiter, strict_json_loads
 
