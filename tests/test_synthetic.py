@@ -262,7 +262,7 @@ def test_ward_admissions_services_and_readmissions(con):
 # ---------------------------------------------------------------------------------------------
 def test_same_seed_same_bytes_any_worker_count(tmp_path, monkeypatch):
     # several chunks, so the two worker processes really share the event tables
-    monkeypatch.setattr(events, "CHUNK_WEIGHT", 4_000)
+    monkeypatch.setattr(events.chunks, "CHUNK_WEIGHT", 4_000)
     a, b = tmp_path / "a", tmp_path / "b"
     synthetic.generate(a, scale=0.005, seed=3, workers=1)
     synthetic.generate(b, scale=0.005, seed=3, workers=2)

@@ -11,8 +11,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import reference as ref
-from .population import (ATYPE, DAY, H, ICU_GROUP_NAMES, ICU_UNIT_KEYS, SERVICES,
-                         WARD_GROUP_NAMES, Population, rng_for, to_minute)
+from .population.build import Population
+from .population.constants import ATYPE, DAY, H, ICU_GROUP_NAMES, ICU_UNIT_KEYS, SERVICES, WARD_GROUP_NAMES
+from .population.sampling import rng_for, to_minute
 from .schema import NULL_INT, Text
 
 CAREUNITS = (ref.ED_UNIT, ref.PACU_UNIT, *ref.ICU_UNITS.values(), *ref.WARD_UNITS,
