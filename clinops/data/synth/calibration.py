@@ -20,8 +20,10 @@ import os
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
 from . import reference as ref
+from . import targets as T
 from .schema import TABLES
 
 _DUCK = {"i4": "INTEGER", "i2": "SMALLINT", "s": "VARCHAR", "ts": "TIMESTAMP", "date": "DATE",
@@ -257,7 +259,7 @@ def _binomial_sd(p: float, n: int) -> float:
     return math.sqrt(p * (1 - p) / max(n, 1))
 
 
-def target_table(m: dict, *, scale: float, noise_sd: float = 0.0) -> "pd.DataFrame":
+def target_table(m: dict, *, scale: float, noise_sd: float = 0.0) -> pd.DataFrame:
     """Every calibration target beside its measured value, tolerance and verdict.
 
     Tolerances are the issue's (cohort and split within 2 %, mortality within 0.5 points, missing
@@ -269,10 +271,6 @@ def target_table(m: dict, *, scale: float, noise_sd: float = 0.0) -> "pd.DataFra
     m : the dict returned by :func:`measure`
     scale : the generator scale the counts are compared at (targets are for scale 1)
     """
-    import pandas as pd
-
-    from clinops.data.synth import targets as T
-
     rows = []
 
     def add(name, target, measured, tol):
