@@ -111,7 +111,7 @@ class TaskSettings:
             "fairness": {"pairwise_gap_limits": dict(self.fairness.pairwise_gap_limits),
                          "disparity_limits": dict(self.fairness.disparity_limits),
                          "min_group_size": int(self.fairness.min_group_size), "action": self.fairness.action},
-            "drift": dataclasses.asdict(self.drift),
+            "drift": self.drift.to_dict(),
             "governance": {k: (list(v) if isinstance(v, tuple) else v) for k, v in gov.items()},
             "modeling": dict(self.modeling), "mlflow": dict(self.mlflow), "sources": list(self.sources),
         }

@@ -1,5 +1,8 @@
-"""Unit tests for clinops.drift: PSI known answers, reference bins, shift simulation, detectors on
-synthetic streams with a known change point, Evidently agreement, policy loading, figures."""
+"""Unit tests for clinops.drift: PSI known answers, reference bins, shift simulation, the stream
+monitor on synthetic streams with a known change point, Evidently agreement, the policy, figures.
+
+The detectors themselves: tests/test_drift_detectors.py; the server's monitor:
+tests/test_live_monitor.py."""
 from __future__ import annotations
 
 import io
@@ -20,13 +23,15 @@ from clinops.drift import (
     prevalence_shift_scenario,
     psi,
     psi_status,
+    reference_statistics,
     simulate_additive_shift,
     simulate_prevalence_shift,
     simulate_stream,
     stream_summary,
 )
 
-POLICY_PATH = "params/policies/drift.yaml"
+from clinops.drift.detectors import PageHinkley
+from clinops.policy import PolicyError
 
 
 # -------------------------------------------------------------------------------- PSI values
@@ -184,7 +189,7 @@ def pools():
 
 def test_detectors_fire_after_the_change_point_not_before(pools):
     sb, Xb, sa, Xa, ref, train_scores = pools
-    policy = DriftPolicy.load(POLICY_PATH)
+    policy = DriftPolicy()
     mon = StreamMonitor.from_policy(policy, ref, reference_scores=train_scores)
     change, duration = 48.0, 96.0
     timeline, alarms = simulate_stream(sb, sa, Xb, Xa, monitor=mon, rate_per_hour=20, change_at_hours=change,
@@ -215,7 +220,7 @@ def test_detectors_fire_after_the_change_point_not_before(pools):
 
 def test_no_shift_stream_raises_no_alarm(pools):
     sb, Xb, _, _, ref, train_scores = pools
-    mon = StreamMonitor.from_policy(DriftPolicy.load(POLICY_PATH), ref, reference_scores=train_scores)
+    mon = StreamMonitor.from_policy(DriftPolicy(), ref, reference_scores=train_scores)
     timeline, alarms = simulate_stream(sb, None, Xb, None, monitor=mon, rate_per_hour=20, change_at_hours=None,
                                        duration_hours=7 * 24, seed=2)
     s = stream_summary(alarms, change_at_hours=None, duration_hours=7 * 24)
@@ -230,7 +235,7 @@ def test_no_shift_stream_raises_no_alarm(pools):
 
 def test_monitor_evaluates_on_the_clock(pools):
     *_, ref, _ = pools
-    mon = StreamMonitor(ref, score_sd=1.0, eval_minutes=15, psi_window=10)
+    mon = StreamMonitor(ref, eval_minutes=15, psi_window=10)
     row = {"flag": 1, "noise": 0.0}
     assert mon.add(0.05, 0.1, row) == [] and mon.add(0.20, 0.2, row) == []
     assert mon.timeline().empty                     # nothing evaluated before 15 minutes
@@ -244,14 +249,16 @@ def test_monitor_evaluates_on_the_clock(pools):
     assert mon.n_seen == 3
     with pytest.raises(ValueError, match="earlier than the last admission"):
         mon.add(0.1, 0.1, row)
+    with pytest.raises(ValueError, match="eval_minutes"):
+        StreamMonitor(ref, eval_minutes=0)
     with pytest.raises(ValueError, match="score_sd"):
-        StreamMonitor(ref, score_sd=0.0)
+        PageHinkley(score_sd=0.0)
 
 
 def test_psi_alarms_name_the_feature_and_call_back(pools):
     *_, ref, _ = pools
     seen = []
-    mon = StreamMonitor(ref, score_sd=1.0, psi_window=50, on_event=seen.append)
+    mon = StreamMonitor(ref, psi_window=50, on_event=seen.append)
     from scipy.stats import norm
     # 'noise' spread evenly over N(0, 1) quantiles (PSI ~ 0 even in a 50-admission window)
     X = pd.DataFrame({"flag": [1] * 50, "noise": norm.ppf((np.arange(50) + 0.5) / 50)})
@@ -263,45 +270,73 @@ def test_psi_alarms_name_the_feature_and_call_back(pools):
     assert seen == events and "flag" in psi_events[0].message
 
 
-def test_drift_policy_loading(tmp_path):
-    pol = DriftPolicy.load(POLICY_PATH)
-    assert (pol.psi_watch, pol.psi_alert, pol.adwin_delta, pol.ph_transform) == (0.1, 0.2, 0.002, "logit")
-    bad = tmp_path / "d.yaml"
-    bad.write_text("psi: {alert: 0.05}\n")
-    with pytest.raises(ValueError, match="psi_watch: must be positive and below psi_alert"):
-        DriftPolicy.load(bad)
-    bad.write_text("adwin: {deltaa: 0.1}\n")
-    with pytest.raises(ValueError, match="adwin.deltaa: unknown setting"):
-        DriftPolicy.load(bad)
-    bad.write_text("retrain: {on_drift: true}\n")
-    with pytest.raises(ValueError, match="unknown section"):
-        DriftPolicy.load(bad)
+def test_drift_policy_file_sets_what_the_monitor_runs(tmp_path, pools):
+    """A policy file's sections reach the monitor: PSI levels, which detectors run, task overrides."""
+    sb, Xb, sa, Xa, ref, train_scores = pools
+    path = tmp_path / "drift.yaml"
+    path.write_text("psi: {window: 50, alert: 0.5}\nadwin: {enabled: false}\n"
+                    "tasks: {strict: {psi: {alert: 0.25}}}\n")
+    pol = DriftPolicy.load(path)
+    assert pol.enabled_detectors == ["page_hinkley"] and pol.psi_window == 50
+    mon = StreamMonitor.from_policy(pol, ref, reference_scores=train_scores)
+    assert list(mon.detectors) == ["page_hinkley"] and mon.psi_alert == 0.5
+    _, alarms = simulate_stream(sb, sa, Xb, Xa, monitor=mon, rate_per_hour=20, change_at_hours=48.0,
+                                duration_hours=96.0, seed=1)
+    assert "adwin" not in set(alarms["detector"])
+    assert list(stream_summary(alarms, change_at_hours=48.0, duration_hours=96.0).index) == \
+        ["page_hinkley", "psi_drift", "psi_watch", "any"]
+    assert DriftPolicy.load(path, task="strict").psi_alert == 0.25        # a task's override
+    # the flat form the bundle stores gives the same policy back
+    assert DriftPolicy(**pol.to_dict()) == pol
+    assert pol.to_dict()["adwin_enabled"] is False and "adwin_delta" not in pol.to_dict()
 
 
-def test_psi_reference_from_the_model_bundle_format():
-    """The bundle's reference (clinops.modeling.reference_statistics format) gives the same PSI."""
+@pytest.mark.parametrize("text, message", [
+    ("psi: {alert: 0.05}\n", "psi: Value error, watch: must be below alert"),
+    ("psi: {window: 5}\n", "psi.window: Input should be greater than or equal to 10"),
+    ("adwin: {deltaa: 0.1}\n", "adwin.deltaa: unknown setting"),
+    ("page_hinkley: {mode: sideways}\n", "page_hinkley.mode: Input should be 'up', 'down' or 'both'"),
+    ("retrain: {on_drift: true}\n", "retrain: unknown setting"),
+])
+def test_drift_policy_errors_name_file_setting_and_rule(tmp_path, text, message):
+    path = tmp_path / "drift.yaml"
+    path.write_text(text)
+    with pytest.raises(PolicyError, match=f"{path}: .*{message}"):
+        DriftPolicy.load(path)
+
+
+def test_drift_policy_defaults_are_stated_once():
+    """The flat form of the defaults has exactly the bundle's keys, in order (no CUSUM: off)."""
+    flat = DriftPolicy().to_dict()
+    assert list(flat) == ["psi_bins", "psi_watch", "psi_alert", "psi_eps", "psi_window", "psi_hysteresis",
+                          "adwin_delta", "adwin_clock", "adwin_grace_period", "adwin_min_window_length",
+                          "ph_min_instances", "ph_delta_sd", "ph_threshold_sd", "ph_alpha", "ph_mode",
+                          "ph_transform"]
+    assert DriftPolicy(**flat) == DriftPolicy()
+    assert isinstance(DriftPolicy(ph_threshold_sd=25).to_dict()["ph_threshold_sd"], int)   # the value as given
+
+
+def test_reference_statistics_is_what_psi_reference_reads():
+    """One binning and one format: the bundle's reference gives the same PSI as fitting here."""
     rng = np.random.default_rng(3)
     X = pd.DataFrame({"lactate": rng.lognormal(0.5, 0.5, 500), "gcs": rng.integers(3, 16, 500).astype(float),
                       "mech_vent": (rng.random(500) < 0.4).astype(float)})
     X.loc[:99, "lactate"] = np.nan
-    ours = PsiReference.fit(X, {c: "numeric" for c in X.columns})
-    # the bundle format, written out by hand from its documented definition
-    bundle = {}
-    for c in X.columns:
-        obs = X[c].dropna().to_numpy()
-        distinct = np.unique(obs)
-        edges = distinct[:-1] if len(distinct) <= 10 else np.unique(np.quantile(obs, np.arange(1, 10) / 10))
-        counts = np.bincount(np.searchsorted(edges, obs, side="left"), minlength=len(edges) + 1)
-        bundle[c] = {"bin_edges": edges.tolist(), "proportions": (counts / counts.sum()).tolist(),
-                     "missing_rate": float(X[c].isna().mean()), "min": float(obs.min()), "max": float(obs.max())}
-    theirs = PsiReference.from_bundle_reference(bundle)
+    stats = reference_statistics(X, n_bins=10)
+    assert stats["mech_vent"]["bin_edges"] == [0.0]                   # a flag: one bin per value
+    assert len(stats["gcs"]["bin_edges"]) == 9                        # 13 GCS values > 10: deciles
+    assert stats["lactate"]["missing_rate"] == 0.2
+    assert all(sum(st["proportions"]) == pytest.approx(1.0) for st in stats.values())
+    from_bundle = PsiReference.from_dict(stats)
+    fitted = PsiReference.fit(X, {c: "numeric" for c in X.columns})
     Y = simulate_prevalence_shift(X, "mech_vent", 0.8, n=300, seed=1)
     Y.loc[Y.index[:150], "lactate"] = np.nan
-    pd.testing.assert_series_equal(theirs.psi(Y), ours.psi(Y), atol=1e-12)
-    assert bundle["mech_vent"]["bin_edges"] == [0.0]                  # a flag: one bin per value
-    assert len(bundle["gcs"]["bin_edges"]) == 9                       # 13 GCS values > 10: deciles
+    pd.testing.assert_series_equal(from_bundle.psi(Y), fitted.psi(Y), atol=1e-12)
+    assert from_bundle.psi(Y)["mech_vent"] > 0.2 and from_bundle.psi(Y)["gcs"] < 0.1
+    # what PsiReference writes is the same format
+    assert fitted.to_dict()["gcs"]["bin_edges"] == stats["gcs"]["bin_edges"]
     with pytest.raises(ValueError, match="edges need"):
-        PsiReference.from_bundle_reference({"x": {"bin_edges": [1.0], "proportions": [1.0], "missing_rate": 0}})
+        PsiReference.from_dict({"x": {"bin_edges": [1.0], "proportions": [1.0], "missing_rate": 0}})
 
 
 def test_psi_handles_nullable_integer_columns():

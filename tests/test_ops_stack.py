@@ -20,6 +20,7 @@ import httpx
 import numpy as np
 import pytest
 
+from clinops.drift import DriftPolicy
 from clinops.features import FeatureManifest
 from clinops.ops.dashboard import dashboard_queries
 from clinops.ops.files import DASHBOARD, OPS_DIR
@@ -66,7 +67,7 @@ def stack(tmp_path_factory):
     # The server applies the bundle's rules: a drift window of a few dozen predictions, so that
     # a drift scenario takes seconds, not 500 admissions.
     settings = demo_settings()
-    settings = dataclasses.replace(settings, drift=dataclasses.replace(settings.drift, psi_window=DRIFT_WINDOW))
+    settings = dataclasses.replace(settings, drift=DriftPolicy(**{**settings.drift.to_dict(), "psi_window": DRIFT_WINDOW}))
     bundle = build_demo_bundle(root / "bundle", n=1500, seed=7, settings=settings)
     port = free_port()
     log = (root / "server.log").open("w")

@@ -1,0 +1,42 @@
+"""Stream detectors on the predicted score, one file each, behind river's small contract.
+
+Every detector has ``update(x) -> self`` and ``drift_detected`` (see
+:mod:`clinops.drift.detectors.base`). :data:`DETECTORS` is the one registry: the drift policy
+reads its sections from it (``drift.yaml``: one section per name), :class:`clinops.drift.StreamMonitor`
+(the workflow's simulated stream), :func:`clinops.drift.stream_summary` and
+:class:`clinops.monitoring.live.LiveDriftMonitor` (the server) run what it lists and the policy
+enables. Adding a detector: one file here and one line below (plus its section in the policy
+file when it should run).
+
+Examples
+--------
+>>> sorted(DETECTORS)
+['adwin', 'cusum', 'page_hinkley']
+>>> [name for name, cls in DETECTORS.items() if cls.Settings().enabled]   # run by default
+['adwin', 'page_hinkley']
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from clinops.drift.detectors.adwin import ADWIN
+from clinops.drift.detectors.base import DetectorSettings, StreamDetector
+from clinops.drift.detectors.cusum import BernoulliCUSUM
+from clinops.drift.detectors.page_hinkley import PageHinkley
+
+__all__ = ["DETECTORS", "ADWIN", "BernoulliCUSUM", "DetectorSettings", "PageHinkley", "StreamDetector",
+           "build_detectors"]
+
+#: name (the policy section and the alarm's ``detector``) -> detector class, in report order.
+DETECTORS: dict[str, type[StreamDetector]] = {
+    "adwin": ADWIN,
+    "page_hinkley": PageHinkley,
+    "cusum": BernoulliCUSUM,
+}
+
+
+def build_detectors(settings: Mapping[str, DetectorSettings], *, reference_scores: Any) -> dict[str, StreamDetector]:
+    """Fresh detectors for the enabled entries of ``settings`` (name -> section), registry order."""
+    return {name: DETECTORS[name].from_settings(settings[name], reference_scores=reference_scores)
+            for name in DETECTORS if name in settings and settings[name].enabled}

@@ -1,0 +1,314 @@
+"""What a server monitors while it serves: input and score drift, and live metrics on outcomes.
+
+- :class:`LiveDriftMonitor`: fed every served prediction (its features and calibrated
+  probability). PSI of every feature over the last ``window`` predictions against the
+  bundle's training bins, re-evaluated every tenth of a window once the window is full; and
+  the drift policy's stream detectors (:data:`clinops.drift.detectors.DETECTORS`: the same
+  ones, with the same settings, that the workflow's :class:`clinops.drift.StreamMonitor` runs)
+  on the score. A feature newly at the alert level, or a detection, is reported to governance
+  (``on_drift``: a review item; a drift alarm alone never suspends).
+- :class:`OutcomeWindow`: live ECE, AUROC and per-group AUROC over the most recent linked
+  outcomes, and the degradation and fairness rules on them.
+
+Several server processes can share one state: what they must agree on (which features
+already drifted, the last PSI and live metrics, which fairness alerts were raised) goes through
+a :class:`SharedState` (the server's outcome store). The server keeps no drift loop of its own.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from clinops.drift import DriftPolicy, PsiReference, psi_status
+from clinops.drift.detectors import StreamDetector, build_detectors
+from clinops.fairness import FairnessPolicy, age_groups, fairness_alerts, subgroup_table
+from clinops.features import FeatureManifest
+from clinops.uncertainty import expected_calibration_error
+
+__all__ = ["LiveDriftMonitor", "OutcomeWindow", "SharedState", "encode_record"]
+
+log = logging.getLogger(__name__)
+
+
+class SharedState(Protocol):
+    """Values shared by the server's processes, with one exclusive transaction at a time."""
+
+    def transaction(self) -> AbstractContextManager["SharedState"]: ...
+    def get(self, key: str, default: Any = None) -> Any: ...
+    def set(self, key: str, value: Any) -> None: ...
+
+
+class DriftSink(Protocol):
+    """Where alarms go: :meth:`clinops.governance.GovernanceStateMachine.on_drift`."""
+
+    def on_drift(self, *, detector: str, details: Mapping[str, Any]) -> Any: ...
+
+
+def encode_record(manifest: FeatureManifest, features: Mapping[str, Any]) -> list[float]:
+    """One validated record as the numbers the PSI bins were fixed on (categories as codes).
+
+    The per-record twin of :meth:`clinops.features.FeatureManifest.encode` (which takes a
+    DataFrame), kept here so that pandas stays off the per-request path.
+
+    Examples
+    --------
+    >>> manifest = FeatureManifest.load("mortality")
+    >>> row = encode_record(manifest, {"age": 70.0, "dx_chapter": manifest.specs[2].categories[1]})
+    >>> row[:3]
+    [70.0, nan, 1.0]
+    """
+    out = []
+    for spec in manifest.specs:
+        value = features.get(spec.name)
+        if value is None:
+            out.append(np.nan)
+        elif spec.kind == "categorical":
+            out.append(float(spec.categories.index(value)))
+        else:
+            out.append(float(value))
+    return out
+
+
+def _inline(job: Callable[[], Any]) -> None:
+    job()
+
+
+class LiveDriftMonitor:
+    """PSI of recent inputs and the policy's stream detectors on served scores.
+
+    Parameters
+    ----------
+    reference : PsiReference
+        The bundle's training bins (:meth:`PsiReference.from_dict` of ``bundle.reference``).
+    policy : DriftPolicy
+        The bundle's drift policy: PSI levels, window and the enabled detectors.
+    manifest : FeatureManifest
+        Encodes each record (:func:`encode_record`).
+    sink : object with ``on_drift(detector=, details=)``
+        Governance.
+    shared : SharedState
+        Which features already drifted and the last PSI, agreed between processes.
+    window : int, optional
+        Predictions per PSI evaluation (default: the policy's ``psi.window``). The stream
+        detectors take the first ``window`` served scores as their reference scores (a server
+        has no training scores): they run from the next prediction on. A detector whose
+        reference cannot be used (no spread) waits for a newer one.
+    run_later : callable(job), optional
+        Runs evaluations and alarm reports off the request path (default: at once).
+    on_psi : callable(psi: dict, window: int), optional
+        Called with every PSI evaluation (e.g. to export it as metrics).
+
+    Examples
+    --------
+    >>> class Governance:
+    ...     def on_drift(self, *, detector, details): print("drift:", detector)
+    >>> class Shared(dict):
+    ...     def transaction(self): return contextlib.nullcontext(self)
+    ...     def set(self, key, value): self[key] = value
+    >>> import contextlib
+    >>> manifest = FeatureManifest.load("mortality")
+    >>> train = pd.DataFrame({n: [0.0, 1.0] * 50 for n in manifest.names})
+    >>> live = LiveDriftMonitor(PsiReference.fit(train, {"mech_vent": "categorical"}), DriftPolicy(),
+    ...                         manifest=manifest, sink=Governance(), shared=Shared(), window=20)
+    >>> for _ in range(20):
+    ...     live.observe({"mech_vent": 1}, score=0.3)
+    drift: psi:mech_vent
+    """
+
+    def __init__(self, reference: PsiReference, policy: DriftPolicy, *, manifest: FeatureManifest,
+                 sink: DriftSink, shared: SharedState, window: int | None = None,
+                 run_later: Callable[[Callable[[], Any]], None] | None = None,
+                 on_psi: Callable[[dict[str, float], int], None] | None = None):
+        self.reference, self.policy, self.manifest = reference, policy, manifest
+        self.sink, self.shared = sink, shared
+        self.window = int(window or policy.psi_window)
+        if self.window < 1:
+            raise ValueError(f"window: must be >= 1, got {window}")
+        self.run_later = run_later or _inline
+        self.on_psi = on_psi
+        self._lock = threading.Lock()
+        # The window lives in memory only and is binned when evaluated (every tenth of a
+        # window), which keeps pandas out of the per-request path.
+        self._rows: deque[list[float]] = deque(maxlen=self.window)
+        self._since_eval = 0
+        # The detectors' reference: the most recent `window` scores until each could be built
+        # (a reference with no spread, e.g. one record served again and again, cannot scale
+        # Page-Hinkley: it is retried every tenth of a window on the newer scores).
+        self._reference_scores: deque[float] = deque(maxlen=self.window)
+        self._since_build = 0
+        self._waiting = list(policy.enabled_detectors)
+        self._detectors: dict[str, StreamDetector] = {}
+        self.n_scored = 0
+
+    @property
+    def detectors(self) -> list[str]:
+        """The stream detectors this monitor runs (the policy's enabled ones)."""
+        return list(self.policy.enabled_detectors)
+
+    def observe(self, features: Mapping[str, Any], score: float) -> None:
+        """One served prediction: its (validated) features and calibrated probability."""
+        row = encode_record(self.manifest, features)
+        detections: list[tuple[str, float]] = []
+        with self._lock:
+            self._rows.append(row)
+            self._since_eval += 1
+            due = len(self._rows) == self.window and self._since_eval >= max(1, self.window // 10)
+            if due:
+                self._since_eval = 0
+                rows = list(self._rows)
+            for name, detector in self._detectors.items():
+                if detector.update(float(score)).drift_detected:
+                    detections.append((name, float(detector.alarm_value(float(score)))))
+            if self._detectors:
+                self.n_scored += 1
+            if self._waiting:
+                self._reference_scores.append(float(score))
+                self._since_build += 1
+                if len(self._reference_scores) == self.window and self._since_build >= max(1, self.window // 10):
+                    self._since_build = 0
+                    self._build_waiting()
+        if due:
+            self.run_later(lambda: self.evaluate_psi(pd.DataFrame(rows, columns=self.manifest.names)))
+        for name, value in detections:
+            self.run_later(lambda name=name, value=value: self._report_detection(name, value))
+
+    def _build_waiting(self) -> None:
+        for name in list(self._waiting):
+            try:
+                built = build_detectors({name: self.policy.detector_settings[name]},
+                                        reference_scores=list(self._reference_scores))
+            except ValueError as exc:
+                log.info("drift detector %s not started yet: %s", name, exc)
+                continue
+            self._detectors.update(built)
+            self._waiting.remove(name)
+
+    @property
+    def running(self) -> list[str]:
+        """The detectors running now (the others still wait for a usable reference)."""
+        with self._lock:
+            return list(self._detectors)
+
+    def evaluate_psi(self, window: pd.DataFrame) -> dict[str, float]:
+        """PSI of every feature over ``window`` (encoded features, one row per prediction).
+
+        A feature that newly reaches the alert level (newly: across every process sharing
+        :attr:`shared`) is reported to the sink as ``psi:<feature>``.
+        """
+        psi = {name: float(v) for name, v in self.reference.psi(window).items()}
+        if self.on_psi is not None:
+            self.on_psi(psi, len(window))
+        drifted = {n for n, v in psi.items()
+                   if psi_status(v, watch=self.policy.psi_watch, alert=self.policy.psi_alert) == "drift"}
+        with self.shared.transaction() as shared:  # processes agree on which features newly drifted
+            new = sorted(drifted - set(shared.get("drifted", [])))
+            shared.set("drifted", sorted(drifted))
+            shared.set("last_psi", psi)
+        for name in new:
+            self.sink.on_drift(detector=f"psi:{name}",
+                               details={"psi": psi[name], "psi_alert": self.policy.psi_alert, "window": len(window)})
+        return psi
+
+    def _report_detection(self, name: str, value: float) -> None:
+        self.sink.on_drift(detector=name, details={"value": value, "scores_monitored": self.n_scored,
+                                                   "reference_scores": self.window})
+
+
+class OutcomeWindow:
+    """Live calibration, discrimination and fairness over the most recent linked outcomes.
+
+    Parameters
+    ----------
+    sink : object with ``on_degradation(...)`` and ``on_fairness_alert(...)``
+        Governance (:class:`clinops.governance.GovernanceStateMachine`).
+    fairness_policy : FairnessPolicy
+    operating_threshold : float
+        Threshold of the fairness table's sensitivity / specificity / PPV.
+    age_edges : sequence of float
+        The model's age groups (as in its fairness report).
+    min_outcomes : int
+        Outcomes needed before metrics and rules are evaluated.
+    reference_auroc : float, optional
+        The model's test AUROC; without it no degradation check is made.
+
+    Examples
+    --------
+    >>> class Shared(dict):
+    ...     def set(self, key, value): self[key] = value
+    >>> window = OutcomeWindow(sink=None, fairness_policy=FairnessPolicy(), operating_threshold=0.4,
+    ...                        age_edges=(18, 65), min_outcomes=10)
+    >>> outcomes = [(0.1 * (i % 10), int(i % 10 >= 5), None, None) for i in range(20)]
+    >>> live = window.evaluate(outcomes, Shared())
+    >>> live["n"], live["auroc"]
+    (20, 1.0)
+    """
+
+    def __init__(self, *, sink: Any, fairness_policy: FairnessPolicy, operating_threshold: float,
+                 age_edges: Sequence[float], min_outcomes: int, reference_auroc: float | None = None):
+        self.sink = sink
+        self.fairness_policy = fairness_policy
+        self.operating_threshold = float(operating_threshold)
+        self.age_edges = list(age_edges)
+        self.min_outcomes = int(min_outcomes)
+        self.reference_auroc = reference_auroc
+
+    def evaluate(self, window: list[tuple[float, int, str | None, float | None]],
+                 shared: SharedState) -> dict[str, Any]:
+        """Metrics of ``window`` ((probability, outcome, sex, age), oldest first) and the rules.
+
+        Call inside ``shared.transaction()`` so that alerts are decided on a consistent window;
+        stores the result as ``shared['live']`` and returns it (``n``, ``min_outcomes``, then,
+        with enough outcomes, ``ece``, ``auroc``, ``group_auroc``, ``fairness_alerts``).
+        """
+        prob = np.array([w[0] for w in window])
+        y = np.array([w[1] for w in window])
+        live: dict[str, Any] = {"n": len(window), "min_outcomes": self.min_outcomes}
+        if len(window) < self.min_outcomes:
+            shared.set("live", live)
+            return live
+        live["ece"] = expected_calibration_error(y, prob)
+        if 0 < y.sum() < len(y):
+            live["auroc"] = float(roc_auc_score(y, prob))
+            if self.reference_auroc is not None:
+                self.sink.on_degradation(reference_auroc=self.reference_auroc, current_auroc=live["auroc"],
+                                         details={"source": "live outcomes", "window": len(window)})
+        groups = self.groups(window)
+        if groups:
+            table = subgroup_table(y, prob, groups, threshold=self.operating_threshold, n_boot=0, seed=None,
+                                   min_group_size=self.fairness_policy.min_group_size)
+            per_group: dict[str, dict[str, float]] = {}
+            for (attribute, group), row in table.iterrows():
+                if attribute == "overall" or not bool(row["estimable"]):
+                    continue
+                per_group.setdefault(attribute, {})[str(group)] = float(row["auroc"])
+            live["group_auroc"] = per_group
+            alerts = fairness_alerts(table, self.fairness_policy)
+            live["fairness_alerts"] = [a.to_dict() for a in alerts]
+            keys = frozenset((a.attribute, a.group_a, a.group_b, a.metric) for a in alerts)
+            # alert once per new set of broken rules, not on every outcome while it persists
+            if alerts and keys != frozenset(tuple(k) for k in shared.get("fairness_alerted", [])):
+                self.sink.on_fairness_alert(alerts, details={"source": "live outcomes", "window": len(window)})
+            shared.set("fairness_alerted", sorted(keys))
+        shared.set("live", live)
+        return live
+
+    def groups(self, window) -> dict[str, np.ndarray]:
+        """The attributes live fairness groups outcomes by: sex and age group, when every
+        outcome of the window has them."""
+        groups: dict[str, np.ndarray] = {}
+        sexes = [w[2] for w in window]
+        if all(s is not None for s in sexes):
+            groups["sex"] = np.array(sexes)
+        ages = [w[3] for w in window]
+        if all(a is not None for a in ages):
+            # The model's own age groups (e.g. an own cohort's edges), as in its fairness report.
+            groups["age_group"] = age_groups(np.array(ages, dtype=float), edges=self.age_edges).astype(str).to_numpy()
+        return groups
