@@ -28,7 +28,6 @@ Other commands::
 from __future__ import annotations
 
 import argparse
-import fcntl
 import gc
 import ipaddress
 import logging
@@ -40,6 +39,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from clinops.statefiles import LockHeld, acquire_lock, private_directory
 
 log = logging.getLogger("serving")
 
@@ -165,15 +166,13 @@ def _own_state_directory(state_dir: Path) -> int | str:
     """Hold ``state_dir/server.lock`` for the life of this process: a second server on the
     same state directory is refused (it would wipe the first one's metrics and race on its
     stores). Returns the lock's file descriptor, or why the directory is not available."""
-    from clinops.statefiles import private_directory
-
     private_directory(state_dir)
-    fd = os.open(state_dir / "server.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    lock = state_dir / "server.lock"
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
+        fd = acquire_lock(lock)
+    except LockHeld:
+        with open(lock, "rb") as holding:
+            holder = holding.read(32).decode(errors="replace").strip() or "unknown"
         return (f"--state-dir {state_dir}: in use by another server (pid {holder}); stop it first or give "
                 "this one its own state directory")
     os.ftruncate(fd, 0)
