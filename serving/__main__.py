@@ -92,7 +92,7 @@ def _reference_auroc(args: argparse.Namespace, bundle) -> float | None:
     if args.model_dir is not None or not run_id:
         return None
     try:
-        from mlflow import MlflowClient
+        from mlflow import MlflowClient  # heavy (MLflow): imported only when the registry is asked
 
         from clinops.lineage import tracking_uri
 
@@ -108,6 +108,8 @@ def _reference_auroc(args: argparse.Namespace, bundle) -> float | None:
 
 
 def _build_app(args: argparse.Namespace):
+    # deferred on purpose: the model stack (xgboost, shap, FastAPI app) is imported by the
+    # processes that serve, never by a --workers supervisor or the helper sub-commands
     from clinops.modeling import ModelBundle
     from serving.app import create_app
 
@@ -186,7 +188,7 @@ def _serve(argv: list[str]) -> int:
     # whatever umask the caller had; the package also sets these modes explicitly
     os.umask(0o077)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    import uvicorn
+    import uvicorn  # deferred on purpose, as the model stack (see _build_app): not for the sub-commands
 
     from serving.tls import tls13_context_factory, write_self_signed_certificate
 
