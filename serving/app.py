@@ -22,7 +22,7 @@ from clinops.privacy import TokenRegistry
 from serving.errors import ERROR_RESPONSES, error_response, install_error_handlers
 from serving.gate import MAX_BODY_BYTES, RequestGate, StrictJSONRoute
 from serving.metrics import LatencyMiddleware
-from serving.routes import ROUTERS
+from serving import routes
 from serving.routes.service import STATIC_DIR
 from serving.runtime import AuditUnavailable, Conflict, NotFound, ServingRuntime
 
@@ -103,8 +103,8 @@ def create_app(bundle: ModelBundle, *, state_dir: Path, tokens_path: Path, conse
                        max_failed_auth=max_failed_auth)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    for routes in ROUTERS:
-        app.include_router(routes.build(runtime))
+    for concern in routes.ROUTERS:
+        app.include_router(concern.build(runtime))
     return app
 
 
