@@ -41,10 +41,7 @@ class Reader:
 
     def _snapshot(self) -> list[tuple[int, int | None]]:
         """(segment, end offset or None for all) covering exactly the committed records."""
-        with self._read_lock():
-            self._catch_up(recover=False)
-            return [(first, self._offset if first == self._seg else None)
-                    for first in self._store.segments() if first < self._next_seq or first == self._seg]
+        return self._committed()[1]
 
     def _record_lines(self, snapshot: list[tuple[int, int | None]] | None = None) -> Iterator[tuple[int, bytes]]:
         for first, end in snapshot if snapshot is not None else self._snapshot():
@@ -225,7 +222,8 @@ class Reader:
                 index.clear()
 
     def _committed(self) -> tuple[int, list[tuple[int, int | None]]]:
-        """(number of committed records, the snapshot of :meth:`_snapshot`), read together."""
+        """The number of committed records and the (segment, end offset or None) list covering them,
+        read together under the shared lock."""
         with self._read_lock():
             self._catch_up(recover=False)
             return self._next_seq, [(first, self._offset if first == self._seg else None)
