@@ -129,6 +129,11 @@ def test_a_deleted_or_corrupt_index_is_rebuilt(root: Path) -> None:
     index.write_bytes(b"not a database" * 100)
     with AuditTrail.open(root) as trail:
         assert shown(trail, "pred-12") == expected
+    con = sqlite3.connect(index)
+    con.executescript("DROP TABLE entries; CREATE TABLE entries (x);")   # a database, not an index any more
+    con.close()
+    with AuditTrail.open(root) as trail:
+        assert shown(trail, "pred-12") == expected
 
 
 def test_an_index_that_points_elsewhere_cannot_change_the_answer(root: Path, caplog) -> None:

@@ -196,30 +196,41 @@ class Reader:
     def _record_index(self) -> RecordIndex:
         with self._mutex:
             if self._index is None:
-                path = self._index_path()
                 try:
-                    self._index = RecordIndex(path, log_id=self.log_id)
+                    self._index = RecordIndex(self._index_path(), log_id=self.log_id)
                 except sqlite3.DatabaseError as exc:  # not a database any more: it is only a cache
-                    assert path is not None
-                    _log.warning("audit trail %s: the record index is unreadable (%s); rebuilding it", self.root, exc)
-                    for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-                        stale.unlink(missing_ok=True)
-                    self._index = RecordIndex(path, log_id=self.log_id)
+                    self._discard_index(exc)
+                    self._index = RecordIndex(self._index_path(), log_id=self.log_id)
             return self._index
+
+    def _discard_index(self, why: Exception) -> None:
+        """Delete an unreadable index file (the next use builds a new one from the log)."""
+        path = self._index_path()
+        assert path is not None  # an in-memory index is never unreadable
+        _log.warning("audit trail %s: the record index is unreadable (%s); rebuilding it", self.root, why)
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+        for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            stale.unlink(missing_ok=True)
 
     def _check_index(self) -> None:
         """On open: an index left by an earlier run must end on a record of this chain, else it is
-        emptied (and rebuilt by the next lookup)."""
+        emptied (and rebuilt by the next lookup); an unreadable one is deleted."""
         path = self._index_path()
         if path is None or not path.exists():
             return
-        index = self._record_index()
-        with index.updating():
-            size, _, _ = index.tail()
-            if size and (size > len(self._tree) or self._tree.leaf(size - 1).hex() != index.last_hash()):
-                _log.warning("audit trail %s: the record index does not match the log (it ends at record %d); "
-                             "rebuilding it", self.root, size - 1)
-                index.clear()
+        try:
+            index = self._record_index()
+            with index.updating():
+                size, _, _ = index.tail()
+                if size and (size > len(self._tree) or self._tree.leaf(size - 1).hex() != index.last_hash()):
+                    _log.warning("audit trail %s: the record index does not match the log (it ends at record %d); "
+                                 "rebuilding it", self.root, size - 1)
+                    index.clear()
+        except sqlite3.DatabaseError as exc:
+            with self._mutex:
+                self._discard_index(exc)
 
     def _committed(self) -> tuple[int, list[tuple[int, int | None]]]:
         """The number of committed records and the (segment, end offset or None) list covering them,
@@ -288,9 +299,16 @@ class Reader:
     def _indexed(self, key: str) -> list[RecordView]:
         """The records under ``key`` in the record index, each read back and checked against the chain."""
         for attempt in range(2):
-            index = self._index_all()
+            try:
+                entries = self._index_all().lookup(key)
+            except sqlite3.DatabaseError as exc:  # the file is not an index any more (it is only a cache)
+                if attempt or self._index_path() is None:
+                    raise
+                with self._mutex:
+                    self._discard_index(exc)
+                continue
             views = []
-            for seq, segment, start, length in index.lookup(key):
+            for seq, segment, start, length in entries:
                 line = self._store.read(segment, start, start + length)
                 with self._mutex:
                     authentic = seq < len(self._tree) and leaf_hash(line) == self._tree.leaf(seq)
@@ -299,10 +317,12 @@ class Reader:
                 views.append(self._view(line))
             else:
                 return views
-            if attempt == 0:
-                _log.warning("audit trail %s: the record index points record %d at bytes that are not that "
-                             "record; rebuilding it from the log", self.root, seq)
-                with index.updating():
-                    index.clear()
-        raise AuditIntegrityError(f"record {seq} in the log files no longer hashes to the chain this trail read: "
-                                  "altered after it was written (run `clinops audit verify`)")
+            if attempt:
+                raise AuditIntegrityError(f"record {seq} in the log files no longer hashes to the chain this trail "
+                                          "read: altered after it was written (run `clinops audit verify`)")
+            _log.warning("audit trail %s: the record index points record %d at bytes that are not that record; "
+                         "rebuilding it from the log", self.root, seq)
+            index = self._record_index()
+            with index.updating():
+                index.clear()
+        raise AssertionError("unreachable")
