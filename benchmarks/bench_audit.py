@@ -24,6 +24,12 @@ What is measured (all on a fresh trail in a temporary directory on the same disk
   HTTP round trip, the witness's checks and cosignature) and with the Object Lock upload; and
   the group-commit rate with the witness attached.
 
+- lookup: ``AuditTrail.show`` of one prediction in a log of ``--lookup-records`` records (issue
+  16, item 9), median of 5 ids spread over the log: through the record index (a lookup reads
+  the records it names; the first lookup after the trail's creation builds the index, timed
+  apart, as is a lookup after reopening), against the full scan ``show`` did before
+  (``AuditTrail.find(prediction_id=...)``, every record read).
+
 Wall-clock rates depend on what else runs on the machine; the benchmark also reports rates per
 CPU-second (this process and its verify workers), which do not, and the load average at the end.
 Prints a Markdown table and one JSON line.
@@ -99,6 +105,33 @@ def _checkpoint_seconds(root: Path, n: int, signer: Ed25519Signer, **publish) ->
     return total / n
 
 
+def _lookup(root: Path, n: int, batch: int, rng: random.Random) -> dict[str, float | int]:
+    """Median ``show`` time through the index and by the scan ``show`` used before (issue 16, item 9)."""
+    with AuditTrail.open(root) as trail:
+        for i in range(0, n, max(batch, 1000)):
+            trail.append_many([_event(rng, j) for j in range(i, min(n, i + max(batch, 1000)))])
+    ids = [f"pred-{int(n * k / 5):08d}" for k in range(5)]
+
+    def median_ms(call) -> float:
+        times = []
+        for pid in ids:
+            t0 = time.perf_counter()
+            call(pid)
+            times.append(time.perf_counter() - t0)
+        return round(1e3 * statistics.median(times), 3)
+
+    with AuditTrail.open(root) as trail:
+        t0 = time.perf_counter()
+        trail.show(ids[0])                                      # builds the index: one pass over the log
+        build = time.perf_counter() - t0
+        indexed = median_ms(trail.show)
+        scan = median_ms(lambda pid: trail.find(prediction_id=pid))
+    with AuditTrail.open(root) as trail:
+        reopened = median_ms(trail.show)
+    return {"lookup_log_records": n, "lookup_index_build_s": round(build, 2), "lookup_ms_indexed": indexed,
+            "lookup_ms_indexed_after_reopen": reopened, "lookup_ms_scan": scan}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=int, default=20_000, help="records in the group-commit run")
@@ -106,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=8, help="threads in the threaded run")
     ap.add_argument("--single", type=int, default=2_000, help="records in the single-append run")
     ap.add_argument("--checkpoints", type=int, default=200, help="checkpoints timed with and without the witness")
+    ap.add_argument("--lookup-records", type=int, default=100_000,
+                    help="records in the log the prediction lookup is timed on (0: skip)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     rng = random.Random(args.seed)
@@ -194,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
                 results["checkpoint_ms_object_lock"] = round(1e3 * _checkpoint_seconds(
                     Path(tmp) / "cp-archived", args.checkpoints, signer, archive=archive), 2)
 
+        if args.lookup_records:
+            results.update(_lookup(Path(tmp) / "lookup", args.lookup_records, args.batch, rng))
+
     results["load_average_1min_at_end"] = os.getloadavg()[0]
     r = results
     print("| measure | per second (wall clock) | per CPU-second |")
@@ -214,6 +252,11 @@ def main(argv: list[str] | None = None) -> int:
               else f"{r['checkpoint_ms_object_lock']} ms also uploaded with Object Lock")
     print(f"checkpoint cost (mean of {args.checkpoints}): {r['checkpoint_ms_local']} ms signed and stored locally, "
           f"{r['checkpoint_ms_witnessed']} ms with the witness's consistency check and cosignature, {locked}")
+    if args.lookup_records:
+        print(f"prediction lookup (show) in a log of {r['lookup_log_records']:,} records: "
+              f"{r['lookup_ms_indexed']} ms through the record index ({r['lookup_ms_indexed_after_reopen']} ms "
+              f"after reopening; building the index at the first lookup: {r['lookup_index_build_s']} s), "
+              f"{r['lookup_ms_scan']} ms by scanning the log as before")
     print(f"fsync policy: {r['fsync_policy']}; 1-minute load average at the end: {r['load_average_1min_at_end']:.2f} "
           f"on {os.cpu_count()} CPUs")
     print(json.dumps(results))

@@ -155,3 +155,18 @@ def acquire_lock(path: str | os.PathLike) -> int:
         os.close(fd)
         raise LockHeld(f"{path}: held by another process") from None
     return fd
+
+
+@contextmanager
+def holding_lock(fd: int, *, shared: bool = False) -> Iterator[int]:
+    """Hold a blocking ``flock`` on an already open descriptor for the ``with`` block: shared
+    (any number of holders) or exclusive; released on exit, the descriptor stays open.
+
+    For a store that keeps its lock file open for its lifetime and locks per operation: the
+    audit trail's readers share its lock, and a commit holds it exclusively.
+    """
+    fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+    try:
+        yield fd
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)

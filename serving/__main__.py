@@ -28,7 +28,6 @@ Other commands::
 from __future__ import annotations
 
 import argparse
-import fcntl
 import gc
 import ipaddress
 import logging
@@ -40,6 +39,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from clinops.statefiles import LockHeld, acquire_lock, private_directory
 
 log = logging.getLogger("serving")
 
@@ -91,7 +92,7 @@ def _reference_auroc(args: argparse.Namespace, bundle) -> float | None:
     if args.model_dir is not None or not run_id:
         return None
     try:
-        from mlflow import MlflowClient
+        from mlflow import MlflowClient  # heavy (MLflow): imported only when the registry is asked
 
         from clinops.lineage import tracking_uri
 
@@ -107,6 +108,8 @@ def _reference_auroc(args: argparse.Namespace, bundle) -> float | None:
 
 
 def _build_app(args: argparse.Namespace):
+    # deferred on purpose: the model stack (xgboost, shap, FastAPI app) is imported by the
+    # processes that serve, never by a --workers supervisor or the helper sub-commands
     from clinops.modeling import ModelBundle
     from serving.app import create_app
 
@@ -165,15 +168,13 @@ def _own_state_directory(state_dir: Path) -> int | str:
     """Hold ``state_dir/server.lock`` for the life of this process: a second server on the
     same state directory is refused (it would wipe the first one's metrics and race on its
     stores). Returns the lock's file descriptor, or why the directory is not available."""
-    from clinops.statefiles import private_directory
-
     private_directory(state_dir)
-    fd = os.open(state_dir / "server.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    lock = state_dir / "server.lock"
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
+        fd = acquire_lock(lock)
+    except LockHeld:
+        with open(lock, "rb") as holding:
+            holder = holding.read(32).decode(errors="replace").strip() or "unknown"
         return (f"--state-dir {state_dir}: in use by another server (pid {holder}); stop it first or give "
                 "this one its own state directory")
     os.ftruncate(fd, 0)
@@ -187,7 +188,7 @@ def _serve(argv: list[str]) -> int:
     # whatever umask the caller had; the package also sets these modes explicitly
     os.umask(0o077)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    import uvicorn
+    import uvicorn  # deferred on purpose, as the model stack (see _build_app): not for the sub-commands
 
     from serving.tls import tls13_context_factory, write_self_signed_certificate
 

@@ -1,36 +1,33 @@
 """The serving demo's HTTP API (FastAPI): predictions with privacy, uncertainty, audit and oversight.
 
-Build with :func:`create_app`; run with ``python -m serving`` (see :mod:`serving.__main__`).
+Build with :func:`create_app`, which includes the routers of :mod:`serving.routes` (one per
+concern, listed in :data:`serving.routes.ROUTERS`); run with ``python -m serving`` (see :mod:`serving.__main__`).
 Every route but ``/healthz``, the review page and the OpenAPI document needs a bearer token
 mapped to a role (:class:`clinops.privacy.TokenRegistry`); every error is
 ``{"errors": [{"field", "rule"}]}`` (:mod:`serving.errors`).
 
-Note: no ``from __future__ import annotations`` here: FastAPI reads the request models, which
-are built at run time from the feature manifest, from the handlers' annotations.
+Adding a route: see :mod:`serving.routes` (a new router module and one line in ``ROUTERS``).
 """
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Literal
 
-from fastapi import Depends, FastAPI, Path as PathParam, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 
 from clinops.features import FeatureValidationError
 from clinops.governance import GovernanceError
 from clinops.modeling import ModelBundle
-from clinops.privacy import Principal, TokenRegistry
-from serving import schemas
-from serving.errors import ERROR_RESPONSES, ErrorBody, error_response, install_error_handlers
+from clinops.privacy import TokenRegistry
+from serving.errors import ERROR_RESPONSES, error_response, install_error_handlers
 from serving.gate import MAX_BODY_BYTES, RequestGate, StrictJSONRoute
 from serving.metrics import LatencyMiddleware
+from serving import routes
+from serving.routes.service import STATIC_DIR
 from serving.runtime import AuditUnavailable, Conflict, NotFound, ServingRuntime
 
 log = logging.getLogger("serving")
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
 
 _DESCRIPTION = """
@@ -106,161 +103,8 @@ def create_app(bundle: ModelBundle, *, state_dir: Path, tokens_path: Path, conse
                        max_failed_auth=max_failed_auth)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    bearer = HTTPBearer(auto_error=False, description="Bearer token mapped to a role in the token file")
-
-    def requires(*roles: str):
-        allowed = tuple(roles)
-
-        # async on purpose: a sync dependency costs a threadpool round trip per request, and
-        # checking a token hash needs no thread
-        async def dependency(request: Request,
-                             _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
-            principal = tokens.authenticate(request.headers.get("authorization"))
-            TokenRegistry.require(principal, allowed)
-            return principal
-
-        return dependency
-
-    policy = runtime.policy
-    PredictionRequest = schemas.prediction_request_model(runtime.manifest, sorted(runtime.consent.purposes()))
-    forbidden = {403: ERROR_RESPONSES[403]}
-    not_found = {403: ERROR_RESPONSES[403], 404: ERROR_RESPONSES[404]}
-    conflict = {409: {"model": ErrorBody, "description": "Not allowed in the current state"}}
-    unavailable = {503: {"model": ErrorBody, "description": "The audit record could not be written"}}
-
-    # ------------------------------------------------------------------------------ open routes
-    @app.get("/healthz", response_model=schemas.HealthResponse, tags=["service"])
-    def healthz() -> dict:
-        """Liveness; no authentication."""
-        return {"status": "ok", "model_version": runtime.model_version,
-                "governance_state": runtime.governance.state.value}
-
-    @app.get("/", include_in_schema=False)
-    def root() -> RedirectResponse:
-        return RedirectResponse("/review")
-
-    @app.get("/review", include_in_schema=False)
-    def review_page() -> FileResponse:
-        # the page holds no patient data; it calls the API with the token the user types
-        return FileResponse(STATIC_DIR / "review.html", media_type="text/html")
-
-    # ------------------------------------------------------------------------------ predictions
-    @app.post("/v1/predictions", response_model=schemas.PredictionResponse, tags=["predictions"],
-              responses={**forbidden, **unavailable})
-    async def predict(body: PredictionRequest,  # type: ignore[valid-type]
-                      principal: Annotated[Principal, Depends(requires("system", "clinician"))]) -> JSONResponse:
-        """One patient's risk: calibrated probability, conformal set, top TreeSHAP contributions.
-
-        The declared purpose must be covered by the encounter's consent (403 otherwise, and
-        the refusal is audited). Missing features are imputed with the frozen training medians
-        and listed in `imputed`; a value outside the manifest's plausible range is a 422 naming
-        the range. Escalated cases (suspended model, ambiguous or empty conformal set,
-        out-of-distribution input) are still answered, flagged `needs_review` and queued.
-        """
-        features = body.features.model_dump()
-        # async: the runtime runs only its blocking steps (scoring, audit commit) on threads
-        answer = await runtime.predict(encounter_id=body.encounter_id, purpose=body.purpose, features=features,
-                                 principal=principal)
-        # the body is built by the runtime from typed values; returning it as JSON directly skips
-        # a second validation against PredictionResponse on the hot path (the schema still
-        # documents it, and the tests and Schemathesis check every answer against it)
-        return JSONResponse(answer)
-
-    @app.post("/v1/predictions/{prediction_id}/override", response_model=schemas.OverrideResponse,
-              tags=["oversight"], responses={**not_found, **conflict, **unavailable})
-    def override(prediction_id: Annotated[str, PathParam(pattern=schemas.ID_PATTERN)],
-                 body: schemas.OverrideRequest,
-                 principal: Annotated[Principal, Depends(requires("clinician", "reviewer"))]) -> dict:
-        """A clinician disagrees with a prediction; the reason is optional (no friction)."""
-        return runtime.override(prediction_id, reason=body.reason, principal=principal)
-
-    # ------------------------------------------------------------------------------ review queue
-    @app.get("/v1/review-queue", response_model=schemas.ReviewQueueResponse, tags=["oversight"],
-             responses={**forbidden, **unavailable})
-    def review_queue(principal: Annotated[Principal, Depends(requires("clinician", "reviewer"))],
-                     status: Annotated[Literal["open", "resolved", "all"], Query()] = "open",
-                     after: Annotated[int, Query(ge=0, le=2**62, description="Items after this item_id "
-                                                 "(the previous page's next_after)")] = 0,
-                     limit: Annotated[int, Query(ge=1, le=200, description="Items per page")] = 50) -> dict:
-        """Cases and model-level issues waiting for (or closed by) human review, oldest first,
-        a page at a time. The read is audited (who read which predictions)."""
-        return runtime.review_queue(None if status == "all" else status, principal=principal, after=after,
-                                    limit=limit)
-
-    @app.post("/v1/review-queue/{item_id}/resolve", response_model=schemas.ResolveResponse, tags=["oversight"],
-              responses={**not_found, **conflict, **unavailable})
-    def resolve(item_id: Annotated[int, PathParam(ge=1, le=2**62)], body: schemas.ResolveRequest,
-                principal: Annotated[Principal, Depends(requires("clinician", "reviewer"))]) -> dict:
-        """Close a review item, with an optional note."""
-        return runtime.resolve(item_id, note=body.note, principal=principal)
-
-    # ------------------------------------------------------------------------------ governance
-    @app.get("/v1/governance", response_model=schemas.GovernanceStateResponse, tags=["governance"],
-             responses=forbidden)
-    def governance(principal: Annotated[Principal, Depends(requires("system", "clinician", "reviewer",
-                                                                       "auditor", "dpo"))]) -> dict:
-        """Model state (ACTIVE or SUSPENDED-PENDING-REVIEW), live metrics, override rate."""
-        return runtime.governance_summary()
-
-    @app.post("/v1/governance/review", response_model=schemas.GovernanceReviewResponse, tags=["governance"],
-              responses={**forbidden, **unavailable})
-    def periodic_review(body: schemas.GovernanceReviewRequest,
-                        principal: Annotated[Principal, Depends(requires(*policy.review_roles))]) -> dict:
-        """Record a periodic review: the service adds its live calibration and fairness figures."""
-        return runtime.periodic_review(incidents=body.incidents, documentation_complete=body.documentation_complete,
-                                       sign_off=body.sign_off, note=body.note, principal=principal)
-
-    @app.post("/v1/governance/suspend", response_model=schemas.GovernanceStateResponse, tags=["governance"],
-              responses={**forbidden, **conflict, **unavailable})
-    def suspend(body: schemas.SuspendRequest,
-                principal: Annotated[Principal, Depends(requires(*policy.suspend_roles))]) -> dict:
-        """Stop the model at once (every prediction then goes to human review)."""
-        runtime.suspend(reason=body.reason, principal=principal)
-        return runtime.governance_summary()
-
-    @app.post("/v1/governance/resume", response_model=schemas.GovernanceStateResponse, tags=["governance"],
-              responses={**forbidden, **conflict, **unavailable})
-    def resume(body: schemas.ResumeRequest,
-               principal: Annotated[Principal, Depends(requires(*policy.resume_roles))]) -> dict:
-        """Return a SUSPENDED model to ACTIVE: only a reviewer, with a note."""
-        return runtime.resume(note=body.note, principal=principal)
-
-    # ------------------------------------------------------------------------------ outcomes
-    @app.post("/v1/outcomes", response_model=schemas.OutcomeResponse, tags=["monitoring"],
-              responses={**not_found, **conflict, **unavailable})
-    def outcomes(body: schemas.OutcomeRequest,
-                 principal: Annotated[Principal, Depends(requires("system"))]) -> dict:
-        """Link an observed outcome to a prediction; live ECE, AUROC and per-group AUROC follow."""
-        return runtime.link_outcome(body.prediction_id, body.outcome, principal=principal)
-
-    # ------------------------------------------------------------------------------ audit, erasure
-    @app.get("/v1/audit/verify", tags=["audit"], responses={**forbidden, **conflict})
-    def audit_verify(principal: Annotated[Principal, Depends(requires("auditor"))]) -> dict:
-        """Verify the whole audit trail: hash chain, seals, Merkle tree, checkpoints."""
-        return runtime.audit_verify()
-
-    @app.get("/v1/audit/predictions/{prediction_id}", tags=["audit"],
-             responses={**not_found, **conflict, **unavailable})
-    def audit_prediction(prediction_id: Annotated[str, PathParam(pattern=schemas.ID_PATTERN)],
-                         principal: Annotated[Principal, Depends(requires("auditor"))]) -> dict:
-        """Reconstruct one prediction event and every record that names it."""
-        return runtime.audit_prediction(prediction_id, principal=principal)
-
-    @app.delete("/v1/subjects/{encounter_id}", response_model=schemas.ErasureResponse, tags=["audit"],
-                responses={**not_found, **unavailable})
-    def erase(encounter_id: Annotated[str, PathParam(pattern=schemas.ID_PATTERN)],
-              principal: Annotated[Principal, Depends(requires("dpo"))]) -> dict:
-        """Right to erasure: consent withdrawn, audit payloads crypto-shredded (the chain still verifies)."""
-        return runtime.erase_subject(encounter_id, principal=principal)
-
-    # ------------------------------------------------------------------------------ metrics
-    @app.get("/metrics", response_class=PlainTextResponse, tags=["monitoring"], responses=forbidden)
-    def metrics(principal: Annotated[Principal, Depends(requires("system", "reviewer", "auditor"))]) -> PlainTextResponse:
-        """Prometheus text format: latency histogram, predictions, escalations, overrides,
-        override rate, PSI per feature, live ECE / AUROC."""
-        runtime.refresh_metrics()
-        return PlainTextResponse(runtime.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
-
+    for concern in routes.ROUTERS:
+        app.include_router(concern.build(runtime))
     return app
 
 

@@ -16,7 +16,6 @@ is deleted with :meth:`PredictionMemory.forget_encounter` when the subject is er
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import sqlite3
@@ -26,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from clinops.statefiles import connect_private_sqlite, private_directory, purge_deleted
+from clinops.statefiles import (LockHeld, acquire_lock, connect_private_sqlite, private_directory, purge_deleted,
+                                transaction)
 
 
 @dataclass
@@ -53,22 +53,10 @@ class PredictionMemo:
 
 
 def _connect(path: Path, *, synchronous: str) -> sqlite3.Connection:
-    con = connect_private_sqlite(path, timeout=30, isolation_level=None, check_same_thread=False)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute(f"PRAGMA synchronous={synchronous}")
-    return con
-
-
-@contextmanager
-def _transaction(con: sqlite3.Connection, begin: str) -> Iterator[None]:
-    """``begin`` ... COMMIT, or ROLLBACK on any exception (the connection is in autocommit mode)."""
-    con.execute(begin)
-    try:
-        yield
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
+    """A private WAL database in autocommit mode (transactions are :func:`transaction`'s), shared
+    by the worker threads (each store serialises its use with its own lock)."""
+    return connect_private_sqlite(path, wal=True, synchronous=synchronous, timeout=30, isolation_level=None,
+                                  check_same_thread=False)
 
 
 class PredictionMemory:
@@ -99,14 +87,11 @@ class PredictionMemory:
         self.limit = int(limit)
         slot = 0
         while True:  # the first slot no live worker holds
-            fd = os.open(self.directory / f"predictions-{slot}.lock", os.O_RDWR | os.O_CREAT, 0o600)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._slot_fd = acquire_lock(self.directory / f"predictions-{slot}.lock")
                 break
-            except BlockingIOError:
-                os.close(fd)
+            except LockHeld:
                 slot += 1
-        self._slot_fd = fd
         self.path = self.directory / f"predictions-{slot}.sqlite"
         self._con = _connect(self.path, synchronous="OFF")
         self._con.executescript(self._SCHEMA)
@@ -126,7 +111,7 @@ class PredictionMemory:
                 for prediction_id, m in memos.items()]
         if not rows:
             return
-        with self._lock, _transaction(self._con, "BEGIN"):
+        with self._lock, transaction(self._con, "BEGIN"):
             self._con.executemany(
                 "INSERT INTO predictions (prediction_id, encounter_id, probability, conformal_set, sex, age) "
                 "VALUES (?, ?, ?, ?, ?, ?)", rows)
@@ -196,7 +181,7 @@ class OutcomeStore:
     @contextmanager
     def transaction(self) -> Iterator["OutcomeStore"]:
         """One exclusive write transaction across processes (committed on success)."""
-        with self._lock, _transaction(self._con, "BEGIN IMMEDIATE"):
+        with self._lock, transaction(self._con, "BEGIN IMMEDIATE"):
             yield self
 
     def link(self, prediction_id: str, probability: float, outcome: int, sex: str | None,

@@ -19,7 +19,12 @@ import numpy as np
 import pandas as pd
 import uvicorn
 
+from clinops.config import load_params
 from clinops.features import FeatureManifest
+from clinops.modeling import ModelBundle, fit_final, split_for_calibration
+from clinops.settings import resolve_task_settings
+from serving.app import CONFIG_DIR, create_app
+from serving.tls import tls13_context_factory
 
 # Plausible synthetic ranges (uniform) for the mortality features, in manifest units.
 _DEMO_RANGES = {
@@ -98,7 +103,6 @@ def build_demo_bundle(directory: str | Path, *, n: int = 1500, seed: int = 7, ru
     Path
         The bundle directory.
     """
-    from clinops.modeling import fit_final, split_for_calibration
 
     manifest = manifest or FeatureManifest.load("mortality")
     X_raw, y = demo_frame(n, seed=seed, manifest=manifest)
@@ -117,8 +121,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 def demo_settings(params_file: str = "params/default.yaml", task: str = "primary"):
     """The resolved settings of a task of the repository's parameter file (the demo model's)."""
-    from clinops.config import load_params
-    from clinops.settings import resolve_task_settings
 
     return resolve_task_settings(load_params(REPO_ROOT / params_file, root=REPO_ROOT), task)
 
@@ -126,8 +128,6 @@ def demo_settings(params_file: str = "params/default.yaml", task: str = "primary
 def demo_app(bundle_dir: str | Path, state_dir: str | Path, **options):
     """The serving app on a bundle directory with the demo tokens and consent seed (the rules
     are the bundle's settings); ``options`` go to :func:`serving.app.create_app`."""
-    from clinops.modeling import ModelBundle
-    from serving.app import CONFIG_DIR, create_app
 
     return create_app(ModelBundle.load(bundle_dir), state_dir=Path(state_dir),
                       tokens_path=CONFIG_DIR / "tokens.example.yaml",
@@ -160,7 +160,6 @@ class ServerThread:
 
     def __init__(self, app, *, port: int | None = None, ssl_certfile: str | None = None,
                  ssl_keyfile: str | None = None):
-        from serving.tls import tls13_context_factory
 
         self.port = port or free_port()
         tls = ssl_certfile is not None
@@ -228,12 +227,12 @@ class ServerProcess:
 
     def worker_pids(self) -> list[int]:
         """Process ids of the live workers (children of the supervisor)."""
-        import psutil
+        import psutil  # a test-only dependency, needed only by the multi-process server tests
 
         return [c.pid for c in psutil.Process(self.process.pid).children() if c.is_running()]  # type: ignore[union-attr]
 
     def __enter__(self) -> "ServerProcess":
-        import httpx
+        import httpx  # a test-only dependency (the HTTP client), deferred like psutil
 
         umask = self.umask
         with self.log_path.open("w") as log:

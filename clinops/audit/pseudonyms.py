@@ -19,9 +19,7 @@ wear-levelling) are out of reach of any library: see clinops/docs/audit.md, "Thr
 from __future__ import annotations
 
 import logging
-import os
 import secrets
-import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +29,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from clinops.audit.keys import Keyring
+from clinops.statefiles import connect_private_sqlite, purge_deleted, transaction
 
 __all__ = ["PseudonymStore"]
 
@@ -79,13 +78,10 @@ class PseudonymStore:
     def __init__(self, path: Path, keyring: Keyring) -> None:
         self.path = Path(path)
         self.keyring = keyring
-        if not self.path.exists():
-            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA secure_delete=ON")
+        # private (0600), overwriting what it deletes; keys are durable before the records using them
+        self._db = connect_private_sqlite(self.path, wal=True, synchronous="FULL", isolation_level=None,
+                                          check_same_thread=False, timeout=30)
         self._db.executescript(_SCHEMA)
         self._in_batch = False
 
@@ -96,15 +92,10 @@ class PseudonymStore:
             if self._in_batch:
                 yield
                 return
-            self._db.execute("BEGIN IMMEDIATE")
             self._in_batch = True
             try:
-                yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            else:
-                self._db.execute("COMMIT")
+                with transaction(self._db):
+                    yield
             finally:
                 self._in_batch = False
 
@@ -226,8 +217,7 @@ class PseudonymStore:
     def _purge(self) -> None:
         # Copy the deletions into the main file and empty the write-ahead log, whose frames
         # still hold the old pages (and so the deleted keys) until a checkpoint.
-        busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-        if busy:
+        if not purge_deleted(self._db):
             # A reader holds an old snapshot; the next purge retries.
             _log.warning(
                 "pseudonym store: write-ahead log not truncated (a reader is active); deleted keys "
