@@ -207,8 +207,7 @@ def resolve_task_settings(P: "Params", task: str) -> TaskSettings:
     overrides = f.get("policy_overrides") or {}
     if overrides:
         try:
-            merged = {**dataclasses.asdict(fairness), **overrides}
-            fairness = FairnessPolicy(**merged)
+            fairness = FairnessPolicy.from_mapping({**fairness.to_dict(), **overrides}, where="policy_overrides")
         except (PolicyError, TypeError) as exc:
             raise SettingsError(f"{P.path}: fairness.policy_overrides: {exc}") from None
     drift = DriftPolicy.load(drift_path, task=policy_task)

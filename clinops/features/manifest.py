@@ -13,8 +13,9 @@ import math
 import numbers
 import re
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -215,7 +216,29 @@ def _spec_from_dict(d: Mapping, i: int) -> FeatureSpec:
 class FeatureManifest:
     """An ordered, validated list of :class:`FeatureSpec`.
 
-    Build with :meth:`load` (``'mortality'`` or a YAML path) or :meth:`from_dict`.
+    Build with :meth:`load` (``'mortality'`` or a YAML path) or :meth:`from_dict`. The one
+    encoder of model inputs: :meth:`encode` for a frame, :meth:`encode_records` for request
+    records (the server and :class:`clinops.uncertainty.RiskPredictor`); both give numbers as
+    floats, binaries as 0/1, categories as their position in ``categories`` and NaN for missing.
+
+    Examples
+    --------
+    >>> src = {"method": "chartevents", "table": "icu.chartevents", "itemids": [220045]}
+    >>> m = FeatureManifest.from_dict({"name": "tiny", "features": [
+    ...     {"name": "heart_rate", "kind": "numeric", "unit": "bpm", "aggregate": "max",
+    ...      "source": src, "plausible_range": [0, 300], "range_closed": [False, True],
+    ...      "justification": "tachycardia"},
+    ...     {"name": "unit", "kind": "categorical", "unit": "-", "aggregate": "first",
+    ...      "source": src, "categories": ["micu", "sicu"], "justification": "case mix"}]})
+    >>> m.names
+    ['heart_rate', 'unit']
+    >>> m.encode_records([{"heart_rate": 88, "unit": "sicu"}, {"unit": "micu"}])
+    array([[88.,  1.],
+           [nan,  0.]])
+    >>> m.validate_record({"heart_rate": 400})
+    Traceback (most recent call last):
+    ...
+    clinops.features.manifest.FeatureValidationError: heart_rate: value 400 is outside the plausible range (0, 300] bpm
     """
 
     def __init__(self, name: str, specs: list[FeatureSpec], *, version: int | None = None,
@@ -225,6 +248,9 @@ class FeatureManifest:
         self.description = description
         self._specs = tuple(specs)
         self._by_name = {s.name: s for s in specs}
+        # The one statement of the categorical encoding: a category's code is its position.
+        self._codes = {s.name: {c: float(i) for i, c in enumerate(s.categories)}
+                       for s in specs if s.kind == "categorical"}
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -271,8 +297,6 @@ class FeatureManifest:
         if p.suffix in (".yaml", ".yml") or p.exists():
             text = p.read_text(encoding="utf-8")
         else:
-            from importlib.resources import files
-
             res = files("clinops").joinpath("manifests", f"{name_or_path}.yaml")
             if not res.is_file():
                 raise ManifestError(f"no packaged manifest {str(name_or_path)!r} and no such "
@@ -452,7 +476,7 @@ class FeatureManifest:
                     raise FeatureValidationError(
                         s.name, f"unknown category {bad[0]!r} ({len(bad)} unknown value(s)); "
                                 f"allowed: {', '.join(s.categories)}")
-                codes = {c: float(i) for i, c in enumerate(s.categories)}
+                codes = self._codes[s.name]
                 out[s.name] = labels.map(lambda v: np.nan if v is None else codes[v]
                                          ).astype(float)
                 continue
@@ -481,6 +505,38 @@ class FeatureManifest:
                                 f"{s.range_text()} ({int(bad_mask.sum())} row(s))")
             out[s.name] = values
         return pd.DataFrame(out, index=df.index, columns=self.names)
+
+    def encode_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Raw request records -> model input array, each record checked by :meth:`validate_record`.
+
+        Parameters
+        ----------
+        records : sequence of mappings, length n
+            Feature name -> raw value in manifest units (categories as strings); missing keys,
+            ``None`` and NaN are missing.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (n, n_features)
+            Columns in manifest order, encoded as :meth:`encode` does; NaN = missing.
+
+        Raises
+        ------
+        FeatureValidationError
+            The first invalid record's problem (see :meth:`validate_record`).
+        """
+        X = np.empty((len(records), len(self._specs)), dtype=np.float64)
+        for r, record in enumerate(records):
+            clean = self.validate_record(record)
+            for i, s in enumerate(self._specs):
+                v = clean[s.name]
+                if v is None:
+                    X[r, i] = np.nan
+                elif s.kind == "categorical":
+                    X[r, i] = self._codes[s.name][v]
+                else:
+                    X[r, i] = float(v)
+        return X
 
     def decode(self, X: pd.DataFrame) -> pd.DataFrame:
         """Inverse of :meth:`encode` for categorical columns (codes -> labels)."""
