@@ -57,6 +57,13 @@ def binary_labels(y: Any, name: str = "y") -> np.ndarray:
         raise ValueError(f"{name}: must not be empty")
     if pd.isna(arr).any():
         raise ValueError(f"{name}: must not contain missing labels ({int(pd.isna(arr).sum())} found)")
+    if arr.dtype == object:
+        # Numbers in an object array (e.g. a pandas object column) are labels too; type_of_target
+        # calls an object array of non-strings 'unknown'.
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            pass  # strings: refused below with the values found
     arr = check_array(arr, ensure_2d=False, dtype=None, input_name=name)
     values = np.unique(arr)
     if type_of_target(arr, input_name=name) != "binary" or not set(values.tolist()) <= {0, 1}:

@@ -82,6 +82,7 @@ def test_binary_labels_accept_bool_float_and_one_class():
     np.testing.assert_array_equal(binary_labels(np.array([True, False])), [1, 0])
     np.testing.assert_array_equal(binary_labels([0.0, 1.0, 1.0]), [0, 1, 1])
     assert binary_labels([1, 1]).dtype == np.int64
+    np.testing.assert_array_equal(binary_labels(np.array([0, 1, 1], dtype=object)), [0, 1, 1])
 
 
 @pytest.mark.parametrize("p, match", [
