@@ -33,6 +33,9 @@ import xgboost as xgb
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from clinops.bundle import ModelBundle  # noqa: E402  (after the path line: run as a script)
+from clinops.uncertainty import RiskPredictor  # noqa: E402
+
 
 def _per_call_us(function, n: int) -> float:
     function()
@@ -43,9 +46,6 @@ def _per_call_us(function, n: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from clinops.modeling import ModelBundle
-    from clinops.uncertainty import RiskPredictor
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=ROOT / "params" / "default.yaml")
     parser.add_argument("--bundle", type=Path, help="a saved bundle directory instead of the run's")

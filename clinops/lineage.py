@@ -4,7 +4,7 @@ The store lives inside the project (``<root>/mlruns/mlflow.db``, artifacts under
 ``<root>/mlruns/artifacts``), so no server is needed. A run records the hyperparameters, the
 CV and test metrics, the dataset SHA-256s from the data layer, the SHA-256s of the feature SQL
 and manifest, the versions of the key packages and the git commit; the full
-:class:`~clinops.modeling.ModelBundle` is saved as run artifacts and the XGBoost model is
+:class:`~clinops.bundle.ModelBundle` is saved as run artifacts and the XGBoost model is
 registered in the MLflow model registry under an alias (e.g. ``champion``). The run id is the
 model version that appears in audit records (``bundle.lineage['run_id']``).
 """
@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from clinops.modeling import ModelBundle
+from clinops.bundle import ModelBundle
 
 __all__ = ["tracking_uri", "artifact_root", "log_training_run", "load_registered_bundle",
            "package_versions", "git_commit", "KEY_PACKAGES"]
@@ -93,20 +93,21 @@ def git_commit(project_root: str | Path) -> tuple[str, bool | None]:
 @contextlib.contextmanager
 def _store(uri: str) -> Iterator[Any]:
     """Point MLflow at ``uri`` for the block (restored afterwards) and keep it quiet."""
+    # mlflow is imported only when a run is logged or loaded: it is heavy (about 2 s) and the
+    # server, the notebooks and most tests never need it.
     import mlflow
 
     quiet = {name: logging.getLogger(name) for name in ("mlflow", "alembic")}
     levels = {name: lg.level for name, lg in quiet.items()}
     for lg in quiet.values():
         lg.setLevel(logging.WARNING)
-    # Restore exactly what was set before (None = unset), so callers' MLflow setup survives.
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-    from mlflow.tracking._model_registry import utils as registry_utils
-
-    previous = tracking_utils._tracking_uri
-    previous_registry = registry_utils._registry_uri
     env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI",
                                           "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")}
+    # Restore exactly what was set before (None = unset), so callers' MLflow setup survives.
+    # Public API only: is_tracking_uri_set() tells an explicit tracking URI from the default;
+    # an explicit registry URI is exported to MLFLOW_REGISTRY_URI by set_registry_uri.
+    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    previous_registry = env["MLFLOW_REGISTRY_URI"]
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # no tqdm bars on stderr
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -199,6 +200,7 @@ def log_training_run(
     str
         The MLflow run id.
     """
+    # mlflow deferred on purpose (heavy; see _store).
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
     from mlflow.models import ModelSignature
@@ -311,6 +313,7 @@ def load_registered_bundle(name: str, alias: str = "champion", *,
     ModelBundle
         With ``lineage['run_id']`` = the registered version's run.
     """
+    # mlflow deferred on purpose (heavy; see _store).
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 

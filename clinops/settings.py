@@ -108,9 +108,7 @@ class TaskSettings:
             "ece_bins": int(self.ece_bins), "ece_strategy": self.ece_strategy,
             "age_edges": [float(e) for e in self.age_edges], "group_columns": list(self.group_columns),
             "age_feature": self.age_feature, "sex_feature": self.sex_feature,
-            "fairness": {"pairwise_gap_limits": dict(self.fairness.pairwise_gap_limits),
-                         "disparity_limits": dict(self.fairness.disparity_limits),
-                         "min_group_size": int(self.fairness.min_group_size), "action": self.fairness.action},
+            "fairness": self.fairness.to_dict(),
             "drift": self.drift.to_dict(),
             "governance": {k: (list(v) if isinstance(v, tuple) else v) for k, v in gov.items()},
             "modeling": dict(self.modeling), "mlflow": dict(self.mlflow), "sources": list(self.sources),
@@ -207,8 +205,7 @@ def resolve_task_settings(P: "Params", task: str) -> TaskSettings:
     overrides = f.get("policy_overrides") or {}
     if overrides:
         try:
-            merged = {**dataclasses.asdict(fairness), **overrides}
-            fairness = FairnessPolicy(**merged)
+            fairness = FairnessPolicy.from_mapping({**fairness.to_dict(), **overrides}, where="policy_overrides")
         except (PolicyError, TypeError) as exc:
             raise SettingsError(f"{P.path}: fairness.policy_overrides: {exc}") from None
     drift = DriftPolicy.load(drift_path, task=policy_task)

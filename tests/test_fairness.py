@@ -3,26 +3,53 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import pandas as pd
 import pytest
 from fairlearn.metrics import MetricFrame, demographic_parity_difference, equalized_odds_difference
 
+from clinops.bootstrap import safe_div
 from clinops.fairness import (
     GAP_METRICS,
+    SUBGROUP_METRICS,
     FairnessAlert,
     FairnessPolicy,
-    _sk_metrics,
     age_groups,
     fairness_alerts,
     fairness_gaps,
     plot_subgroups,
     subgroup_table,
 )
+from clinops.fairness.metrics import RATES, SubgroupMetric
 
-POLICY_PATH = "params/policies/fairness.yaml"
+# The rules these tests apply, stated here (a unit test never reads the live params/ files).
+POLICY_YAML = """
+action: human_review
+min_group_size: 30
+pairwise_gap_limits: {auroc: 0.03}
+disparity_limits: {equalized_odds_difference: 0.05, demographic_parity_difference: 0.05,
+                   predictive_parity_difference: 0.05}
+tasks:
+  mortality: {}
+  readmission: {pairwise_gap_limits: {auroc: 0.05}}
+"""
+
+
+@pytest.fixture
+def policy_path(tmp_path):
+    path = tmp_path / "fairness.yaml"
+    path.write_text(POLICY_YAML)
+    return path
+
+
+def _sk_metrics(threshold):
+    return {m: partial(spec.point, threshold=threshold) for m, spec in SUBGROUP_METRICS.items()}
+
+
+def _with(policy, **changes):
+    return FairnessPolicy(**{**policy.to_dict(), **changes})
 
 # two small groups with metrics worked out by hand (threshold 0.45, predicted positive if >=)
 #   A: y 0 0 1 1, p .1 .5 .4 .9 -> AUROC 3/4; TP 1 FN 1 FP 1 TN 1 -> sens .5 spec .5 PPV .5
@@ -126,8 +153,8 @@ def test_small_or_one_class_groups_are_not_estimable():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(y_true=[0, 2, 1], prob=[0.1, 0.2, 0.3]), "y_true: must be binary"),
-    (dict(y_true=[0, 1, 1], prob=[0.1, 1.2, 0.3]), r"prob: must lie in \[0, 1\]"),
+    (dict(y_true=[0, 2, 1], prob=[0.1, 0.2, 0.3]), "y_true: labels must be 0 or 1"),
+    (dict(y_true=[0, 1, 1], prob=[0.1, 1.2, 0.3]), r"prob: must be probabilities in \[0, 1\]"),
     (dict(y_true=[0, 1, 1], prob=[0.1, 0.2]), "prob: must be one-dimensional with 3"),
     (dict(y_true=[0, 1, 1], prob=[0.1, 0.2, 0.3], groups={"sex": ["F", None, "M"]}), r"groups\['sex'\]: must not contain missing"),
     (dict(y_true=[0, 1, 1], prob=[0.1, 0.2, 0.3], threshold=1.5), "threshold: must lie strictly between 0 and 1"),
@@ -177,8 +204,8 @@ def _paper_table() -> pd.DataFrame:
     return pd.DataFrame({"auroc": [r[2] for r in rows], "estimable": [r[3] for r in rows]}, index=idx)
 
 
-def test_alerts_on_the_paper_table_name_groups_and_gap():
-    policy = FairnessPolicy.load(POLICY_PATH)
+def test_alerts_on_the_paper_table_name_groups_and_gap(policy_path):
+    policy = FairnessPolicy.load(policy_path)
     alerts = fairness_alerts(_paper_table(), policy)
     # only 65-79 vs 18-44 (0.032) exceeds 0.03; sex differs by 0.012
     assert len(alerts) == 1
@@ -187,34 +214,34 @@ def test_alerts_on_the_paper_table_name_groups_and_gap():
     assert a.gap == pytest.approx(0.032, abs=1e-12) and a.threshold == 0.03
     assert a.action == "human_review" and "human review" in a.message
     # the readmission task's +-0.05 limit: no AUROC alert on the same table
-    assert fairness_alerts(_paper_table(), FairnessPolicy.load(POLICY_PATH, task="readmission")) == []
+    assert fairness_alerts(_paper_table(), FairnessPolicy.load(policy_path, task="readmission")) == []
 
 
-def test_alerts_from_gap_metrics_use_disparity_limits():
-    policy = FairnessPolicy.load(POLICY_PATH)
+def test_alerts_from_gap_metrics_use_disparity_limits(policy_path):
+    policy = FairnessPolicy.load(policy_path)
     gaps = pd.DataFrame([
         {"attribute": "age_group", "metric": "equalized_odds_difference", "value": 0.040, "group_high": "65-79", "group_low": "18-44"},
         {"attribute": "age_group", "metric": "predictive_parity_difference", "value": 0.080, "group_high": "65-79", "group_low": "18-44"},
         {"attribute": "sex", "metric": "predictive_parity_difference", "value": 0.027, "group_high": "M", "group_low": "F"},
     ])
-    alerts = fairness_alerts(_paper_table(), replace(policy, pairwise_gap_limits={}), gaps=gaps)
+    alerts = fairness_alerts(_paper_table(), _with(policy, pairwise_gap_limits={}), gaps=gaps)
     assert [(a.attribute, a.metric, a.gap) for a in alerts] == [("age_group", "predictive_parity_difference", 0.080)]
     assert isinstance(alerts[0], FairnessAlert)
 
 
-def test_policy_refuses_retraining_and_unknown_keys(tmp_path):
+def test_policy_refuses_retraining_and_unknown_keys(tmp_path, policy_path):
     bad = tmp_path / "p.yaml"
     bad.write_text("action: retrain\n")
-    with pytest.raises(ValueError, match="action: must be 'human_review'"):
+    with pytest.raises(ValueError, match="p.yaml: action: .*must be 'human_review'"):
         FairnessPolicy.load(bad)
     bad.write_text("pairwise_gap_limits: {auroc: 0.03}\nauroc_gapp: 0.1\n")
-    with pytest.raises(ValueError, match="unknown key"):
+    with pytest.raises(ValueError, match="auroc_gapp: unknown setting"):
         FairnessPolicy.load(bad)
     bad.write_text("pairwise_gap_limits: {auroc: -1}\n")
-    with pytest.raises(ValueError, match="pairwise_gap_limits.auroc: must be a number"):
+    with pytest.raises(ValueError, match="pairwise_gap_limits.auroc: Input should be greater than 0"):
         FairnessPolicy.load(bad)
     with pytest.raises(ValueError, match="tasks.nosuch"):
-        FairnessPolicy.load(POLICY_PATH, task="nosuch")
+        FairnessPolicy.load(policy_path, task="nosuch")
 
 
 def test_forest_plot(synthetic):
@@ -228,10 +255,41 @@ def test_forest_plot(synthetic):
     assert not math.isnan(t.loc[("overall", "all"), "auroc"])
 
 
-def test_alerts_ignore_groups_below_the_policy_minimum():
+def test_alerts_ignore_groups_below_the_policy_minimum(policy_path):
     t = _paper_table().assign(n=[7000, 3500, 3500, 2500, 1800, 1400, 20, 3])
     t.loc[("age_group", "80+"), "auroc"] = 0.70          # a huge gap, but from 20 stays
-    policy = FairnessPolicy.load(POLICY_PATH)
+    policy = FairnessPolicy.load(policy_path)
     alerts = fairness_alerts(t, policy)
     assert [(a.group_a, a.group_b) for a in alerts] == [("65-79", "18-44")]
-    assert len(fairness_alerts(t, replace(policy, min_group_size=10))) == 4   # 80+ now compared
+    assert len(fairness_alerts(t, _with(policy, min_group_size=10))) == 4   # 80+ now compared
+
+
+def test_policy_from_flat_keywords_and_to_dict_round_trip(policy_path):
+    policy = FairnessPolicy.load(policy_path, task="readmission")
+    assert policy.pairwise_gap_limits == {"auroc": 0.05}
+    assert FairnessPolicy(**policy.to_dict()) == policy
+    assert list(policy.to_dict()) == ["pairwise_gap_limits", "disparity_limits", "min_group_size", "action"]
+    with pytest.raises(ValueError, match="min_group_size"):
+        FairnessPolicy.from_mapping({"min_group_size": 0})
+    with pytest.raises(ValueError, match="disparity_limits: .*unknown metric 'auroc'"):
+        FairnessPolicy.from_mapping({"disparity_limits": {"auroc": 0.1}})
+    with pytest.raises(ValueError, match="pairwise_gap_limits.auroc"):
+        FairnessPolicy.from_mapping({"pairwise_gap_limits": {"auroc": True}})   # a bool is not a limit
+
+
+def test_a_registered_metric_reaches_table_policy_alerts_and_plot(monkeypatch):
+    """Adding a metric is one registry entry: the table, the policy, the alerts and the plot see it."""
+    def npv(y, p, threshold):
+        pred = p >= threshold
+        return float(((~pred) & (y == 0)).sum() / max((~pred).sum(), 1))
+
+    monkeypatch.setitem(RATES, "npv", lambda c: safe_div(c["tn"], c["tn"] + c["fn"], zero=0.0))
+    monkeypatch.setitem(SUBGROUP_METRICS, "npv", SubgroupMetric("NPV", "npv", npv, "npv"))
+    t = subgroup_table(Y, P, {"grp": G}, threshold=0.45, n_boot=20, seed=0, min_group_size=1)
+    assert t.loc[("grp", "A"), "npv"] == pytest.approx(0.5)        # TN 1, FN 1
+    assert t.loc[("grp", "B"), "npv"] == pytest.approx(1.0)        # TN 2, FN 0
+    assert np.isfinite(t.loc[("overall", "all"), "npv_lo"])
+    policy = FairnessPolicy(pairwise_gap_limits={"npv": 0.1}, min_group_size=1)
+    alerts = fairness_alerts(t, policy)
+    assert [(a.metric, a.group_a, a.group_b) for a in alerts] == [("npv", "B", "A")]
+    assert len(plot_subgroups(t).axes) == 5

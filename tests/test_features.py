@@ -528,3 +528,20 @@ def test_missingness_table_uses_only_selected_rows():
                                  "pct_missing": [50.0, 50.0]}
     t_test = missingness_table(f, ~train)
     assert t_test["n_missing"].tolist() == [1, 0]
+
+
+def test_encode_records_is_encode_for_request_records():
+    """The one encoder: records encode exactly as the same rows in a frame, NaN for missing."""
+    records = [{"heart_rate": 80, "dx_chapter": "respiratory", "mech_vent": True},
+               {"mech_vent": 0, "heart_rate": None},
+               {}]
+    X = MANIFEST.encode_records(records)
+    assert X.shape == (3, len(MANIFEST)) and X.dtype == np.float64
+    frame = pd.DataFrame([MANIFEST.validate_record(r) for r in records])
+    np.testing.assert_array_equal(X, MANIFEST.encode(frame).to_numpy())
+    assert np.isnan(X[2]).all()
+    assert MANIFEST.encode_records([]).shape == (0, len(MANIFEST))
+    with pytest.raises(FeatureValidationError, match="dx_chapter: unknown category 'x'"):
+        MANIFEST.encode_records([{"dx_chapter": "x"}])
+    with pytest.raises(FeatureValidationError, match="pulse: unknown feature"):
+        MANIFEST.encode_records([{"pulse": 80}])

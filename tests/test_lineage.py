@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 
 import numpy as np
@@ -152,3 +153,24 @@ def test_git_commit_recorded_in_a_git_checkout(tmp_path):
     assert lineage.git_commit(tmp_path) == (head, False)
     (tmp_path / "a.txt").write_text("y")
     assert lineage.git_commit(tmp_path) == (head, True)
+
+
+def test_logging_leaves_the_callers_mlflow_setup_as_it_was(tmp_path, monkeypatch):
+    """The store is used for the call only: an unset tracking URI stays unset, a set one is kept."""
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    mlflow.set_tracking_uri(None)
+    with lineage._store(lineage.tracking_uri(tmp_path)) as m:
+        assert m.get_tracking_uri() == lineage.tracking_uri(tmp_path)
+    assert not mlflow.is_tracking_uri_set()
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    mine = f"sqlite:///{tmp_path / 'mine.db'}"
+    mlflow.set_tracking_uri(mine)
+    try:
+        with lineage._store(lineage.tracking_uri(tmp_path / "other")):
+            pass
+        assert mlflow.get_tracking_uri() == mine
+    finally:
+        mlflow.set_tracking_uri(None)

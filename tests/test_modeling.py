@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 import math
-import time
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,11 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
+from sklearn.base import clone, is_classifier
+from sklearn.utils.validation import check_is_fitted
+
 from clinops import modeling
+from clinops.bundle import CalibratedBooster
 from clinops.features import FeatureManifest
 from tests.fixtures.tiny import TINY_MANIFEST
 
@@ -247,7 +252,7 @@ def test_fit_final_calibrates_and_conformalizes_on_disjoint_parts_of_the_slice(b
     # conformal: MAPIE on the calibrated model and the other part gives the stored threshold
     conf = uncertainty.fit_conformal(bundle.calibrated_model(), Xc[conf_idx], y_cal[conf_idx],
                                      confidence_level=0.90)
-    assert uncertainty.conformal_threshold(conf) == bundle.conformal_threshold
+    assert uncertainty.conformal_threshold(conf, confidence_level=bundle.confidence_level) == bundle.conformal_threshold
     prob = bundle.calibrated_model().predict_proba(Xt)[:, 1]
     np.testing.assert_array_equal(
         uncertainty.sets_from_probability(prob, bundle.conformal_threshold),
@@ -339,8 +344,42 @@ def test_evaluate_rejects_bad_input():
         modeling.evaluate(np.array([0, 1]), np.array([0.2, 1.2]), seed=0)
     with pytest.raises(ValueError, match="y_true: needs both classes"):
         modeling.evaluate(np.array([1, 1]), np.array([0.2, 0.3]), seed=0)
-    with pytest.raises(ValueError, match="prob: must have the shape"):
+    with pytest.raises(ValueError, match="prob: must be one-dimensional with 2 values"):
         modeling.evaluate(np.array([0, 1]), np.array([0.2]), seed=0)
 
 
 # ------------------------------------------------------------------------------ paper scale
+
+
+# ------------------------------------------------------------------------------ the bundle contract
+def test_calibrated_booster_is_a_prefit_sklearn_classifier(bundle_and_data):
+    """fit() follows scikit-learn's contract (returns self, changes nothing) and clone() works."""
+    bundle, (*_, X_test, _) = bundle_and_data
+    Xt = X_test.fillna(bundle.frozen_medians).to_numpy()
+    model = bundle.calibrated_model()
+    before = model.predict_proba(Xt)
+    y = (before[:, 1] > 0.5).astype(int)
+    assert model.fit(Xt, y) is model
+    np.testing.assert_array_equal(model.predict_proba(Xt), before)
+    assert is_classifier(model) and list(model.classes_) == [0, 1]
+    check_is_fitted(model)
+    assert clone(model) is model            # a prefit model clones to itself (as FrozenEstimator)
+    np.testing.assert_array_equal(model.predict(Xt), (before[:, 1] >= 0.5).astype(int))
+    with pytest.raises(ValueError, match="booster and calibrator must both be given"):
+        CalibratedBooster().fit(Xt, y)
+    with pytest.raises(ValueError, match="X: must have the booster's 4 features"):
+        model.fit(Xt[:, :2])
+    with pytest.raises(ValueError, match="y: labels must be 0 or 1"):
+        model.fit(Xt, y + 2)
+
+
+@pytest.mark.parametrize("module", ["clinops.bundle", "clinops.uncertainty", "clinops.modeling",
+                                    "clinops.fairness", "clinops.lineage"])
+def test_each_package_imports_on_its_own(module):
+    """No import cycle: each imports first in a fresh interpreter; the bundle needs no modeling."""
+    code = (f"import sys, {module}; "
+            "bad = [m for m in ('clinops.modeling', 'clinops.uncertainty') if m in sys.modules]; "
+            f"print(bad if '{module}' == 'clinops.bundle' else [])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

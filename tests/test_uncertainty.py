@@ -124,7 +124,7 @@ def test_conformal_coverage_within_binomial_tolerance(exchangeable):
 def test_fast_sets_from_threshold_equal_mapie(exchangeable):
     model, (Xc, yc), (Xt, _) = exchangeable
     conf = uncertainty.fit_conformal(model, Xc, yc, confidence_level=0.90)
-    q = uncertainty.conformal_threshold(conf)
+    q = uncertainty.conformal_threshold(conf, confidence_level=0.90)
     # LAC: q is the ceil(0.9 * (n + 1))-th smallest score 1 - p(true label)
     scores = np.sort(1 - model.predict_proba(Xc)[np.arange(len(yc)), yc])
     assert q == pytest.approx(scores[int(np.ceil(0.9 * (len(yc) + 1))) - 1])
@@ -133,6 +133,16 @@ def test_fast_sets_from_threshold_equal_mapie(exchangeable):
                                   uncertainty.conformal_sets(conf, Xt))
     # boundary: p exactly 1 - q is in the set (MAPIE's <= with tolerance)
     assert uncertainty.sets_from_probability(np.array([1 - q]), q)[0, 1]
+
+
+@pytest.mark.parametrize("level", [0.7, 0.8, 0.95])
+def test_conformal_threshold_rebuilds_mapie_sets_at_any_level(exchangeable, level):
+    """q read through MAPIE's public pieces reproduces predict_set at other levels too."""
+    model, (Xc, yc), (Xt, _) = exchangeable
+    conf = uncertainty.fit_conformal(model, Xc, yc, confidence_level=level)
+    q = uncertainty.conformal_threshold(conf, confidence_level=level)
+    np.testing.assert_array_equal(uncertainty.sets_from_probability(model.predict_proba(Xt)[:, 1], q),
+                                  uncertainty.conformal_sets(conf, Xt))
 
 
 def test_fit_conformal_rejects_bad_input(exchangeable):

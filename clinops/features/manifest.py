@@ -3,219 +3,60 @@
 A manifest is the single list of features a model may use: name, kind, unit, aggregate, source
 (MIMIC-IV tables and item ids), plausible range, categories and a one-line clinical
 justification. Extraction, encoding, imputation and the server all go through it, so a feature
-that is not listed cannot be extracted, encoded or served.
+that is not listed cannot be extracted, encoded or served. One feature is a
+:class:`~clinops.features.spec.FeatureSpec` (:mod:`clinops.features.spec`).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import math
-import numbers
-import re
-from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import yaml
 
+from clinops.features.spec import (
+    KINDS,
+    FeatureSpec,
+    FeatureValidationError,
+    ManifestError,
+    is_number,
+    spec_from_dict,
+)
+
 __all__ = ["FeatureSpec", "FeatureManifest", "FeatureValidationError", "ManifestError", "KINDS"]
-
-KINDS = ("numeric", "binary", "categorical")
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-
-
-class FeatureValidationError(ValueError):
-    """A value (or column) breaks the manifest's rule for one field.
-
-    Attributes
-    ----------
-    field : str
-        The feature (or column) name.
-    rule : str
-        What was expected and what was found.
-    """
-
-    def __init__(self, field: str, rule: str):
-        self.field = field
-        self.rule = rule
-        super().__init__(f"{field}: {rule}")
-
-
-class ManifestError(ValueError):
-    """A manifest file or dict is malformed (the message names the feature and the key)."""
-
-
-@dataclass(frozen=True, eq=True)
-class FeatureSpec:
-    """One feature of a manifest.
-
-    Attributes
-    ----------
-    name : str
-        Column name (lower snake case).
-    kind : {'numeric', 'binary', 'categorical'}
-    unit : str
-        Raw unit as extracted (e.g. ``'mmHg'``, ``'degC'``).
-    aggregate : str
-        How the window is summarised (``'min'``, ``'max'``, ``'any'``, ...).
-    source : dict
-        Extraction method, MIMIC-IV table and item ids (see the manifest file).
-    plausible_range : tuple of (float, float) or None
-        Numeric features only; an open end is ``-inf`` / ``inf``.
-    categories : tuple of str or None
-        Categorical features only; the order defines the integer codes.
-    justification : str
-        One-line clinical reason for keeping the feature.
-    range_closed : tuple of (bool, bool)
-        Whether ``lo`` and ``hi`` themselves are allowed.
-    """
-
-    name: str
-    kind: str
-    unit: str
-    aggregate: str
-    source: dict = field(hash=False, compare=True)
-    plausible_range: tuple[float, float] | None
-    categories: tuple[str, ...] | None
-    justification: str
-    range_closed: tuple[bool, bool] = (True, True)
-
-    def range_text(self) -> str:
-        """The plausible range in interval notation with the unit, e.g. ``'(0, 300) bpm'``."""
-        if self.plausible_range is None:
-            return "no range"
-        lo, hi = self.plausible_range
-        left = "[" if self.range_closed[0] and math.isfinite(lo) else "("
-        right = "]" if self.range_closed[1] and math.isfinite(hi) else ")"
-        return f"{left}{_num(lo)}, {_num(hi)}{right} {self.unit}"
-
-    def accepts(self, x: float) -> bool:
-        """Whether one finite number lies inside the plausible range (scalar :meth:`in_range`)."""
-        if self.plausible_range is None:
-            return True
-        lo, hi = self.plausible_range
-        ok_lo = x >= lo if self.range_closed[0] else x > lo
-        ok_hi = x <= hi if self.range_closed[1] else x < hi
-        return ok_lo and ok_hi
-
-    def number_problem(self, x: float) -> str | None:
-        """Why one number is not an acceptable value of this feature, or None when it is.
-
-        The one wording of the rule, used by :meth:`FeatureManifest.validate_record` and by the
-        serving schema: a value must be finite and inside the plausible range.
-        """
-        if not math.isfinite(x) or not self.accepts(x):
-            return f"value {x:g} is outside the plausible range {self.range_text()}"
-        return None
-
-    def in_range(self, values: np.ndarray) -> np.ndarray:
-        """Boolean mask of values inside the plausible range (NaN counts as inside).
-
-        Parameters
-        ----------
-        values : numpy.ndarray of float, shape (n,)
-        """
-        v = np.asarray(values, dtype=float)
-        if self.plausible_range is None:
-            return np.ones(v.shape, dtype=bool)
-        lo, hi = self.plausible_range
-        with np.errstate(invalid="ignore"):
-            ok_lo = v >= lo if self.range_closed[0] else v > lo
-            ok_hi = v <= hi if self.range_closed[1] else v < hi
-        return np.isnan(v) | (ok_lo & ok_hi)
-
-    def to_dict(self) -> dict:
-        """Plain, YAML/JSON-ready form (open range ends as ``None``)."""
-        d: dict[str, Any] = {
-            "name": self.name, "kind": self.kind, "unit": self.unit,
-            "aggregate": self.aggregate, "source": self.source,
-            "plausible_range": None if self.plausible_range is None else [
-                None if math.isinf(x) else x for x in self.plausible_range],
-            "justification": self.justification,
-        }
-        if self.plausible_range is not None:
-            d["range_closed"] = list(self.range_closed)
-        if self.categories is not None:
-            d["categories"] = list(self.categories)
-        return d
-
-
-def _num(x: float) -> str:
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return f"{x:g}"
-
-
-def _is_number(x) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_))
-
-
-def _spec_from_dict(d: Mapping, i: int) -> FeatureSpec:
-    if not isinstance(d, Mapping):
-        raise ManifestError(f"features[{i}]: must be a mapping, got {type(d).__name__}")
-    name = d.get("name")
-    where = f"feature {name!r}" if name else f"features[{i}]"
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ManifestError(f"{where}: 'name' must be lower snake case, got {name!r}")
-    allowed = {"name", "kind", "unit", "aggregate", "source", "plausible_range", "range_closed",
-               "categories", "justification"}
-    extra = sorted(set(d) - allowed)
-    if extra:
-        raise ManifestError(f"{where}: unknown key(s) {extra}")
-    kind = d.get("kind")
-    if kind not in KINDS:
-        raise ManifestError(f"{where}: 'kind' must be one of {list(KINDS)}, got {kind!r}")
-    for key in ("unit", "aggregate", "justification"):
-        if not isinstance(d.get(key), str) or not d[key].strip():
-            raise ManifestError(f"{where}: '{key}' must be a non-empty string")
-    source = d.get("source")
-    if not isinstance(source, Mapping):
-        raise ManifestError(f"{where}: 'source' must be a mapping (method, table, item ids)")
-    rng = d.get("plausible_range")
-    plausible = None
-    closed = (True, True)
-    if rng is not None:
-        if kind != "numeric":
-            raise ManifestError(f"{where}: 'plausible_range' is only for numeric features")
-        if not isinstance(rng, (list, tuple)) or len(rng) != 2 or not all(
-                x is None or _is_number(x) for x in rng):
-            raise ManifestError(f"{where}: 'plausible_range' must be [lo, hi] numbers or null, "
-                                f"got {rng!r}")
-        lo = -math.inf if rng[0] is None else float(rng[0])
-        hi = math.inf if rng[1] is None else float(rng[1])
-        if not lo < hi:
-            raise ManifestError(f"{where}: 'plausible_range' needs lo < hi, got {rng!r}")
-        plausible = (lo, hi)
-        rc = d.get("range_closed", [True, True])
-        if (not isinstance(rc, (list, tuple)) or len(rc) != 2
-                or not all(isinstance(x, bool) for x in rc)):
-            raise ManifestError(f"{where}: 'range_closed' must be [bool, bool], got {rc!r}")
-        closed = (bool(rc[0]), bool(rc[1]))
-    elif "range_closed" in d:
-        raise ManifestError(f"{where}: 'range_closed' without 'plausible_range'")
-    cats = d.get("categories")
-    if kind == "categorical":
-        if (not isinstance(cats, (list, tuple)) or not cats
-                or not all(isinstance(c, str) and c for c in cats)):
-            raise ManifestError(f"{where}: categorical features need 'categories', "
-                                "a non-empty list of strings")
-        if len(set(cats)) != len(cats):
-            raise ManifestError(f"{where}: 'categories' has duplicates")
-        cats = tuple(cats)
-    elif cats is not None:
-        raise ManifestError(f"{where}: 'categories' is only for categorical features")
-    return FeatureSpec(name=name, kind=kind, unit=d["unit"], aggregate=d["aggregate"],
-                       source=json.loads(json.dumps(source)), plausible_range=plausible,
-                       categories=cats, justification=" ".join(d["justification"].split()),
-                       range_closed=closed)
 
 
 class FeatureManifest:
     """An ordered, validated list of :class:`FeatureSpec`.
 
-    Build with :meth:`load` (``'mortality'`` or a YAML path) or :meth:`from_dict`.
+    Build with :meth:`load` (``'mortality'`` or a YAML path) or :meth:`from_dict`. The one
+    encoder of model inputs: :meth:`encode` for a frame, :meth:`encode_records` for request
+    records (the server and :class:`clinops.uncertainty.RiskPredictor`); both give numbers as
+    floats, binaries as 0/1, categories as their position in ``categories`` and NaN for missing.
+
+    Examples
+    --------
+    >>> src = {"method": "chartevents", "table": "icu.chartevents", "itemids": [220045]}
+    >>> m = FeatureManifest.from_dict({"name": "tiny", "features": [
+    ...     {"name": "heart_rate", "kind": "numeric", "unit": "bpm", "aggregate": "max",
+    ...      "source": src, "plausible_range": [0, 300], "range_closed": [False, True],
+    ...      "justification": "tachycardia"},
+    ...     {"name": "unit", "kind": "categorical", "unit": "-", "aggregate": "first",
+    ...      "source": src, "categories": ["micu", "sicu"], "justification": "case mix"}]})
+    >>> m.names
+    ['heart_rate', 'unit']
+    >>> m.encode_records([{"heart_rate": 88, "unit": "sicu"}, {"unit": "micu"}])
+    array([[88.,  1.],
+           [nan,  0.]])
+    >>> m.validate_record({"heart_rate": 400})
+    Traceback (most recent call last):
+    ...
+    clinops.features.spec.FeatureValidationError: heart_rate: value 400 is outside the plausible range (0, 300] bpm
     """
 
     def __init__(self, name: str, specs: list[FeatureSpec], *, version: int | None = None,
@@ -225,6 +66,9 @@ class FeatureManifest:
         self.description = description
         self._specs = tuple(specs)
         self._by_name = {s.name: s for s in specs}
+        # The one statement of the categorical encoding: a category's code is its position.
+        self._codes = {s.name: {c: float(i) for i, c in enumerate(s.categories)}
+                       for s in specs if s.kind == "categorical"}
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -252,7 +96,7 @@ class FeatureManifest:
         feats = d.get("features")
         if not isinstance(feats, list) or not feats:
             raise ManifestError("manifest: 'features' must be a non-empty list")
-        specs = [_spec_from_dict(f, i) for i, f in enumerate(feats)]
+        specs = [spec_from_dict(f, i) for i, f in enumerate(feats)]
         seen: set[str] = set()
         dups = [s.name for s in specs if s.name in seen or seen.add(s.name)]
         if dups:
@@ -271,8 +115,6 @@ class FeatureManifest:
         if p.suffix in (".yaml", ".yml") or p.exists():
             text = p.read_text(encoding="utf-8")
         else:
-            from importlib.resources import files
-
             res = files("clinops").joinpath("manifests", f"{name_or_path}.yaml")
             if not res.is_file():
                 raise ManifestError(f"no packaged manifest {str(name_or_path)!r} and no such "
@@ -378,7 +220,7 @@ class FeatureManifest:
                 out[s.name] = None
                 continue
             if s.kind == "numeric":
-                if type(v) is not float and type(v) is not int and not _is_number(v):
+                if type(v) is not float and type(v) is not int and not is_number(v):
                     raise FeatureValidationError(
                         s.name, f"expected a number in {s.unit}, got {type(v).__name__} {v!r}")
                 try:
@@ -392,7 +234,7 @@ class FeatureManifest:
             elif s.kind == "binary":
                 if isinstance(v, (bool, np.bool_)):
                     out[s.name] = int(v)
-                elif _is_number(v) and float(v) in (0.0, 1.0):
+                elif is_number(v) and float(v) in (0.0, 1.0):
                     out[s.name] = int(v)
                 else:
                     raise FeatureValidationError(s.name, f"expected 0 or 1, got {v!r}")
@@ -452,7 +294,7 @@ class FeatureManifest:
                     raise FeatureValidationError(
                         s.name, f"unknown category {bad[0]!r} ({len(bad)} unknown value(s)); "
                                 f"allowed: {', '.join(s.categories)}")
-                codes = {c: float(i) for i, c in enumerate(s.categories)}
+                codes = self._codes[s.name]
                 out[s.name] = labels.map(lambda v: np.nan if v is None else codes[v]
                                          ).astype(float)
                 continue
@@ -481,6 +323,38 @@ class FeatureManifest:
                                 f"{s.range_text()} ({int(bad_mask.sum())} row(s))")
             out[s.name] = values
         return pd.DataFrame(out, index=df.index, columns=self.names)
+
+    def encode_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Raw request records -> model input array, each record checked by :meth:`validate_record`.
+
+        Parameters
+        ----------
+        records : sequence of mappings, length n
+            Feature name -> raw value in manifest units (categories as strings); missing keys,
+            ``None`` and NaN are missing.
+
+        Returns
+        -------
+        numpy.ndarray of float64, shape (n, n_features)
+            Columns in manifest order, encoded as :meth:`encode` does; NaN = missing.
+
+        Raises
+        ------
+        FeatureValidationError
+            The first invalid record's problem (see :meth:`validate_record`).
+        """
+        X = np.empty((len(records), len(self._specs)), dtype=np.float64)
+        for r, record in enumerate(records):
+            clean = self.validate_record(record)
+            for i, s in enumerate(self._specs):
+                v = clean[s.name]
+                if v is None:
+                    X[r, i] = np.nan
+                elif s.kind == "categorical":
+                    X[r, i] = self._codes[s.name][v]
+                else:
+                    X[r, i] = float(v)
+        return X
 
     def decode(self, X: pd.DataFrame) -> pd.DataFrame:
         """Inverse of :meth:`encode` for categorical columns (codes -> labels)."""

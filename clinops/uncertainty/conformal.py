@@ -1,0 +1,185 @@
+"""Split-conformal prediction sets (MAPIE, LAC score) and what they achieve.
+
+:func:`fit_conformal` wraps MAPIE 1.6 ``SplitConformalClassifier`` (LAC score, prefit model)
+for 90 % prediction sets; :func:`conformal_threshold` reads its quantile q, which the model
+bundle stores; :func:`sets_from_probability` rebuilds the sets from a probability and q (what
+the server does); :func:`coverage_table` reports what the sets achieve overall, per class and
+per subgroup. The coverage guarantee holds under exchangeability of calibration and test rows,
+which a temporal split does not give: measure, do not assume.
+
+Examples
+--------
+>>> import numpy as np
+>>> sets_from_probability(np.array([0.05, 0.5, 0.97]), threshold=0.9)
+array([[ True, False],
+       [ True,  True],
+       [False,  True]])
+>>> coverage_table(np.array([0, 1, 1]), np.array([[True, False], [True, True], [True, False]]))[
+...     ["group", "level", "n", "coverage", "mean_set_size"]]
+     group level  n  coverage  mean_set_size
+0  overall   all  3  0.666667       1.333333
+1    class     0  1  1.000000       1.000000
+2    class     1  2  0.500000       1.500000
+"""
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+from mapie.classification import SplitConformalClassifier
+from mapie.conformity_scores import LACConformityScore
+from mapie.metrics.classification import classification_coverage_score
+from scipy import stats
+
+from clinops.labels import binary_labels
+
+__all__ = ["fit_conformal", "conformal_threshold", "conformal_sets", "sets_from_probability",
+           "coverage_table", "SET_TOLERANCE"]
+
+#: Tolerance of MAPIE's set rule ``(1 - p_k) - q <= SET_TOLERANCE``. MAPIE 1.6 keeps this value
+#: (1e-8) in a private module (``mapie._machine_precision.EPSILON``); it is stated here so that
+#: sets rebuilt from the stored q equal MAPIE's own (``tests/test_uncertainty.py`` checks it).
+SET_TOLERANCE = np.float64(1e-8)
+
+
+def fit_conformal(model: Any, X_cal: np.ndarray, y_cal: np.ndarray, *,
+                  confidence_level: float = 0.90) -> SplitConformalClassifier:
+    """Split-conformal classifier (MAPIE, LAC score) around an already fitted model.
+
+    Parameters
+    ----------
+    model : fitted sklearn-style classifier
+        Must have ``predict_proba`` and ``classes_ == [0, 1]`` (e.g.
+        :class:`clinops.bundle.CalibratedBooster`).
+    X_cal : array of shape (n_cal, p)
+        Conformalization rows, disjoint from the model's training rows and from the test set.
+    y_cal : array of shape (n_cal,)
+        Their labels.
+    confidence_level : float
+        Target marginal coverage, e.g. 0.90.
+
+    Returns
+    -------
+    mapie.classification.SplitConformalClassifier
+        Conformalized; ``predict_set`` gives the sets.
+    """
+    if not 0.0 < confidence_level < 1.0:
+        raise ValueError(f"confidence_level: must be in (0, 1), got {confidence_level}")
+    y = binary_labels(y_cal, "y_cal")
+    if len(np.unique(y)) < 2:
+        raise ValueError("y_cal: the conformalization set needs both classes")
+    n_min = math.ceil(1 / (1 - confidence_level)) - 1
+    if len(y) < n_min:
+        raise ValueError(f"y_cal: {len(y)} rows cannot give {confidence_level:.0%} coverage "
+                         f"(need at least {n_min})")
+    scc = SplitConformalClassifier(estimator=model, confidence_level=confidence_level,
+                                   conformity_score="lac", prefit=True)
+    return scc.conformalize(X_cal, y)
+
+
+def conformal_threshold(conformal: SplitConformalClassifier, *, confidence_level: float) -> float:
+    """The LAC quantile q of a conformalized MAPIE classifier.
+
+    A label k is in the set when ``1 - p_k - q <= 1e-8`` (MAPIE's rule), so q alone (with the
+    model) reproduces the sets; it is what the model bundle stores.
+
+    Parameters
+    ----------
+    conformal : SplitConformalClassifier
+        From :func:`fit_conformal`.
+    confidence_level : float
+        The level it was conformalized at.
+    """
+    # MAPIE 1.6 computes q inside predict_set and exposes neither q nor the level; the public
+    # pieces are the fitted conformity scores and the LAC score's quantile rule. MAPIE turns the
+    # level into alpha through Decimal (alpha = 0.1 exactly for 0.9, not 1 - 0.9), so do we.
+    alpha = float(Decimal("1") - Decimal(str(confidence_level)))
+    q = LACConformityScore().get_conformity_score_quantiles(
+        conformal.conformity_scores, np.array([alpha]), cv="prefit")
+    return float(np.asarray(q).ravel()[0])
+
+
+def conformal_sets(conformal: SplitConformalClassifier, X: np.ndarray) -> np.ndarray:
+    """Prediction sets from MAPIE as a boolean array of shape (n, 2): column k = label k in set."""
+    _, sets = conformal.predict_set(X)
+    return np.asarray(sets)[:, :, 0].astype(bool)
+
+
+def sets_from_probability(prob: np.ndarray, threshold: float) -> np.ndarray:
+    """LAC sets from the positive-class probability and the stored quantile q.
+
+    Same rule as MAPIE: label k is in the set when ``(1 - p_k) - q <= 1e-8``.
+
+    Parameters
+    ----------
+    prob : array of shape (n,)
+        Probability of label 1 (the model's, as conformalized).
+    threshold : float
+        Conformal quantile q (:func:`conformal_threshold`).
+
+    Returns
+    -------
+    ndarray of bool, shape (n, 2)
+    """
+    p1 = np.asarray(prob, dtype=np.float64).reshape(-1)
+    proba = np.column_stack([1.0 - p1, p1])
+    return ((1.0 - proba) - threshold) <= SET_TOLERANCE
+
+
+def coverage_table(y: np.ndarray, sets: np.ndarray,
+                   groups: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """Empirical coverage and set composition, overall, per class and per subgroup.
+
+    Parameters
+    ----------
+    y : array of shape (n,)
+        True labels.
+    sets : bool array of shape (n, 2)
+        Prediction sets (column k = label k in the set).
+    groups : mapping name -> array of shape (n,), optional
+        Subgroup labels, e.g. ``{'sex': ..., 'age_group': ...}``.
+
+    Returns
+    -------
+    DataFrame
+        Rows ``('overall', 'all')``, ``('class', '0')``, ``('class', '1')``, then one per
+        ``(group, level)``. Columns: ``group``, ``level``, ``n``, ``coverage`` (share of rows
+        whose true label is in the set, via MAPIE's ``classification_coverage_score``),
+        ``coverage_ci_low`` / ``coverage_ci_high`` (95 % Wilson interval), ``mean_set_size``,
+        ``share_singleton``, ``share_ambiguous`` (set = {0, 1}), ``share_empty``.
+    """
+    y = binary_labels(y)
+    s = np.asarray(sets)
+    if s.shape != (len(y), 2) or s.dtype != bool:
+        raise ValueError(f"sets: must be a boolean array of shape ({len(y)}, 2), got "
+                         f"{s.dtype} {s.shape}")
+    rows = [("overall", "all", np.ones(len(y), dtype=bool)),
+            ("class", "0", y == 0), ("class", "1", y == 1)]
+    for name, values in (groups or {}).items():
+        v = pd.Series(np.asarray(values, dtype=object))
+        if len(v) != len(y):
+            raise ValueError(f"groups[{name!r}]: must have {len(y)} values, got {len(v)}")
+        if v.isna().any():
+            raise ValueError(f"groups[{name!r}]: must not contain missing values")
+        for level in sorted(v.unique(), key=str):
+            rows.append((name, str(level), (v == level).to_numpy()))
+    out = []
+    size = s.sum(axis=1)
+    for group, level, mask in rows:
+        n = int(mask.sum())
+        if n == 0:
+            continue
+        cov = float(classification_coverage_score(y[mask], s[mask])[0])
+        ci = stats.binomtest(int(round(cov * n)), n).proportion_ci(0.95, method="wilson")
+        out.append({
+            "group": group, "level": level, "n": n, "coverage": cov,
+            "coverage_ci_low": float(ci.low), "coverage_ci_high": float(ci.high),
+            "mean_set_size": float(size[mask].mean()),
+            "share_singleton": float((size[mask] == 1).mean()),
+            "share_ambiguous": float((size[mask] == 2).mean()),
+            "share_empty": float((size[mask] == 0).mean()),
+        })
+    return pd.DataFrame(out)
