@@ -3,7 +3,7 @@
 :func:`clinops.modeling.fit_final` builds a :class:`ModelBundle`; the server, the drift monitor,
 the audit trail and the notebooks read it. It holds the XGBoost booster, the isotonic
 calibrator, the split-conformal quantile, the frozen imputation values, the feature manifest,
-the PSI reference of the training data (:func:`clinops.modeling.reference_statistics`), the
+the PSI reference of the training data (:func:`clinops.drift.reference_statistics`), the
 lineage and the task's resolved settings. On disk it is ``model.json`` (XGBoost),
 ``calibrator.joblib`` (the fitted :class:`~sklearn.isotonic.IsotonicRegression`) and
 ``bundle.json`` (everything else), in one directory.
@@ -123,7 +123,7 @@ class ModelBundle:
     threshold : float
         Operating threshold on the calibrated probability (paper: 0.40).
     reference : dict
-        :func:`clinops.modeling.reference_statistics` of the fitting data (PSI bins, min/max,
+        :func:`clinops.drift.reference_statistics` of the fitting data (PSI bins, min/max,
         missing rates).
     lineage : dict
         Dataset SHA-256s, feature SQL / manifest SHA-256s, hyperparameters, seed, sizes,

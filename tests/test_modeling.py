@@ -22,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from clinops import modeling
 from clinops.bundle import CalibratedBooster
+from clinops.drift import reference_statistics
 from clinops.features import FeatureManifest
 from tests.fixtures.tiny import TINY_MANIFEST
 
@@ -298,7 +299,7 @@ def test_bundle_save_load_round_trip(bundle_and_data, tmp_path):
 def test_reference_statistics_known_values():
     X = pd.DataFrame({"v": np.r_[np.arange(1.0, 11.0), np.nan, np.nan],
                       "flag": np.r_[np.zeros(9), np.ones(3)]})
-    ref = modeling.reference_statistics(X, n_bins=5)
+    ref = reference_statistics(X, n_bins=5)
     assert ref["v"]["bin_edges"] == pytest.approx([2.8, 4.6, 6.4, 8.2])
     assert ref["v"]["proportions"] == pytest.approx([0.2] * 5)
     assert ref["v"]["missing_rate"] == pytest.approx(2 / 12)

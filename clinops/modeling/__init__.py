@@ -35,7 +35,6 @@ from clinops.modeling.candidates import candidate_models, cross_validate_candida
 from clinops.modeling.cv import discrete_mask, fold_imputer
 from clinops.modeling.evaluation import bootstrap_auroc_ci, evaluate
 from clinops.modeling.final_fit import fit_final, split_for_calibration
-from clinops.modeling.reference import reference_statistics
 from clinops.modeling.search import random_search_xgb, sample_configurations
 from clinops.modeling.xgb_config import (
     DEFAULT_MAX_BIN,
@@ -50,6 +49,6 @@ __all__ = [
     "PAPER_XGB_SPACE", "PAPER_XGB_CONFIG", "XGB_PARAM_NAMES", "DEFAULT_MAX_BIN", "ModelBundle",
     "CalibratedBooster", "BUNDLE_FORMAT_VERSION", "candidate_models", "cross_validate_candidates",
     "random_search_xgb", "sample_configurations", "compare_with_paper", "split_for_calibration",
-    "fit_final", "reference_statistics", "scale_pos_weight", "evaluate", "bootstrap_auroc_ci",
+    "fit_final", "scale_pos_weight", "evaluate", "bootstrap_auroc_ci",
     "fold_imputer", "discrete_mask",
 ]

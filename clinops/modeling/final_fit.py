@@ -17,7 +17,7 @@ from clinops import features
 from clinops.bundle import CalibratedBooster, ModelBundle
 from clinops.labels import binary_labels
 from clinops.modeling.cv import as_features, as_manifest
-from clinops.modeling.reference import reference_statistics
+from clinops.drift.psi import reference_statistics
 from clinops.modeling.xgb_config import (
     DEFAULT_MAX_BIN,
     XGB_PARAM_NAMES,

@@ -33,7 +33,7 @@ from clinops.fairness import FairnessPolicy, age_groups, fairness_alerts, subgro
 from clinops.features import FeatureManifest
 from clinops.uncertainty import expected_calibration_error
 
-__all__ = ["LiveDriftMonitor", "OutcomeWindow", "SharedState", "encode_record"]
+__all__ = ["LiveDriftMonitor", "OutcomeWindow", "SharedState"]
 
 log = logging.getLogger(__name__)
 
@@ -52,31 +52,6 @@ class DriftSink(Protocol):
     def on_drift(self, *, detector: str, details: Mapping[str, Any]) -> Any: ...
 
 
-def encode_record(manifest: FeatureManifest, features: Mapping[str, Any]) -> list[float]:
-    """One validated record as the numbers the PSI bins were fixed on (categories as codes).
-
-    The per-record twin of :meth:`clinops.features.FeatureManifest.encode` (which takes a
-    DataFrame), kept here so that pandas stays off the per-request path.
-
-    Examples
-    --------
-    >>> manifest = FeatureManifest.load("mortality")
-    >>> row = encode_record(manifest, {"age": 70.0, "dx_chapter": manifest.specs[2].categories[1]})
-    >>> row[:3]
-    [70.0, nan, 1.0]
-    """
-    out = []
-    for spec in manifest.specs:
-        value = features.get(spec.name)
-        if value is None:
-            out.append(np.nan)
-        elif spec.kind == "categorical":
-            out.append(float(spec.categories.index(value)))
-        else:
-            out.append(float(value))
-    return out
-
-
 def _inline(job: Callable[[], Any]) -> None:
     job()
 
@@ -91,7 +66,7 @@ class LiveDriftMonitor:
     policy : DriftPolicy
         The bundle's drift policy: PSI levels, window and the enabled detectors.
     manifest : FeatureManifest
-        Encodes each record (:func:`encode_record`).
+        Encodes each record (:meth:`clinops.features.FeatureManifest.encode_records`).
     sink : object with ``on_drift(detector=, details=)``
         Governance.
     shared : SharedState
@@ -155,7 +130,7 @@ class LiveDriftMonitor:
 
     def observe(self, features: Mapping[str, Any], score: float) -> None:
         """One served prediction: its (validated) features and calibrated probability."""
-        row = encode_record(self.manifest, features)
+        row = self.manifest.encode_records([features])[0].tolist()
         detections: list[tuple[str, float]] = []
         with self._lock:
             self._rows.append(row)
