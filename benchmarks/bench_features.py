@@ -46,7 +46,7 @@ def _child(mode: str, data: str, work: str, memory_limit: str, threads: int) -> 
 
     work_p = Path(work)
     if mode == "cohort":
-        from clinops.cohort import build_icu_cohort
+        from clinops.tasks.mortality.cohort import build_icu_cohort
 
         with open_mimic(data, memory_limit=memory_limit, threads=threads) as db:
             t0 = time.perf_counter()

@@ -16,9 +16,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from clinops import cohort_table
-from clinops.cohort_table import CohortTableError, make_task_table
+from clinops import pipeline
 from clinops.config import Params, load_params
+from clinops.data.example_cohort import example_cohort
+from clinops.pipeline.table_cli import main as table_main
+from clinops.tasks import own_table
+from clinops.tasks.own_table import CohortTableError, make_task_table
 from clinops.features import FeatureManifest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,7 +92,7 @@ def test_time_split_puts_the_cutoff_itself_in_test():
 
 def test_manifest_dict_of_the_example_param_file():
     P = load_params(EXAMPLE_PARAMS)
-    d = cohort_table.manifest_dict(P)
+    d = own_table.manifest_dict(P)
     m = FeatureManifest.from_dict(d)
     assert m.name == "example-own-cohort"
     assert m.names[:3] == ["age_years", "admission_type", "heart_rate_max"]
@@ -99,7 +102,7 @@ def test_manifest_dict_of_the_example_param_file():
 
 
 def test_manifest_defaults_where_the_param_file_gives_none():
-    d = cohort_table._manifest_from_features([{"name": "x", "kind": "numeric"}, {"name": "b", "kind": "binary"}],
+    d = own_table.manifest_from_features([{"name": "x", "kind": "numeric"}, {"name": "b", "kind": "binary"}],
                                              name="own cohort", description="d")
     m = FeatureManifest.from_dict(d)
     assert (m["x"].unit, m["x"].plausible_range, m["b"].unit) == ("as recorded", None, "1 = yes, 0 = no")
@@ -107,17 +110,17 @@ def test_manifest_defaults_where_the_param_file_gives_none():
 
 
 def test_example_table_is_the_documented_generator_output():
-    # The committed fixture is exactly what `python -m clinops.cohort_table example` writes.
-    frame = cohort_table.example_cohort(3000, seed=20260318)
+    # The committed fixture is exactly what `clinops table example` writes.
+    frame = example_cohort(3000, seed=20260318)
     assert frame.to_csv(index=False) == EXAMPLE_CSV.read_text()
     assert EXAMPLE_CSV.stat().st_size < 500_000
     assert 0.10 < frame["died_in_hospital"].mean() < 0.16
 
 
 def test_example_generator_is_seeded():
-    a, b = cohort_table.example_cohort(50, seed=1), cohort_table.example_cohort(50, seed=1)
+    a, b = example_cohort(50, seed=1), example_cohort(50, seed=1)
     pd.testing.assert_frame_equal(a, b)
-    assert not a.equals(cohort_table.example_cohort(50, seed=2))
+    assert not a.equals(example_cohort(50, seed=2))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,7 +265,7 @@ def test_categorical_without_categories_lists_the_values(tmp_path):
     P = _params(tmp_path, {"path": str(csv), "id_column": "pid", "outcome_column": "dead", "split_column": "part",
                            "time_column": None, "features": [{"name": "adm", "kind": "categorical"}]})
     with pytest.raises(CohortTableError) as info:
-        cohort_table.build_task_table(P)
+        pipeline.build_task_table(P)
     assert info.value.column == "adm" and "['medical', 'surgical']" in info.value.rule
 
 
@@ -291,7 +294,7 @@ def _small_params(tmp_path: Path, frame: pd.DataFrame, suffix: str = ".csv"):
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_describe_source_hashes_the_file(tmp_path, suffix):
     P, path = _small_params(tmp_path, small_table(), suffix)
-    info = cohort_table.describe_source(P)
+    info = own_table.describe_source(P)
     assert info["sha256"] == {path.name: hashlib.sha256(path.read_bytes()).hexdigest()}
     assert info["n_rows"] == 12 and info["path"] == str(path) and "ward" in info["columns"]
 
@@ -300,12 +303,12 @@ def test_describe_source_missing_file(tmp_path):
     P = _params(tmp_path, {"path": str(tmp_path / "nope.csv"), "id_column": "a", "outcome_column": "b",
                            "split_column": "c", "features": [{"name": "x", "kind": "numeric"}]})
     with pytest.raises(CohortTableError, match="data.table.path: file not found"):
-        cohort_table.describe_source(P)
+        own_table.describe_source(P)
 
 
 def test_build_writes_only_valid_tables(tmp_path):
     P, path = _small_params(tmp_path, small_table())
-    out = cohort_table.build_task_table(P)
+    out = pipeline.build_task_table(P)
     assert out == tmp_path / "build" / "primary" / "task_table.parquet"
     table = pd.read_parquet(out)
     assert len(table) == 12 and table["label"].sum() == 4
@@ -315,18 +318,17 @@ def test_build_writes_only_valid_tables(tmp_path):
     bad.loc[5, "pid"] = "P000"
     bad.to_csv(path, index=False)
     with pytest.raises(CohortTableError, match="pid: id repeats"):
-        cohort_table.build_task_table(P)
+        pipeline.build_task_table(P)
     assert out.read_bytes() == before                         # the old table is untouched
     # no temp file left: the table and the file naming its source hashes
     assert sorted(p.name for p in out.parent.iterdir()) == ["task_table.parquet", "task_table.sources.json"]
-    assert cohort_table.main(["check", str(P.path)]) == 1
+    assert table_main(["check", str(P.path)]) == 1
 
 
 # ---------------------------------------------------------------------------------------------
 # the whole chain on the example table, quick scale, no notebooks
 # ---------------------------------------------------------------------------------------------
 def test_whole_chain_on_the_example_table(tmp_path):
-    from clinops import pipeline
     from clinops.report import write_paper_comparison
 
     policies = ROOT / "params" / "policies"
@@ -346,7 +348,7 @@ def test_whole_chain_on_the_example_table(tmp_path):
     stamp = pipeline.ensure_data(P).stamp
     assert json.loads(stamp.read_text())["sha256"] == {
         EXAMPLE_CSV.name: hashlib.sha256(EXAMPLE_CSV.read_bytes()).hexdigest()}
-    table = pd.read_parquet(cohort_table.build_task_table(P))
+    table = pd.read_parquet(pipeline.build_task_table(P))
     assert (len(table), int(table["split"].eq("test").sum())) == (3000, 1016)   # cut-off 2021-01-01
 
     model = pipeline.run_model_selection(P, "primary")
@@ -376,8 +378,13 @@ def test_whole_chain_on_the_example_table(tmp_path):
     comparison = write_paper_comparison(P.build_dir, P.reports_dir, data_label=P.data_label, source=P.source)
     assert "Not produced" in comparison.read_text()
     for rel in ("model/test_metrics.md", "fairness/table2.md", "fairness/alerts.md", "drift/detection.md",
-                "features/manifest.md", "cohort/split_summary.md"):
-        assert "user-provided cohort table" in (tmp_path / "reports" / rel).read_text() or rel.endswith("manifest.md")
+                "cohort/split_summary.md"):
+        assert "user-provided cohort table" in (tmp_path / "reports" / rel).read_text(), rel
+    # The manifest table describes the declaration, not data: it names every declared feature.
+    manifest_md = (tmp_path / "reports" / "features" / "manifest.md").read_text()
+    declared = [f["name"] for f in own_table.manifest_dict(P)["features"]]
+    assert len(declared) == 12 and all(f"| {name} |" in manifest_md for name in declared)
+    assert "as provided in the cohort table" in manifest_md
     assert (tmp_path / "mlruns" / "mlflow.db").is_file()
 
 
@@ -386,7 +393,6 @@ def test_lineage_names_the_bytes_trained_on_after_a_fix_in_place(tmp_path):
     the fixed bytes, never a hash left over from the failed run."""
     from mlflow import MlflowClient
 
-    from clinops import pipeline
     from clinops.lineage import tracking_uri
 
     csv = tmp_path / "cohort.csv"
@@ -407,10 +413,10 @@ def test_lineage_names_the_bytes_trained_on_after_a_fix_in_place(tmp_path):
     broken.to_csv(csv, index=False)
     pipeline.ensure_data(P)
     with pytest.raises(CohortTableError, match="age_years"):
-        cohort_table.build_task_table(P)
+        pipeline.build_task_table(P)
     frame.iloc[:-1].to_csv(csv, index=False)                  # fixed in place: new bytes
     fixed = hashlib.sha256(csv.read_bytes()).hexdigest()
-    cohort_table.build_task_table(P)
+    pipeline.build_task_table(P)
     model = pipeline.run_model_selection(P, "primary")
     lineage = model.bundle.lineage["dataset_sha256"]
     assert lineage["cohort.csv"] == fixed

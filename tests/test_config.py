@@ -83,7 +83,7 @@ def test_project_root_found_from_notebooks_folder(project_root, monkeypatch):
 
 
 def test_cli_reports_invalid_file(tmp_path, capsys, project_root, monkeypatch):
-    from clinops.config import main
+    from clinops.pipeline.preflight import main
     monkeypatch.chdir(project_root)
     p = _write(tmp_path, BASE + "fairness: {age_edges: [80, 18]}\n")
     assert main([str(p)]) == 1
@@ -91,7 +91,7 @@ def test_cli_reports_invalid_file(tmp_path, capsys, project_root, monkeypatch):
 
 
 def test_preflight_names_a_drift_feature_the_model_does_not_have(project_root, tmp_path):
-    from clinops.config import ParamsError, load_params, preflight
+    from clinops.pipeline.preflight import preflight
 
     path = tmp_path / "bad.yaml"
     path.write_text(f"extends: {project_root / 'params/quick.yaml'}\nreadmission: {{drift: {{feature: age}}}}\n")

@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
@@ -45,11 +46,9 @@ __all__ = [
     "open_mimic",
     "convert_to_parquet",
     "convert_main",
-    "check_main",
     "sha256_file",
     "sql_text",
     "install_macros",
-    "pipeline_requirements",
 ]
 
 log = logging.getLogger(__name__)
@@ -414,7 +413,7 @@ def open_mimic(path: str | os.PathLike, *, required: Mapping[str, Iterable[str]]
         con.execute(sql)
         columns[name] = cols
     db = MimicDatabase(con=con, root=root, format=fmt, files=files, columns=columns,
-                       hash_cache=Path(hash_cache) if hash_cache else _default_hash_cache())
+                       hash_cache=Path(hash_cache) if hash_cache else default_hash_cache())
     if required:
         try:
             db.require(required)
@@ -432,8 +431,6 @@ def sql_text(name: str) -> str:
     name : str
         File name, e.g. ``'icu_cohort.sql'``.
     """
-    from importlib.resources import files
-
     return files("clinops").joinpath("sql", name).read_text(encoding="utf-8")
 
 
@@ -444,7 +441,7 @@ def install_macros(con: duckdb.DuckDBPyConnection) -> None:
 
 # ---------------------------------------------------------------------------- hashing
 
-def _default_hash_cache() -> Path:
+def default_hash_cache() -> Path:
     base = os.environ.get("CLINOPS_CACHE_DIR")
     if base:
         return Path(base) / "sha256-cache.json"
@@ -621,56 +618,4 @@ def convert_main(argv: list[str] | None = None) -> int:
         print(f"clinops convert: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {len(counts)} tables, {sum(counts.values()):,} rows to {args.out}")
-    return 0
-
-
-def pipeline_requirements(task: str = "mortality") -> dict[str, list[str]]:
-    """Tables and columns a pipeline task reads (union over its modules).
-
-    Parameters
-    ----------
-    task : {'mortality', 'readmission', 'all'}
-    """
-    from clinops import cohort, features  # late import: they depend on this module
-
-    specs = []
-    if task in ("mortality", "all"):
-        specs += [cohort.REQUIRED_COLUMNS, features.REQUIRED_COLUMNS]
-    if task in ("readmission", "all"):
-        try:
-            from clinops import readmission
-            specs.append(readmission.REQUIRED_COLUMNS)
-        except (ImportError, AttributeError) as exc:
-            raise MimicSchemaError(f"readmission requirements unavailable: {exc}") from exc
-    if not specs:
-        raise ValueError(f"task: must be 'mortality', 'readmission' or 'all', got {task!r}")
-    merged: dict[str, list[str]] = {}
-    for spec in specs:
-        for table, cols in spec.items():
-            have = merged.setdefault(_qualify(table), [])
-            have += [c for c in cols if c not in have]
-    return merged
-
-
-def check_main(argv: list[str] | None = None) -> int:
-    """``clinops check DIR``: report whether a MIMIC-IV directory has what the pipeline needs."""
-    ap = argparse.ArgumentParser(prog="clinops check",
-                                 description="Check a MIMIC-IV directory for the pipeline.")
-    ap.add_argument("dir")
-    ap.add_argument("--task", choices=["mortality", "readmission", "all"], default="mortality")
-    ap.add_argument("--sha256", action="store_true", help="also print the input files' SHA-256")
-    args = ap.parse_args(argv)
-    try:
-        spec = pipeline_requirements(args.task)
-        db = open_mimic(args.dir, required=spec)
-    except MimicSchemaError as exc:
-        print(f"clinops check: FAILED\n{exc}", file=sys.stderr)
-        return 1
-    with db:
-        print(f"{db.root}: {db.format}, {len(db.tables)} tables; all {len(spec)} tables and "
-              f"{sum(len(c) for c in spec.values())} columns the {args.task} pipeline needs "
-              "are present")
-        if args.sha256:
-            for rel, digest in db.file_sha256().items():
-                print(f"{digest}  {rel}")
     return 0

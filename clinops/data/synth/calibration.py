@@ -20,8 +20,10 @@ import os
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
 from . import reference as ref
+from . import targets as T
 from .schema import TABLES
 
 _DUCK = {"i4": "INTEGER", "i2": "SMALLINT", "s": "VARCHAR", "ts": "TIMESTAMP", "date": "DATE",
@@ -269,10 +271,6 @@ def target_table(m: dict, *, scale: float, noise_sd: float = 0.0) -> "pd.DataFra
     m : the dict returned by :func:`measure`
     scale : the generator scale the counts are compared at (targets are for scale 1)
     """
-    import pandas as pd
-
-    from clinops.data.synth import targets as T
-
     rows = []
 
     def add(name, target, measured, tol):

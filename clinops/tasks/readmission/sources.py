@@ -1,80 +1,33 @@
-"""30-day readmission: the secondary task's cohort, label, features and leakage check.
+"""Readmission features: each feature's source rows, the leakage check, the extraction.
 
-The paper's secondary validation (section "Secondary validation: 30-day readmission
-prediction") reuses the mortality pipeline's modules unchanged; only the data layer differs.
-This module is that data layer. The definitions follow clinops/docs/architecture.md ("Readmission
-cohort"):
-
-* **Index admissions**: adults (age at admission >= 18), discharged alive, whose discharging
-  service (the last ``services.curr_service`` at or before ``dischtime``) is ``MED``, with no
-  ICU stay, a valid discharge time, and a discharge_location other than ``HOSPICE``,
-  ``AGAINST ADVICE``, ``ACUTE HOSPITAL`` or ``DIED``. Every eligible discharge is an index
-  admission (CMS convention). Same temporal split as the mortality task (``anchor_year_group``).
-* **Outcome**: the patient has another admission with ``admittime`` in
-  ``(dischtime, dischtime + 30 d]`` whose ``admission_type`` is unplanned, i.e. not
-  ``ELECTIVE`` and not ``SURGICAL SAME DAY ADMISSION``. Unplanned are therefore ``EW EMER.``,
-  ``DIRECT EMER.``, ``URGENT`` and the four observation types. Death within 30 days without
-  readmission is outcome 0 and is flagged (``died_within_horizon``) as a competing risk.
-* **Features**: the paper's 14 features, of which MIMIC-IV can supply 13 (the readmission
-  manifest ``clinops/manifests/readmission.yaml``); "follow-up scheduled" has no MIMIC-IV source
-  and is declared unavailable (:data:`UNAVAILABLE_FEATURES`), with no proxy. Each manifest
-  feature names its source query (``clinops/sql/readmission_src_*.sql``) and parameters. Every
-  source query returns the rows the feature is computed from together with the time each row
-  became known (``event_time``), so the leakage check that runs inside the extraction tests
-  exactly the rows the features are built from.
-
-SQL lives in ``clinops/sql/`` (``readmission_cohort.sql``, ``readmission_src_*.sql``,
-``charlson.sql``); parameters are bound, never formatted into the text.
+The paper's 14 features, of which MIMIC-IV can supply 13 (the readmission manifest
+``clinops/manifests/readmission.yaml``); "follow-up scheduled" has no MIMIC-IV source and is
+declared unavailable (:data:`UNAVAILABLE_FEATURES`), with no proxy. Each manifest feature names
+its source query (``clinops/sql/readmission_src_*.sql``) and parameters. Every source query
+returns the rows the feature is computed from together with the time each row became known
+(``event_time``), so the leakage check that runs inside the extraction tests exactly the rows
+the features are built from.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
+
+from clinops.data.mimic import install_macros
+from clinops.features import FeatureManifest
+from clinops.tasks.readmission.sql import SQL_DIR, bind, connection, read_sql
 
 log = logging.getLogger(__name__)
 
-SQL_DIR = Path(__file__).with_name("sql")
-MANIFEST_PATH = Path(__file__).with_name("manifests") / "readmission.yaml"
-
-#: Dispositions after which a readmission is either impossible to attribute or not a failure
-#: of discharge planning: hospice (expected death), against medical advice (unplanned
-#: discharge), transfer to another acute hospital (care continues elsewhere), died.
-DEFAULT_EXCLUDED_DISCHARGE_LOCATIONS: tuple[str, ...] = (
-    "HOSPICE", "AGAINST ADVICE", "ACUTE HOSPITAL", "DIED",
-)
-#: admission_type values of a planned (scheduled) admission; every other type is unplanned.
-DEFAULT_PLANNED_ADMISSION_TYPES: tuple[str, ...] = ("ELECTIVE", "SURGICAL SAME DAY ADMISSION")
-DEFAULT_TRAIN_GROUPS: tuple[str, ...] = ("2008 - 2010", "2011 - 2013", "2014 - 2016")
-DEFAULT_TEST_GROUPS: tuple[str, ...] = ("2017 - 2019",)
-
-#: Inclusion flags of readmission_cohort.sql in flow-table order, with the criterion wording
-#: (formatted with the call's arguments).
-_FLOW_STEPS: tuple[tuple[str, str], ...] = (
-    ("in_study_period", "anchor_year_group in the study period ({groups})"),
-    ("is_adult", "age at admission >= {min_age}"),
-    ("has_complete_record", "dischtime recorded and after admittime; hospital_expire_flag recorded"),
-    ("discharged_alive", "discharged alive (hospital_expire_flag = 0, no deathtime)"),
-    ("eligible_disposition", "discharge_location not in {excluded}"),
-    ("no_icu_stay", "no ICU stay during the admission"),
-    ("discharged_by_service", "discharging service {service} (last service change at or before dischtime)"),
-)
-
-#: Columns of the cohort frame (one row per index admission).
-COHORT_COLUMNS: tuple[str, ...] = (
-    "subject_id", "hadm_id", "admittime", "dischtime", "anchor_year_group", "split", "age",
-    "gender", "admission_type", "discharge_location", "discharge_service", "los_days", "dod",
-    "label", "readmission_hadm_id", "readmission_admission_type", "days_to_readmission",
-    "planned_readmission_within_horizon", "died_within_horizon",
-)
+MANIFEST_PATH = SQL_DIR.parent / "manifests" / "readmission.yaml"
 
 #: Columns the feature extraction needs from the cohort.
 _INDEX_COLUMNS: tuple[str, ...] = ("subject_id", "hadm_id", "admittime", "dischtime", "age")
@@ -93,18 +46,6 @@ UNAVAILABLE_FEATURES: dict[str, str] = {
         "appointment or scheduling data, so it is not extracted, imputed or used, and no proxy "
         "stands in for it"
     ),
-}
-
-#: Tables and columns the readmission task reads (for clinops.data.mimic's schema check).
-REQUIRED_COLUMNS: dict[str, list[str]] = {
-    "mimiciv_hosp.patients": ["subject_id", "gender", "anchor_age", "anchor_year", "anchor_year_group", "dod"],
-    "mimiciv_hosp.admissions": ["subject_id", "hadm_id", "admittime", "dischtime", "deathtime", "admission_type",
-                                "discharge_location", "hospital_expire_flag"],
-    "mimiciv_hosp.services": ["hadm_id", "transfertime", "curr_service"],
-    "mimiciv_icu.icustays": ["hadm_id"],
-    "mimiciv_hosp.labevents": ["labevent_id", "subject_id", "itemid", "charttime", "valuenum"],
-    "mimiciv_hosp.omr": ["subject_id", "chartdate", "seq_num", "result_name", "result_value"],
-    "mimiciv_hosp.diagnoses_icd": ["hadm_id", "seq_num", "icd_code", "icd_version"],
 }
 
 
@@ -164,187 +105,6 @@ class FeatureSource:
 
 
 # --------------------------------------------------------------------------------------------
-# helpers
-# --------------------------------------------------------------------------------------------
-def _connection(con: Any) -> Any:
-    """Accept a DuckDB connection or anything holding one as ``.con`` (MimicDatabase)."""
-    inner = getattr(con, "con", None)
-    return inner if inner is not None and hasattr(inner, "execute") else con
-
-
-def _read_sql(name: str) -> str:
-    """Text of ``clinops/sql/<name>.sql``, or of ``name`` itself when it is a path to a .sql file."""
-    path = Path(name) if str(name).endswith(".sql") else SQL_DIR / f"{name}.sql"
-    if not path.is_file():
-        raise ValueError(f"source.query: no SQL file {path} (rule: query names a clinops/sql/*.sql file "
-                         "without its suffix, or a path to a .sql file)")
-    return path.read_text()
-
-
-def _bind(sql: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Keep the parameters the query uses; fail naming any it needs but was not given."""
-    code = re.sub(r"--[^\n]*", "", sql)  # $names in comments are documentation, not parameters
-    used = set(re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", code))
-    missing = sorted(used - set(params))
-    if missing:
-        raise ValueError(f"query parameter(s) {', '.join(missing)} not given (rule: every $name in the SQL must be bound)")
-    return {k: params[k] for k in used}
-
-
-def _string_tuple(value: Iterable[str], name: str, *, allow_empty: bool = True) -> list[str]:
-    if isinstance(value, str) or not isinstance(value, Iterable):
-        raise TypeError(f"{name}: must be a list of strings, got {type(value).__name__}")
-    out = list(value)
-    if not all(isinstance(v, str) for v in out):
-        raise TypeError(f"{name}: every entry must be a string, got {out!r}")
-    if not allow_empty and not out:
-        raise ValueError(f"{name}: must not be empty")
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# cohort and label
-# --------------------------------------------------------------------------------------------
-def build_readmission_cohort(
-    con: Any,
-    *,
-    min_age: float = 18,
-    service: str = "MED",
-    horizon_days: int = 30,
-    excluded_discharge_locations: Sequence[str] = DEFAULT_EXCLUDED_DISCHARGE_LOCATIONS,
-    planned_admission_types: Sequence[str] = DEFAULT_PLANNED_ADMISSION_TYPES,
-    train_groups: Sequence[str] = DEFAULT_TRAIN_GROUPS,
-    test_groups: Sequence[str] = DEFAULT_TEST_GROUPS,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Index admissions for 30-day readmission, their outcome, and the flow table.
-
-    Parameters
-    ----------
-    con : duckdb.DuckDBPyConnection or MimicDatabase
-        Connection exposing ``mimiciv_hosp.{admissions, patients, services}`` and
-        ``mimiciv_icu.icustays`` (v2.2 columns).
-    min_age : float
-        Minimum age at admission in years (mimic-code age: ``anchor_age + year(admittime) -
-        anchor_year``).
-    service : str
-        Required discharging service, a ``services.curr_service`` code.
-    horizon_days : int
-        Outcome window after discharge in whole days; a readmission at exactly
-        ``dischtime + horizon_days`` counts.
-    excluded_discharge_locations : sequence of str
-        ``discharge_location`` values that cannot be index discharges. A NULL
-        discharge_location is kept (unknown is not evidence of an excluded disposition).
-    planned_admission_types : sequence of str
-        ``admission_type`` values of a planned readmission, which never counts as the outcome.
-    train_groups, test_groups : sequence of str
-        ``anchor_year_group`` values of the training and temporal test sets (disjoint).
-
-    Returns
-    -------
-    cohort : pandas.DataFrame
-        One row per index admission (n_index rows), sorted by ``hadm_id``, columns
-        ``COHORT_COLUMNS``: ids, times, ``split`` ('train'/'test'), ``age`` (years),
-        ``gender``, ``los_days`` (days), ``label`` (0/1 unplanned readmission in the horizon),
-        ``readmission_hadm_id`` / ``readmission_admission_type`` / ``days_to_readmission``
-        of the first unplanned readmission (NaN/None without one),
-        ``planned_readmission_within_horizon`` (0/1, reported, not the outcome),
-        ``died_within_horizon`` (0/1: ``patients.dod`` within the horizon, day resolution).
-    flow : pandas.DataFrame
-        Columns ``step`` (1-based), ``criterion``, ``n_remaining``, ``n_excluded``: step 1 is
-        every admission, each later step applies one criterion to what remains.
-
-    Raises
-    ------
-    ValueError, TypeError
-        An argument breaks its rule; the message names the argument.
-    """
-    if isinstance(min_age, bool) or not isinstance(min_age, (int, float)) or not math.isfinite(min_age) or min_age < 0:
-        raise ValueError(f"min_age: must be a finite number >= 0 (years), got {min_age!r}")
-    if not isinstance(service, str) or not service.strip():
-        raise ValueError(f"service: must be a non-empty services.curr_service code such as 'MED', got {service!r}")
-    if (isinstance(horizon_days, bool) or not isinstance(horizon_days, (int, float))
-            or not float(horizon_days).is_integer() or horizon_days <= 0):
-        raise ValueError(f"horizon_days: must be a whole number of days > 0, got {horizon_days!r}")
-    excluded = _string_tuple(excluded_discharge_locations, "excluded_discharge_locations")
-    planned = _string_tuple(planned_admission_types, "planned_admission_types")
-    train = _string_tuple(train_groups, "train_groups", allow_empty=False)
-    test = _string_tuple(test_groups, "test_groups", allow_empty=False)
-    overlap = sorted(set(train) & set(test))
-    if overlap:
-        raise ValueError(f"train_groups / test_groups: must be disjoint, both contain {overlap}")
-
-    db = _connection(con)
-    sql = _read_sql("readmission_cohort")
-    params = {
-        "study_groups": train + test, "train_groups": train, "test_groups": test,
-        "min_age": float(min_age), "service": service, "excluded_locations": excluded,
-        "planned_types": planned, "horizon_days": int(horizon_days),
-    }
-    db.execute(f"CREATE OR REPLACE TEMP TABLE readmission_candidates AS {sql}", _bind(sql, params))
-    try:
-        counts_sql = ["count(*)"]
-        conjunction: list[str] = []
-        for flag, _ in _FLOW_STEPS:
-            conjunction.append(flag)
-            counts_sql.append(f"count(*) FILTER (WHERE {' AND '.join(conjunction)})")
-        counts = db.execute(f"SELECT {', '.join(counts_sql)} FROM readmission_candidates").fetchone()
-        cohort = db.execute(
-            f"SELECT {', '.join(COHORT_COLUMNS)} FROM readmission_candidates "
-            f"WHERE {' AND '.join(conjunction)} ORDER BY hadm_id"
-        ).df()
-    finally:
-        db.execute("DROP TABLE IF EXISTS readmission_candidates")
-
-    wording = {
-        "groups": ", ".join(train + test), "min_age": f"{min_age:g}", "service": service,
-        "excluded": ", ".join(excluded) if excluded else "(none)",
-    }
-    criteria = ["all hospital admissions"] + [text.format(**wording) for _, text in _FLOW_STEPS]
-    remaining = [int(c) for c in counts]
-    flow = pd.DataFrame({
-        "step": range(1, len(remaining) + 1),
-        "criterion": criteria,
-        "n_remaining": remaining,
-        "n_excluded": [0] + [a - b for a, b in zip(remaining[:-1], remaining[1:])],
-    })
-    for col in ("label", "planned_readmission_within_horizon", "died_within_horizon"):
-        cohort[col] = cohort[col].astype("int64")
-    log.info("readmission cohort: %d index admissions, %d readmitted", len(cohort), int(cohort["label"].sum()))
-    return cohort, flow
-
-
-def outcome_summary(cohort: pd.DataFrame) -> pd.DataFrame:
-    """Outcome counts per split, with the competing risk of death reported beside the label.
-
-    Parameters
-    ----------
-    cohort : pandas.DataFrame
-        The cohort from :func:`build_readmission_cohort` (n_index rows).
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per split plus ``all``: ``n_index``, ``n_readmitted``, ``readmission_rate``
-        (fraction), ``n_died_without_readmission`` (label 0 by definition),
-        ``n_planned_readmission_only`` (planned readmission in the horizon, no unplanned one).
-    """
-    missing = [c for c in ("split", "label", "died_within_horizon", "planned_readmission_within_horizon") if c not in cohort]
-    if missing:
-        raise ValueError(f"cohort: missing column(s) {missing} (rule: pass the frame build_readmission_cohort returned)")
-    rows = []
-    for name, part in [*cohort.groupby("split", sort=True), ("all", cohort)]:
-        n = len(part)
-        readmitted = int(part["label"].sum())
-        rows.append({
-            "split": name, "n_index": n, "n_readmitted": readmitted,
-            "readmission_rate": readmitted / n if n else float("nan"),
-            "n_died_without_readmission": int(((part["died_within_horizon"] == 1) & (part["label"] == 0)).sum()),
-            "n_planned_readmission_only": int(((part["planned_readmission_within_horizon"] == 1) & (part["label"] == 0)).sum()),
-        })
-    return pd.DataFrame(rows)
-
-
-# --------------------------------------------------------------------------------------------
 # manifest -> feature sources
 # --------------------------------------------------------------------------------------------
 def load_readmission_manifest(manifest: Any = None) -> Any:
@@ -356,7 +116,6 @@ def load_readmission_manifest(manifest: Any = None) -> Any:
         None or ``'readmission'``: the packaged ``clinops/manifests/readmission.yaml``; a path
         or packaged name is loaded, a mapping validated, a FeatureManifest returned as is.
     """
-    from clinops.features import FeatureManifest  # the one manifest loader and validator
 
     if manifest is None:
         return FeatureManifest.load(MANIFEST_PATH)
@@ -407,11 +166,11 @@ def feature_sources(manifest: Any = None) -> dict[str, FeatureSource]:
         method = source.get("method")
         if method not in _METHODS:
             raise ValueError(f"{where}.method must be one of {sorted(_METHODS)}, got {method!r}")
-        sql = _read_sql(source["query"])
+        sql = read_sql(source["query"])
         params = {k: v for k, v in source.items() if k not in _DESCRIPTIVE_SOURCE_KEYS}
         params.update(_range_params(spec))
         try:
-            params = _bind(sql, params)
+            params = bind(sql, params)
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
         out[spec.name] = FeatureSource(feature=spec.name, sql=sql, params=params, method=method,
@@ -486,7 +245,7 @@ def _as_sources(sources: Mapping[str, FeatureSource | str] | Iterable[FeatureSou
 
 def _materialise_source(db: Any, source: FeatureSource) -> None:
     db.execute(f"CREATE OR REPLACE TEMP TABLE readmission_source AS {source.sql}",
-               _bind(source.sql, dict(source.params)))
+               bind(source.sql, dict(source.params)))
     columns = {row[0] for row in db.execute("DESCRIBE readmission_source").fetchall()}
     missing = sorted({"hadm_id", "event_time"} - columns)
     if missing:
@@ -535,7 +294,7 @@ def leakage_check(
     LeakageError
         Naming the first leaking feature (manifest order) and its offending row count.
     """
-    db = _connection(con)
+    db = connection(con)
     _register_index(db, cohort)
     try:
         for source in _as_sources(sources):
@@ -572,7 +331,7 @@ def _aggregate(db: Any, source: FeatureSource) -> pd.Series:
         index = db.execute("SELECT hadm_id FROM readmission_index").df()["hadm_id"]
         return counts.reindex(index, fill_value=0).astype("float64")
     elif source.method == "charlson":
-        charlson_sql = _read_sql("charlson")
+        charlson_sql = read_sql("charlson")
         frame = db.execute(
             "WITH charlson_diagnoses AS (SELECT hadm_id, icd_code, icd_version FROM readmission_source), "
             "charlson_age AS (SELECT hadm_id, age FROM readmission_index) "
@@ -580,7 +339,6 @@ def _aggregate(db: Any, source: FeatureSource) -> pd.Series:
         ).df()
     elif source.method == "principal_icd_chapter":
         # one ICD-9/ICD-10 -> ICD-10 chapter mapping for both tasks: the shared SQL macro
-        from clinops.data.mimic import install_macros
 
         install_macros(db)
         # lowest seq_num; should two rows share it, ICD-10 first, then the smallest code
@@ -631,7 +389,7 @@ def extract_readmission_features(
     LeakageError
         A feature's source has a row timed after the index discharge.
     """
-    db = _connection(con)
+    db = connection(con)
     manifest = load_readmission_manifest(manifest)
     sources = feature_sources(manifest)
     kinds = {spec.name: spec.kind for spec in manifest.specs}
@@ -659,44 +417,15 @@ def extract_readmission_features(
     return features
 
 
-# --------------------------------------------------------------------------------------------
-# Charlson on arbitrary codes
-# --------------------------------------------------------------------------------------------
-def charlson(con: Any, diagnoses: pd.DataFrame, ages: pd.DataFrame) -> pd.DataFrame:
-    """Charlson Comorbidity Index (mimic-code components, weights and hierarchy) for given codes.
 
-    Parameters
-    ----------
-    con : duckdb.DuckDBPyConnection
-        Any DuckDB connection (no MIMIC-IV views needed).
-    diagnoses : pandas.DataFrame
-        Columns ``hadm_id, icd_code, icd_version`` (codes without dots; version 9 or 10).
-    ages : pandas.DataFrame
-        Columns ``hadm_id, age`` (years), one row per admission to score.
 
-    Returns
-    -------
-    pandas.DataFrame
-        One row per ``ages`` row, sorted by ``hadm_id``: ``age_score`` (0-4), the 17 component
-        flags (0/1) and ``charlson_comorbidity_index`` (points).
+def feature_sql_sha256() -> str:
+    """SHA-256 over the readmission SQL (cohort, sources, Charlson), for lineage.
+
+    Each file of ``clinops/sql/readmission_*.sql`` (sorted by name), then ``charlson.sql``,
+    contributes its name and bytes; the digest changes when any of them changes.
     """
-    for frame, name, cols in ((diagnoses, "diagnoses", ("hadm_id", "icd_code", "icd_version")),
-                              (ages, "ages", ("hadm_id", "age"))):
-        missing = [c for c in cols if c not in frame.columns]
-        if missing:
-            raise ValueError(f"{name}: missing column(s) {missing} (rule: needs {list(cols)})")
-    bad = sorted(set(diagnoses["icd_version"].dropna().astype(int)) - {9, 10})
-    if bad:
-        raise ValueError(f"diagnoses.icd_version: must be 9 or 10, got {bad}")
-    db = _connection(con)
-    db.register("charlson_diagnoses_df", diagnoses.loc[:, ["hadm_id", "icd_code", "icd_version"]])
-    db.register("charlson_age_df", ages.loc[:, ["hadm_id", "age"]])
-    try:
-        return db.execute(
-            "WITH charlson_diagnoses AS (SELECT * FROM charlson_diagnoses_df), "
-            "charlson_age AS (SELECT * FROM charlson_age_df) "
-            f"SELECT * FROM ({_read_sql('charlson')}) ORDER BY hadm_id"
-        ).df()
-    finally:
-        db.unregister("charlson_diagnoses_df")
-        db.unregister("charlson_age_df")
+    h = hashlib.sha256()
+    for path in sorted(SQL_DIR.glob("readmission_*.sql")) + [SQL_DIR / "charlson.sql"]:
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
