@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from clinops import pipeline
 from clinops.config import Params, load_params
@@ -24,9 +23,12 @@ from clinops.tasks import own_table
 from clinops.tasks.own_table import CohortTableError, make_task_table
 from clinops.features import FeatureManifest
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE_PARAMS = ROOT / "params" / "example-own-cohort.yaml"
-EXAMPLE_CSV = ROOT / "tests" / "fixtures" / "own_cohort" / "example_cohort.csv"
+from tests.fixtures.params import EXAMPLE_CSV, own_table_params, write_policies
+
+#: The example table's fairness rules (as params/policies/fairness.yaml states them for it).
+EXAMPLE_FAIRNESS = ("min_group_size: 30\npairwise_gap_limits: {auroc: 0.03}\n"
+                    "disparity_limits: {equalized_odds_difference: 0.05, demographic_parity_difference: 0.05, "
+                    "predictive_parity_difference: 0.05}\n")
 
 FEATURES = [
     {"name": "hr", "kind": "numeric", "unit": "bpm", "plausible_range": [0.0, 300.0]},
@@ -90,8 +92,8 @@ def test_time_split_puts_the_cutoff_itself_in_test():
     assert out["split"].tolist() == ["train"] * 6 + ["test"] * 6
 
 
-def test_manifest_dict_of_the_example_param_file():
-    P = load_params(EXAMPLE_PARAMS)
+def test_manifest_dict_of_the_example_declaration(tmp_path):
+    P = load_params(own_table_params(tmp_path, name="example-own-cohort"), root=tmp_path)
     d = own_table.manifest_dict(P)
     m = FeatureManifest.from_dict(d)
     assert m.name == "example-own-cohort"
@@ -273,12 +275,9 @@ def test_categorical_without_categories_lists_the_values(tmp_path):
 # files: lineage description, atomic write
 # ---------------------------------------------------------------------------------------------
 def _params(tmp_path: Path, table: dict, **sections) -> Params:
-    raw = {"extends": str(EXAMPLE_PARAMS), "name": "own-test", "build_dir": str(tmp_path / "build"),
-           "reports_dir": str(tmp_path / "reports"), "data": {"source": "table", "table": table}}
-    raw.update(sections)
-    path = tmp_path / "own.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return load_params(path)
+    # The example declaration with ``table`` merged in (as a file that extends it would).
+    return load_params(own_table_params(tmp_path, name="own-test", data={"table": table}, **sections),
+                       root=tmp_path)
 
 
 def _small_params(tmp_path: Path, frame: pd.DataFrame, suffix: str = ".csv"):
@@ -331,17 +330,10 @@ def test_build_writes_only_valid_tables(tmp_path):
 def test_whole_chain_on_the_example_table(tmp_path):
     from clinops.report import write_paper_comparison
 
-    policies = ROOT / "params" / "policies"
-    raw = {"extends": str(EXAMPLE_PARAMS), "name": "own-chain",
-           "build_dir": str(tmp_path / "build"), "reports_dir": str(tmp_path / "reports"),
-           "data": {"table": {"path": str(EXAMPLE_CSV), "sensitive": {"age_edges": [18, 50, 70]}}},
-           "modeling": {"cv_folds": 2, "n_iter": 2, "n_boot": 20, "candidates": ["logistic_regression", "xgboost"]},
-           "fairness": {"policy": str(policies / "fairness.yaml"), "n_boot": 20},
-           "drift": {"policy": str(policies / "drift.yaml"), "n_shifted": 200, "no_shift_days": 1},
-           "governance": {"policy": str(policies / "governance.yaml")},
-           "mlflow": {"experiment": "own-chain-test", "registered_model": "own-chain-test"}}
-    params_file = tmp_path / "own-chain.yaml"
-    params_file.write_text(yaml.safe_dump(raw))
+    params_file = own_table_params(
+        tmp_path, name="own-chain", policies=write_policies(tmp_path, fairness=EXAMPLE_FAIRNESS),
+        data={"table": {"sensitive": {"age_edges": [18, 50, 70]}}},
+        drift={"n_shifted": 200, "no_shift_days": 1, "eval_minutes": 15})
     # A temporary project root: the MLflow store goes to tmp_path/mlruns, not the project's.
     P = load_params(params_file, root=tmp_path)
 
@@ -398,14 +390,8 @@ def test_lineage_names_the_bytes_trained_on_after_a_fix_in_place(tmp_path):
     csv = tmp_path / "cohort.csv"
     frame = pd.read_csv(EXAMPLE_CSV)
     frame.to_csv(csv, index=False)
-    raw = {"extends": str(EXAMPLE_PARAMS), "name": "own-lineage", "build_dir": str(tmp_path / "build"),
-           "reports_dir": str(tmp_path / "reports"), "data": {"table": {"path": str(csv)}},
-           "modeling": {"cv_folds": 2, "n_iter": 1, "n_boot": 10, "candidates": ["xgboost"]},
-           "mlflow": {"experiment": "own-lineage-test", "registered_model": "own-lineage-test"}}
-    for section in ("fairness", "drift", "governance"):
-        raw[section] = {"policy": str(ROOT / "params" / "policies" / f"{section}.yaml")}
-    params_file = tmp_path / "own.yaml"
-    params_file.write_text(yaml.safe_dump(raw))
+    params_file = own_table_params(tmp_path, name="own-lineage", data={"table": {"path": str(csv)}},
+                                   modeling={"n_iter": 1, "n_boot": 10, "candidates": ["xgboost"]})
     P = load_params(params_file, root=tmp_path)
     pipeline.ensure_data(P)                                   # hashes the broken file below first
     broken = frame.copy()

@@ -7,53 +7,16 @@ the stages it reads, so the tests may run in any order and each stage runs once.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from clinops import pipeline
 from clinops.config import load_params
 from clinops.pipeline import cli as pipeline_cli
 from clinops.tasks import MORTALITY, REGISTRY
 
-COHORT = {"min_age": 18, "min_icu_los_hours": 24, "window_hours": 24, "max_missing_fraction": 0.5,
-          "train_groups": ["2008 - 2010", "2011 - 2013", "2014 - 2016"], "test_groups": ["2017 - 2019"]}
-
-
-def write_params(folder: Path, *, name: str = "tiny", **overrides) -> Path:
-    """A complete parameter file for a tiny run under ``folder`` (policies: the models' defaults)."""
-    policies = folder / "policies"
-    policies.mkdir(parents=True, exist_ok=True)
-    tasks = "tasks: {mortality: {}, readmission: {}}\n"
-    (policies / "drift.yaml").write_text(tasks)
-    (policies / "governance.yaml").write_text(tasks)
-    (policies / "fairness.yaml").write_text("min_group_size: 5\n" + tasks)
-    raw = {
-        "name": name, "seed": 7,
-        "data": {"source": "synthetic", "parquet": False,
-                 "synthetic": {"scale": 0.02, "seed": 7, "out_dir": str(folder / "synthetic")}},
-        "cohort": COHORT, "label": {"horizon_hours": 48},
-        "modeling": {"cv_folds": 2, "n_iter": 2, "calibration_fraction": 0.2, "threshold": 0.4, "n_boot": 20,
-                     "candidates": ["logistic_regression", "xgboost"]},
-        "uncertainty": {"confidence_level": 0.9, "ece_bins": 5, "ece_strategy": "uniform"},
-        "fairness": {"policy": str(policies / "fairness.yaml"), "n_boot": 20, "age_edges": [18, 45, 65, 80]},
-        "drift": {"policy": str(policies / "drift.yaml"), "feature": "mech_vent", "target_prevalence": 0.72,
-                  "n_shifted": 60, "rate_per_hour": 10, "eval_minutes": 60, "no_shift_days": 1},
-        "governance": {"policy": str(policies / "governance.yaml")},
-        "mlflow": {"experiment": f"{name}-mortality", "registered_model": f"{name}-mortality"},
-        "readmission": {"enabled": True, "min_age": 18, "service": "MED", "horizon_days": 30,
-                        "modeling": {"threshold": 0.15, "n_iter": 1},
-                        "drift": {"feature": "prior_admissions_12m", "shift": 1.0},
-                        "mlflow": {"experiment": f"{name}-readmission", "registered_model": f"{name}-readmission"}},
-        "build_dir": str(folder / "build"), "reports_dir": str(folder / "reports"),
-    }
-    for key, value in overrides.items():
-        raw[key] = {**raw[key], **value} if isinstance(value, dict) and isinstance(raw.get(key), dict) else value
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+from tests.fixtures.params import tiny_params as write_params
 
 
 def comparison(P, stage: str) -> dict:
