@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
                                 args.threads)))
         return 0
 
-    from clinops.data.mimic import convert_to_parquet, open_mimic
+    from clinops.data.convert import convert_to_parquet
+    from clinops.data.mimic import open_mimic
 
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_features_"))
     work.mkdir(parents=True, exist_ok=True)

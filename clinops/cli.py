@@ -23,7 +23,7 @@ import sys
 # sub-command -> (module, function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "synth": ("clinops.data.synthetic", "main", "generate a synthetic MIMIC-IV v2.2 directory"),
-    "convert": ("clinops.data.mimic", "convert_main", "copy a MIMIC-IV directory to parquet"),
+    "convert": ("clinops.data.convert", "main", "copy a MIMIC-IV directory to parquet"),
     "check": ("clinops.tasks.check", "main", "check a MIMIC-IV directory has what the tasks read"),
     "params": ("clinops.pipeline.preflight", "main", "validate a parameter file (and an own cohort's table)"),
     "table": ("clinops.pipeline.table_cli", "main", "own cohort table: write the example, check, build"),

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from clinops.config import Params
-from clinops.data.mimic import default_hash_cache, sha256_file
+from clinops.data.hashing import default_hash_cache, sha256_file
 from clinops.settings import TASK_SECTIONS, resolve_task_settings, task_sections
 from clinops.tasks import REGISTRY
 

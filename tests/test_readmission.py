@@ -14,6 +14,8 @@ import yaml
 
 from clinops.tasks.readmission import charlson as charlson_index
 from clinops.tasks.readmission import cohort as readm_cohort
+from clinops.tasks.readmission import extract as readm_extract
+from clinops.tasks.readmission import leakage as readm_leakage
 from clinops.tasks.readmission import sources as readm_sources
 
 # --------------------------------------------------------------------------------------------
@@ -397,7 +399,7 @@ def test_feature_known_answers(mimic, cohort_and_flow):
     from clinops.features import FeatureManifest
 
     cohort, _ = cohort_and_flow
-    feats = readm_sources.extract_readmission_features(mimic, cohort)
+    feats = readm_extract.extract_readmission_features(mimic, cohort)
     assert feats.index.tolist() == cohort["hadm_id"].tolist()
     assert "follow_up_scheduled" not in feats.columns
     r = feats.loc[101]
@@ -455,12 +457,12 @@ JOIN mimiciv_hosp.admissions AS a ON a.hadm_id = d.hadm_id
 
 def test_leakage_check_passes_on_the_manifest_sources(mimic, cohort_and_flow):
     # the tables hold a lab and an omr reading after discharge; the sources do not use them
-    assert readm_sources.leakage_check(mimic, cohort_and_flow[0]) is None
+    assert readm_leakage.leakage_check(mimic, cohort_and_flow[0]) is None
 
 
 def test_leakage_check_fails_on_a_post_discharge_lab(mimic, cohort_and_flow):
-    with pytest.raises(readm_sources.LeakageError) as err:
-        readm_sources.leakage_check(mimic, cohort_and_flow[0], {"last_creatinine": LEAKY_LAB})
+    with pytest.raises(readm_leakage.LeakageError) as err:
+        readm_leakage.leakage_check(mimic, cohort_and_flow[0], {"last_creatinine": LEAKY_LAB})
     assert err.value.feature == "last_creatinine"
     assert err.value.n_rows == 1 and err.value.n_admissions == 1  # the 9.9 one hour after A101
     assert "last_creatinine" in str(err.value) and "1 source row" in str(err.value)
@@ -468,8 +470,8 @@ def test_leakage_check_fails_on_a_post_discharge_lab(mimic, cohort_and_flow):
 
 def test_leakage_check_fails_on_codes_of_a_later_admission(mimic, cohort_and_flow):
     source = readm_sources.FeatureSource("charlson_index", LEAKY_DIAGNOSES, method="charlson")
-    with pytest.raises(readm_sources.LeakageError, match="charlson_index") as err:
-        readm_sources.leakage_check(mimic, cohort_and_flow[0], [source])
+    with pytest.raises(readm_leakage.LeakageError, match="charlson_index") as err:
+        readm_leakage.leakage_check(mimic, cohort_and_flow[0], [source])
     assert err.value.n_rows == 1  # A102's metastasis code, known only at A102's discharge
 
 
@@ -478,24 +480,24 @@ def test_extraction_fails_when_a_manifest_source_leaks(mimic, cohort_and_flow, t
     leaky.write_text(LEAKY_LAB)
     raw = yaml.safe_load(readm_sources.MANIFEST_PATH.read_text())
     raw["features"][4]["source"]["query"] = str(leaky)   # last_creatinine
-    with pytest.raises(readm_sources.LeakageError, match="last_creatinine"):
-        readm_sources.extract_readmission_features(mimic, cohort_and_flow[0], manifest=raw)
+    with pytest.raises(readm_leakage.LeakageError, match="last_creatinine"):
+        readm_extract.extract_readmission_features(mimic, cohort_and_flow[0], manifest=raw)
 
 
 def test_leakage_check_flags_rows_without_event_time(mimic, cohort_and_flow):
     sql = "SELECT hadm_id, CAST(NULL AS TIMESTAMP) AS event_time FROM readmission_index WHERE hadm_id = 101"
-    with pytest.raises(readm_sources.LeakageError, match="untimed"):
-        readm_sources.leakage_check(mimic, cohort_and_flow[0], {"untimed": sql})
+    with pytest.raises(readm_leakage.LeakageError, match="untimed"):
+        readm_leakage.leakage_check(mimic, cohort_and_flow[0], {"untimed": sql})
 
 
 def test_source_without_event_time_is_rejected(mimic, cohort_and_flow):
     with pytest.raises(ValueError, match="event_time"):
-        readm_sources.leakage_check(mimic, cohort_and_flow[0], {"bad": "SELECT hadm_id FROM readmission_index"})
+        readm_leakage.leakage_check(mimic, cohort_and_flow[0], {"bad": "SELECT hadm_id FROM readmission_index"})
 
 
 def test_extraction_rejects_a_bad_cohort(mimic, cohort_and_flow):
     cohort = cohort_and_flow[0]
     with pytest.raises(ValueError, match="dischtime"):
-        readm_sources.extract_readmission_features(mimic, cohort.drop(columns="dischtime"))
+        readm_extract.extract_readmission_features(mimic, cohort.drop(columns="dischtime"))
     with pytest.raises(ValueError, match="hadm_id"):
-        readm_sources.extract_readmission_features(mimic, pd.concat([cohort, cohort.head(1)]))
+        readm_extract.extract_readmission_features(mimic, pd.concat([cohort, cohort.head(1)]))

@@ -24,6 +24,7 @@ import pandas as pd
 from clinops import fairness
 from clinops.config import Params, load_params
 from clinops.data import mimic, synthetic
+from clinops.data.convert import convert_to_parquet
 from clinops.features import FeatureManifest
 from clinops.settings import TASK_SECTIONS, TaskSettings, resolve_task_settings, task_sections
 from clinops.tasks import REGISTRY, Task, required_columns, task_for
@@ -106,7 +107,7 @@ def ensure_data(P: Params) -> SimpleNamespace:
     hashes = db.file_sha256()
     if queries != src and not (queries / "hosp").is_dir():
         report(f"converting to parquet -> {queries}")
-        mimic.convert_to_parquet(src, queries, progress=lambda t, i, n: report(f"[{i}/{n}] {t}"))
+        convert_to_parquet(src, queries, progress=lambda t, i, n: report(f"[{i}/{n}] {t}"))
     info = {"source": P.source, "data_label": P.data_label, "mimic_dir": str(src), "query_dir": str(queries),
             "sha256": hashes}
     if P.is_synthetic:

@@ -14,7 +14,8 @@ from clinops.pipeline.features import manifest_table
 from clinops.report import record_values, to_markdown, write_table
 from clinops.task_table import write_task_table
 from clinops.tasks.readmission.cohort import build_readmission_cohort, outcome_summary
-from clinops.tasks.readmission.sources import extract_readmission_features, leakage_check
+from clinops.tasks.readmission.extract import extract_readmission_features
+from clinops.tasks.readmission.leakage import leakage_check
 
 
 def run_readmission_data(P: Params) -> SimpleNamespace:

@@ -2,8 +2,9 @@
 
 The paper's secondary validation (section "Secondary validation: 30-day readmission
 prediction") reuses the mortality pipeline's modules unchanged; only the data layer differs:
-the cohort and label (:mod:`.cohort`), the feature sources and their leakage check
-(:mod:`.sources`), the Charlson index (:mod:`.charlson`), all SQL in ``clinops/sql/``.
+the cohort and label (:mod:`.cohort`), each feature's source recipe (:mod:`.sources`), the
+leakage check (:mod:`.leakage`), the extraction (:mod:`.extract`), the Charlson index
+(:mod:`.charlson`); all SQL in ``clinops/sql/`` (:mod:`.sql` binds its parameters).
 """
 from __future__ import annotations
 
