@@ -109,3 +109,27 @@ def test_one_command_lists_and_dispatches(capsys, monkeypatch):
     monkeypatch.setattr(cli.os, "execv", lambda exe, args: calls.append(args))
     cli.main(["serve", "--port", "9"])
     assert calls and calls[0][1:] == ["-m", "serving", "--port", "9"]
+
+
+#: Modules of the workflow layers; an import inside a function is allowed only for a heavy optional
+#: dependency deferred on purpose (and says so in a comment on that line).
+LAYERED = ("tasks", "pipeline", "data", "cli.py", "config.py", "settings.py", "workflow.py", "workflow_cli.py",
+           "reproduction.py", "reviewer.py", "report.py", "task_table.py")
+DEFERRED = ("matplotlib", "mlflow", "evidently", "shap")
+
+
+def test_no_import_is_hidden_inside_a_function():
+    hidden = []
+    for entry in LAYERED:
+        for path in ((PACKAGE / entry).rglob("*.py") if (PACKAGE / entry).is_dir() else [PACKAGE / entry]):
+            lines = path.read_text().splitlines()
+            for node in ast.walk(ast.parse("\n".join(lines))):
+                if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    continue
+                for sub in ast.walk(node):
+                    if isinstance(sub, (ast.Import, ast.ImportFrom)):
+                        module = sub.module if isinstance(sub, ast.ImportFrom) else sub.names[0].name
+                        said_why = "#" in lines[sub.lineno - 1]
+                        if not (module.split(".")[0] in DEFERRED and said_why):
+                            hidden.append(f"{path.relative_to(PACKAGE)}:{sub.lineno} {module}")
+    assert not hidden
