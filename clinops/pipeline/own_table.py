@@ -11,9 +11,9 @@ import pandas as pd
 from clinops.config import Params
 from clinops.fairness import age_groups
 from clinops.features import FeatureManifest, missingness_table
+from clinops.pipeline.context import task_config
 from clinops.pipeline.features import manifest_table
 from clinops.report import write_table
-from clinops.settings import resolve_task_settings
 from clinops.task_table import file_sha256, write_task_table
 from clinops.tasks.own_table import SPLITS, CohortTableError, task_table_from_params
 from clinops.tasks.own_table.rules import table_section
@@ -48,11 +48,12 @@ def build_task_table(P: Params) -> Path:
     manifest = FeatureManifest.from_dict(info["manifest"])
     # The encoder the model uses must accept every row (same rules, second line of defence).
     manifest.encode(table[manifest.names])
-    path = P.build_dir / "primary" / "task_table.parquet"
+    task = task_config(P, "primary")
+    path = task.table_path
     write_task_table(table, path, sources={source_key(P, source): before})
 
     dl, out = P.data_label, P.reports_dir
-    min_group = resolve_task_settings(P, "primary").fairness.min_group_size
+    min_group = task.resolved.fairness.min_group_size
     is_train = table["split"].eq("train").to_numpy()
     summary = (table.groupby("split", sort=False)
                .agg(n=("id", "size"), positives=("label", "sum"), prevalence=("label", "mean"))
