@@ -38,16 +38,16 @@ setup: $(VENV)/.installed
 # ALLOW_DIFF=1 reports without failing). A failing step ends with its one-line cause.
 all: setup
 	@$(BIN)/clinops params $(PARAMS)
-	@rm -f "$$($(BIN)/python -m clinops.pipeline build-dir $(PARAMS))/logs/FAILED"
+	@rm -f "$$($(BIN)/clinops pipeline build-dir $(PARAMS))/logs/FAILED"
 	@$(BIN)/snakemake --cores $(CORES) --config params=$(PARAMS) --rerun-triggers mtime --show-failed-logs \
-	  || { cat "$$($(BIN)/python -m clinops.pipeline build-dir $(PARAMS))/logs/FAILED" >&2 2>/dev/null; exit 1; }
-	@$(BIN)/python -m clinops.reproduction --check $(PARAMS) $(if $(ALLOW_DIFF),|| true)
+	  || { cat "$$($(BIN)/clinops pipeline build-dir $(PARAMS))/logs/FAILED" >&2 2>/dev/null; exit 1; }
+	@$(BIN)/clinops reproduce --check $(PARAMS) $(if $(ALLOW_DIFF),|| true)
 	@$(MAKE) --no-print-directory sbom
-	@$(BIN)/python -m clinops.pipeline where $(PARAMS)
+	@$(BIN)/clinops pipeline where $(PARAMS)
 
 # CycloneDX SBOM of the serving runtime dependencies (what `pip install .` and the image install).
 sbom: setup
-	$(BIN)/python -m clinops.ops sbom reports/serving/sbom.cdx.json
+	$(BIN)/clinops ops sbom reports/serving/sbom.cdx.json
 
 test: setup
 	$(BIN)/python -m pytest tests -m "not slow" -n $(CORES) --dist loadfile
@@ -61,13 +61,13 @@ test-slow: setup
 # or make serve SELF_SIGNED=1 (a self-signed certificate under build/serving/tls). Credentials:
 # make serve TOKENS=tokens.yaml CONSENT=consent.yaml, or make serve DEMO=1 for the published demo
 # tokens and consent seed (loopback only; the server refuses to start otherwise).
-SERVE_ARGS = --registered $$($(BIN)/python -m clinops.pipeline registered $(PARAMS))@champion \
-	  --project-root . --state-dir build/serving/$$($(BIN)/python -m clinops.pipeline name $(PARAMS)) \
+SERVE_ARGS = --registered $$($(BIN)/clinops pipeline registered $(PARAMS))@champion \
+	  --project-root . --state-dir build/serving/$$($(BIN)/clinops pipeline name $(PARAMS)) \
 	  --host $(HOST) --port $(PORT) --workers $(WORKERS) \
 	  $(if $(TLS_CERT),--tls-cert $(TLS_CERT) --tls-key $(TLS_KEY)) $(if $(SELF_SIGNED),--self-signed-cert build/serving/tls) \
 	  $(if $(DEMO),--demo) $(if $(TOKENS),--tokens $(TOKENS)) $(if $(CONSENT),--consent $(CONSENT))
 serve: setup
-	$(BIN)/python -m serving $(SERVE_ARGS)
+	$(BIN)/clinops serve $(SERVE_ARGS)
 
 # One command for the whole demo stack: the audit trail's outside parties on loopback (OpenBao
 # holding the keys, a witness cosigning checkpoints, SeaweedFS with S3 Object Lock), then the server
@@ -89,7 +89,7 @@ stack: setup
 	    kill -0 $$audit 2>/dev/null || { echo "make stack: the audit parties did not start" >&2; exit 1; }; sleep 0.5; done; \
 	  set -a; . build/stack/audit/stack.env; set +a; \
 	fi; \
-	$(BIN)/python -m clinops.ops stack --target $(HOST):$(PORT) --task $(STACK_TASK) \
+	$(BIN)/clinops ops stack --target $(HOST):$(PORT) --task $(STACK_TASK) \
 	  --prometheus-port $(PROMETHEUS_PORT) --dir build/stack \
 	  $(if $(TLS_CERT),--tls-ca $(TLS_CERT)) $(if $(SELF_SIGNED),--tls-ca build/serving/tls/cert.pem) \
 	  -- $(BIN)/python -m serving $(SERVE_ARGS) --state-dir build/stack/serving

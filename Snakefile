@@ -34,8 +34,8 @@ NB = f"{ROOT}/notebooks"
 
 
 def step(name):
-    """A workflow step with a one-line error for `make all` (clinops.workflow_cli)."""
-    return f"{PY} -m clinops.workflow_cli --params {P.path} --rule {name} --log {LOGS}/{name}.log --"
+    """A workflow step with a one-line error for `make all` (clinops step: clinops.workflow_cli)."""
+    return f"{PY} -m clinops step --params {P.path} --rule {name} --log {LOGS}/{name}.log --"
 
 
 def notebook(nb, rule):
@@ -94,7 +94,7 @@ rule data:
     input: FP["data"], CODE
     output: f"{B}/stamps/data.json"
     log: f"{LOGS}/data.log"
-    shell: step("data") + f" {PY} -m clinops.pipeline data {P.path}"
+    shell: step("data") + f" {PY} -m clinops pipeline data {P.path}"
 
 
 if P.is_synthetic:
@@ -106,7 +106,7 @@ if P.is_synthetic:
         output: tables(f"{R}/synthetic", "calibration")
         log: f"{LOGS}/synthetic_calibration.log"
         shell:
-            step("synthetic_calibration") + f" {PY} -m clinops.pipeline calibration {P.path}"
+            step("synthetic_calibration") + f" {PY} -m clinops pipeline calibration {P.path}"
             + (f" && CLINOPS_SYNTH_DIR={P.mimic_dir} {PY} -m pytest -q -m slow -p no:cacheprovider "
                f"{ROOT}/tests/test_synthetic_calibration.py" if PAPER_SCALE else "")
 
@@ -146,7 +146,7 @@ else:
             sources=f"{PRIMARY_B}/task_table.sources.json",
             tables=tables(f"{R}/cohort", "split_summary", "sensitive_groups") + tables(f"{R}/features", "manifest", "missingness"),
         log: f"{LOGS}/task_table.log"
-        shell: step("task_table") + f" {PY} -m clinops.pipeline task-table {P.path}"
+        shell: step("task_table") + f" {PY} -m clinops pipeline task-table {P.path}"
 
     TASK_TABLE, TASK_SOURCES = rules.task_table.output.table, rules.task_table.output.sources
 
@@ -189,7 +189,7 @@ rule governance:
     input: rules.fairness.output.events, rules.drift.output.events, CODE
     output: tables(f"{R}/governance", "events")
     log: f"{LOGS}/governance.log"
-    shell: step("governance") + f" {PY} -m clinops.pipeline governance {P.path} --task primary"
+    shell: step("governance") + f" {PY} -m clinops pipeline governance {P.path} --task primary"
 
 
 READMISSION_TABLES = []
@@ -219,7 +219,7 @@ if READMISSION:
         input: rules.readmission.output.fairness_events, rules.readmission.output.drift_events, CODE
         output: tables(f"{READM_R}/governance", "events")
         log: f"{LOGS}/readmission_governance.log"
-        shell: step("readmission_governance") + f" {PY} -m clinops.pipeline governance {P.path} --task readmission"
+        shell: step("readmission_governance") + f" {PY} -m clinops pipeline governance {P.path} --task readmission"
 
     READMISSION_TABLES = (rules.readmission.output.data + rules.readmission.output.tables
                           + rules.readmission.output.fairness + rules.readmission.output.drift
@@ -235,7 +235,7 @@ rule paper_comparison:
         report=FP["report"], code=CODE,
     output: [f"{R}/paper_comparison.md"] + ([f"{R}/paper_comparison.csv"] + tables(R, "paper_consistency") if COMPARISON else [])
     log: f"{LOGS}/paper_comparison.log"
-    shell: step("paper_comparison") + f" {PY} -m clinops.pipeline compare {P.path}"
+    shell: step("paper_comparison") + f" {PY} -m clinops pipeline compare {P.path}"
 
 
 # Every table the run regenerates (CSV), compared with the committed copy.
@@ -250,11 +250,11 @@ rule reproduction:
     input: ALL_TABLES, CODE
     output: tables(R, "reproduction")
     log: f"{LOGS}/reproduction.log"
-    shell: step("reproduction") + f" {PY} -m clinops.reproduction {P.path} " + " ".join(ALL_TABLES)
+    shell: step("reproduction") + f" {PY} -m clinops reproduce {P.path} " + " ".join(ALL_TABLES)
 
 
 rule reviewer_index:
-    # The reviewer's entry page and one model card per registered model (clinops.reviewer).
+    # The reviewer's entry page and one model card per registered model (clinops review: clinops.reviewer).
     input:
         rules.reproduction.output, rules.paper_comparison.output, rules.model_selection.output.bundle,
         (rules.readmission.output.bundle if READMISSION else []),
@@ -263,4 +263,4 @@ rule reviewer_index:
         CODE,
     output: f"{R}/index.html", f"{R}/model_cards/primary.html", ([f"{R}/model_cards/readmission.html"] if READMISSION else [])
     log: f"{LOGS}/reviewer_index.log"
-    shell: step("reviewer_index") + f" {PY} -m clinops.reviewer {P.path}"
+    shell: step("reviewer_index") + f" {PY} -m clinops review {P.path}"

@@ -46,7 +46,7 @@ def _child(mode: str, data: str, work: str, memory_limit: str, threads: int) -> 
 
     work_p = Path(work)
     if mode == "cohort":
-        from clinops.cohort import build_icu_cohort
+        from clinops.tasks.mortality.cohort import build_icu_cohort
 
         with open_mimic(data, memory_limit=memory_limit, threads=threads) as db:
             t0 = time.perf_counter()
@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
                                 args.threads)))
         return 0
 
-    from clinops.data.mimic import convert_to_parquet, open_mimic
+    from clinops.data.convert import convert_to_parquet
+    from clinops.data.mimic import open_mimic
 
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_features_"))
     work.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,11 +40,11 @@ def project_root(start: Path | None = None) -> Path:
     raise ParamsError(f"cannot find the project root (a folder with pyproject.toml and params/) above {here}")
 
 
-def _deep_merge(base: dict, override: dict) -> dict:
+def deep_merge(base: dict, override: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -69,7 +68,7 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = (), files: list[Path] | Non
         return data
     if not isinstance(parent, str):
         raise ParamsError(f"{path}: 'extends' must be a file name (string)")
-    return _deep_merge(_read_yaml((path.parent / parent).resolve(), chain + (path,), files), data)
+    return deep_merge(_read_yaml((path.parent / parent).resolve(), chain + (path,), files), data)
 
 
 #: Keys that were removed because they said the same thing as another key (settings are resolved
@@ -213,53 +212,3 @@ def load_params(path: str | Path, *, root: Path | None = None) -> Params:
         raise ParamsError("\n".join(_format_error(p, e) for e in errors))
     _semantic_checks(p, raw)
     return Params(path=p, raw=raw, root=root, files=tuple(files))
-
-
-def main(argv: list[str]) -> int:
-    """``clinops params FILE...``: validate parameter files, print a one-line verdict each."""
-    if not argv:
-        print("usage: clinops params FILE [FILE...]", file=sys.stderr)
-        return 2
-    status = 0
-    for arg in argv:
-        try:
-            prm = load_params(arg)
-            detail = preflight(prm)
-        except (ParamsError, ValueError) as exc:  # PolicyError, SettingsError, CohortTableError are ValueErrors
-            print(f"INVALID {exc}", file=sys.stderr)
-            status = 1
-        else:
-            print(f"ok {prm.path} (name={prm.name}, data={prm.source}, reports -> {prm.reports_dir}){detail}")
-    return status
-
-
-def preflight(P: Params) -> str:
-    """What ``make all`` checks before the workflow starts, beyond the schema.
-
-    Resolves every task's settings (policy files included) and, for a hospital's own table,
-    validates the whole table. Raises the first error (naming file, field and rule).
-    """
-    from clinops.settings import resolve_task_settings
-
-    tasks = ["primary"]
-    if P.source != "table" and (P.get("readmission") or {}).get("enabled", True):
-        tasks.append("readmission")
-    for task in tasks:
-        resolve_task_settings(P, task)
-    if P.source != "table":
-        from clinops.features import FeatureManifest
-        from clinops.settings import task_sections
-
-        for task, manifest in (("primary", "mortality"), ("readmission", "readmission")):
-            feature = task_sections(P, task)["drift"].get("feature")
-            names = FeatureManifest.load(manifest).names
-            if task in tasks and feature not in names:
-                where = "drift.feature" if task == "primary" else "readmission.drift.feature"
-                raise ParamsError(f"{P.path}: {where}: {feature!r} is not a feature of the {manifest} manifest "
-                                  f"(features: {', '.join(names)})")
-    if P.source == "table":
-        from clinops.cohort_table import check_table
-
-        table = check_table(P)
-        return f"; table ok: {len(table)} stays"
-    return ""

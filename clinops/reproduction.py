@@ -20,6 +20,9 @@ store's path, wall-clock times of governance events) are not compared, and the r
 Examples
 --------
 >>> import pandas as pd
+
+from clinops.config import load_params
+from clinops.report import write_table
 >>> a = pd.DataFrame({"n": [10], "auc": [0.8]})
 >>> compare_frames(a, a.assign(auc=0.8 + 1e-12))["status"]
 'within tolerance'
@@ -37,6 +40,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
+
+from clinops.config import load_params
+from clinops.report import write_table
 
 FLOAT_ABS_TOL = 1e-9
 FLOAT_REL_TOL = 1e-9
@@ -148,8 +154,6 @@ def compare_tables(root: Path, reports_dir: Path, paths: Sequence[Path]) -> pd.D
 
 def write_report(P, paths: Sequence[str | Path]) -> pd.DataFrame:
     """Compare and write ``<reports>/reproduction.{csv,md}``; returns the table."""
-    from clinops.report import write_table
-
     table = compare_tables(P.root, P.reports_dir, [Path(p) for p in paths])
     counts = table["status"].value_counts()
     summary = ", ".join(f"{counts[s]} {s}" for s in STATUS_ORDER if s in counts)
@@ -181,9 +185,7 @@ def check(P) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from clinops.config import load_params
-
-    ap = argparse.ArgumentParser(prog="python -m clinops.reproduction",
+    ap = argparse.ArgumentParser(prog="clinops reproduce",
                                  description="Compare regenerated tables with the committed copies.")
     ap.add_argument("params")
     ap.add_argument("tables", nargs="*", type=Path, help="regenerated CSV files (the workflow passes them)")

@@ -26,6 +26,10 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from clinops.config import load_params
+from clinops.modeling import ModelBundle
+from clinops.pipeline import label_note, task_config
+from clinops.pipeline.preflight import run_slots
 from clinops.report import paper_values
 from clinops.reproduction import committed_text, compare_frames
 
@@ -256,9 +260,6 @@ def _read(path: Path) -> pd.DataFrame | None:
 
 def build_model_card(P, task: str) -> str:
     """The HTML model card of one task's registered model."""
-    from clinops.modeling import ModelBundle
-    from clinops.pipeline import label_note, task_config
-
     t = task_config(P, task)
     bundle = ModelBundle.load(t.bundle_dir)
     settings = bundle.task_settings()
@@ -330,12 +331,8 @@ def broken_links(page: Path) -> list[str]:
 
 def write_all(P) -> list[Path]:
     """Write the model cards (one per task with a bundle) and then ``index.html``."""
-    from clinops.pipeline import task_config
-
     out = []
-    tasks = ["primary"]
-    if P.source != "table" and (P.get("readmission", {}) or {}).get("enabled", True):
-        tasks.append("readmission")
+    tasks = run_slots(P)
     for task in tasks:
         if (task_config(P, task).bundle_dir / "bundle.json").is_file():
             path = P.reports_dir / "model_cards" / f"{task}.html"
@@ -352,9 +349,7 @@ def write_all(P) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from clinops.config import load_params
-
-    ap = argparse.ArgumentParser(prog="python -m clinops.reviewer", description="Write index.html and the model cards.")
+    ap = argparse.ArgumentParser(prog="clinops review", description="Write index.html and the model cards.")
     ap.add_argument("params")
     args = ap.parse_args(argv)
     for path in write_all(load_params(args.params)):

@@ -29,19 +29,19 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 from clinops.drift import DriftPolicy
 from clinops.fairness import FairnessPolicy
 from clinops.governance import GovernancePolicy
+from clinops.config import Params, deep_merge
 from clinops.policy import PolicyError
+from clinops.tasks import SLOTS, task_for
 
-if TYPE_CHECKING:  # pragma: no cover
-    from clinops.config import Params
 
 #: Sections of a parameter file that a task may override (``readmission: {modeling: ...}``).
 TASK_SECTIONS = ("modeling", "uncertainty", "fairness", "drift", "mlflow")
-TASKS = ("primary", "readmission")
+TASKS = SLOTS  # the run slots a task fills (clinops.tasks)
 
 
 class SettingsError(ValueError):
@@ -155,32 +155,28 @@ class TaskSettings:
         return out
 
 
-def task_sections(P: "Params", task: str) -> dict[str, dict]:
+def task_sections(P: Params, task: str) -> dict[str, dict]:
     """The top-level sections, merged with the task's own sections (readmission)."""
-    from clinops.config import _deep_merge
-
     base = {s: dict(P.get(s, {}) or {}) for s in TASK_SECTIONS}
     if task == "primary":
         return base
     section = P.get("readmission", {}) or {}
-    return {s: _deep_merge(base[s], section.get(s, {}) or {}) for s in TASK_SECTIONS}
+    return {s: deep_merge(base[s], section.get(s, {}) or {}) for s in TASK_SECTIONS}
 
 
-def policy_task_name(P: "Params", task: str) -> str | None:
+def policy_task_name(P: Params, task: str) -> str | None:
     """The entry of the policy files' ``tasks:`` that applies (None: the files' defaults)."""
-    if task == "readmission":
-        return "readmission"
-    return "mortality" if P.source != "table" else None
+    return task_for(task, P.source).policy_task
 
 
-def _rel(P: "Params", path: Path) -> str:
+def _rel(P: Params, path: Path) -> str:
     try:
         return str(Path(path).resolve().relative_to(P.root))
     except ValueError:
         return str(path)
 
 
-def resolve_task_settings(P: "Params", task: str) -> TaskSettings:
+def resolve_task_settings(P: Params, task: str) -> TaskSettings:
     """Build and validate the settings of ``task`` ('primary' or 'readmission').
 
     Raises
@@ -211,8 +207,10 @@ def resolve_task_settings(P: "Params", task: str) -> TaskSettings:
     drift = DriftPolicy.load(drift_path, task=policy_task)
     edges = list(f.get("age_edges", [18, 45, 65, 80]))
     group_columns: tuple[str, ...] = ()
-    # Mortality takes age and the male flag as inputs; readmission has neither among its inputs.
-    age_feature, sex_feature = ("age", "sex_male") if task == "primary" else (None, None)
+    # Which model inputs are the sensitive attributes is the task's declaration (mortality: age
+    # and the male flag; readmission: neither).
+    declared_task = task_for(task, P.source)
+    age_feature, sex_feature = declared_task.age_feature, declared_task.sex_feature
     if P.source == "table":
         sensitive = P["data"]["table"].get("sensitive") or {}
         if sensitive.get("age_edges"):

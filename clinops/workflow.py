@@ -29,17 +29,14 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
-if TYPE_CHECKING:  # pragma: no cover
-    from clinops.config import Params
+from clinops.config import Params
+from clinops.data.hashing import default_hash_cache, sha256_file
+from clinops.settings import TASK_SECTIONS, resolve_task_settings, task_sections
+from clinops.tasks import REGISTRY
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-
-#: SQL files per step (clinops/sql/). The feature list is the one the feature step hashes.
-COHORT_SQL = ("macros.sql", "icu_cohort.sql", "label_prevalence.sql")
-READMISSION_SQL = ("macros.sql", "charlson.sql")
-READMISSION_SQL_GLOB = "readmission_*.sql"
 
 
 def write_if_changed(path: str | Path, content: Mapping[str, Any]) -> bool:
@@ -82,16 +79,10 @@ def code_sha256(package_dir: Path = PACKAGE_DIR) -> str:
 
 def sql_files(kind: str) -> list[Path]:
     """The SQL files a step reads: ``cohort``, ``features`` (mortality) or ``readmission``."""
-    from clinops.features.extract import FEATURE_SQL_FILES
-
-    sql = PACKAGE_DIR / "sql"
-    if kind == "cohort":
-        return [sql / n for n in COHORT_SQL]
-    if kind == "readmission":
-        return sorted(sql.glob(READMISSION_SQL_GLOB)) + [sql / n for n in READMISSION_SQL]
-    if kind == "features":
-        return [sql / n for n in FEATURE_SQL_FILES]
-    raise ValueError(f"kind: must be cohort, features or readmission, got {kind!r}")
+    stages = {stage: files for task in REGISTRY.values() for stage, files in task.sql_by_stage.items()}
+    if kind not in stages:
+        raise ValueError(f"kind: must be one of {', '.join(stages)}, got {kind!r}")
+    return [PACKAGE_DIR / "sql" / n for n in stages[kind]]
 
 
 def manifest_file(task: str) -> Path:
@@ -99,7 +90,7 @@ def manifest_file(task: str) -> Path:
     return PACKAGE_DIR / "manifests" / f"{task}.yaml"
 
 
-def data_fingerprint(P: "Params") -> dict[str, Any]:
+def data_fingerprint(P: Params) -> dict[str, Any]:
     """The data source by content: what the data step reads or generates.
 
     * synthetic: the generator settings (the generator's code is in the code fingerprint);
@@ -113,12 +104,10 @@ def data_fingerprint(P: "Params") -> dict[str, Any]:
         syn = data.get("synthetic", {}) or {}
         out.update(scale=float(syn.get("scale", 1.0)), seed=int(syn.get("seed", P.seed)), dir=str(P.mimic_dir))
     elif P.source == "mimic-iv":
-        from clinops.data.mimic import _default_hash_cache, sha256_file
-
         root = P.mimic_dir
         files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".gz", ".csv", ".parquet"))
         out["dir"] = str(root)
-        out["sha256"] = {str(p.relative_to(root)): sha256_file(p, cache=_default_hash_cache()) for p in files}
+        out["sha256"] = {str(p.relative_to(root)): sha256_file(p, cache=default_hash_cache()) for p in files}
     else:
         table = P.resolve(data["table"]["path"])
         out["table"] = str(table)
@@ -126,14 +115,12 @@ def data_fingerprint(P: "Params") -> dict[str, Any]:
     return out
 
 
-def stage_fingerprints(P: "Params") -> dict[str, dict[str, Any]]:
+def stage_fingerprints(P: Params) -> dict[str, dict[str, Any]]:
     """The content of every step's fingerprint: exactly the settings that step reads.
 
     Keys: ``code``, ``data``, ``cohort``, ``features``, ``table``, ``model-<task>``,
     ``fairness-<task>``, ``drift-<task>``, ``readmission-data``, ``report``.
     """
-    from clinops.settings import TASK_SECTIONS, resolve_task_settings, task_sections
-
     c = P.get("cohort", {}) or {}
     out: dict[str, dict[str, Any]] = {
         "code": {"sha256": code_sha256()},
@@ -161,7 +148,7 @@ def stage_fingerprints(P: "Params") -> dict[str, dict[str, Any]]:
     return out
 
 
-def write_fingerprints(P: "Params") -> dict[str, str]:
+def write_fingerprints(P: Params) -> dict[str, str]:
     """Write every step's fingerprint under ``build/<run>/inputs/`` (only those that changed).
 
     Returns

@@ -2,7 +2,7 @@
 
 The Snakefile wraps every step's command in this module::
 
-    python -m clinops.workflow_cli --params P --rule NAME --log LOG -- COMMAND ...
+    clinops step --params P --rule NAME --log LOG -- COMMAND ...
 
 The command's output goes to ``LOG`` (Snakemake's ``log:`` of the rule). When it fails, the
 cause is taken from the log (the last exception line: for a notebook, the exception papermill
@@ -32,7 +32,7 @@ def failure_cause(log_text: str) -> str:
 
     Examples
     --------
-    >>> failure_cause("Traceback ...\\nclinops.cohort_table.CohortTableError: age_years: 3 values outside [18, 120]")
+    >>> failure_cause("Traceback ...\\nclinops.tasks.own_table.rules.CohortTableError: age_years: 3 values outside [18, 120]")
     'CohortTableError: age_years: 3 values outside [18, 120]'
     """
     causes = []
@@ -64,17 +64,17 @@ def run_step(rule: str, log: Path, command: list[str], failed_file: Path) -> int
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--" not in argv:
-        print("usage: python -m clinops.workflow_cli --params P --rule NAME --log LOG -- COMMAND ...", file=sys.stderr)
+        print("usage: clinops step --params P --rule NAME --log LOG -- COMMAND ...", file=sys.stderr)
         return 2
     cut = argv.index("--")
-    ap = argparse.ArgumentParser(prog="python -m clinops.workflow_cli")
+    ap = argparse.ArgumentParser(prog="clinops step")
     ap.add_argument("--params", required=True)
     ap.add_argument("--rule", required=True)
     ap.add_argument("--log", required=True, type=Path)
     args = ap.parse_args(argv[:cut])
     command = argv[cut + 1:]
     if not command:
-        print("clinops.workflow_cli: no command after --", file=sys.stderr)
+        print("clinops step: no command after --", file=sys.stderr)
         return 2
     return run_step(args.rule, args.log, command, args.log.parent / "FAILED")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from clinops.cohort import (
+from clinops.tasks.mortality.cohort import (
     append_flow_step,
     build_icu_cohort,
     label_prevalence_by_horizon,

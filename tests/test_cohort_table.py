@@ -14,16 +14,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-from clinops import cohort_table
-from clinops.cohort_table import CohortTableError, make_task_table
+from clinops import pipeline
 from clinops.config import Params, load_params
+from clinops.data.example_cohort import example_cohort
+from clinops.pipeline.table_cli import main as table_main
+from clinops.tasks import own_table
+from clinops.tasks.own_table import CohortTableError, make_task_table
 from clinops.features import FeatureManifest
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE_PARAMS = ROOT / "params" / "example-own-cohort.yaml"
-EXAMPLE_CSV = ROOT / "tests" / "fixtures" / "own_cohort" / "example_cohort.csv"
+from tests.fixtures.params import EXAMPLE_CSV, own_table_params, write_policies
+
+#: The example table's fairness rules (as params/policies/fairness.yaml states them for it).
+EXAMPLE_FAIRNESS = ("min_group_size: 30\npairwise_gap_limits: {auroc: 0.03}\n"
+                    "disparity_limits: {equalized_odds_difference: 0.05, demographic_parity_difference: 0.05, "
+                    "predictive_parity_difference: 0.05}\n")
 
 FEATURES = [
     {"name": "hr", "kind": "numeric", "unit": "bpm", "plausible_range": [0.0, 300.0]},
@@ -87,9 +92,9 @@ def test_time_split_puts_the_cutoff_itself_in_test():
     assert out["split"].tolist() == ["train"] * 6 + ["test"] * 6
 
 
-def test_manifest_dict_of_the_example_param_file():
-    P = load_params(EXAMPLE_PARAMS)
-    d = cohort_table.manifest_dict(P)
+def test_manifest_dict_of_the_example_declaration(tmp_path):
+    P = load_params(own_table_params(tmp_path, name="example-own-cohort"), root=tmp_path)
+    d = own_table.manifest_dict(P)
     m = FeatureManifest.from_dict(d)
     assert m.name == "example-own-cohort"
     assert m.names[:3] == ["age_years", "admission_type", "heart_rate_max"]
@@ -99,7 +104,7 @@ def test_manifest_dict_of_the_example_param_file():
 
 
 def test_manifest_defaults_where_the_param_file_gives_none():
-    d = cohort_table._manifest_from_features([{"name": "x", "kind": "numeric"}, {"name": "b", "kind": "binary"}],
+    d = own_table.manifest_from_features([{"name": "x", "kind": "numeric"}, {"name": "b", "kind": "binary"}],
                                              name="own cohort", description="d")
     m = FeatureManifest.from_dict(d)
     assert (m["x"].unit, m["x"].plausible_range, m["b"].unit) == ("as recorded", None, "1 = yes, 0 = no")
@@ -107,17 +112,17 @@ def test_manifest_defaults_where_the_param_file_gives_none():
 
 
 def test_example_table_is_the_documented_generator_output():
-    # The committed fixture is exactly what `python -m clinops.cohort_table example` writes.
-    frame = cohort_table.example_cohort(3000, seed=20260318)
+    # The committed fixture is exactly what `clinops table example` writes.
+    frame = example_cohort(3000, seed=20260318)
     assert frame.to_csv(index=False) == EXAMPLE_CSV.read_text()
     assert EXAMPLE_CSV.stat().st_size < 500_000
     assert 0.10 < frame["died_in_hospital"].mean() < 0.16
 
 
 def test_example_generator_is_seeded():
-    a, b = cohort_table.example_cohort(50, seed=1), cohort_table.example_cohort(50, seed=1)
+    a, b = example_cohort(50, seed=1), example_cohort(50, seed=1)
     pd.testing.assert_frame_equal(a, b)
-    assert not a.equals(cohort_table.example_cohort(50, seed=2))
+    assert not a.equals(example_cohort(50, seed=2))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,7 +267,7 @@ def test_categorical_without_categories_lists_the_values(tmp_path):
     P = _params(tmp_path, {"path": str(csv), "id_column": "pid", "outcome_column": "dead", "split_column": "part",
                            "time_column": None, "features": [{"name": "adm", "kind": "categorical"}]})
     with pytest.raises(CohortTableError) as info:
-        cohort_table.build_task_table(P)
+        pipeline.build_task_table(P)
     assert info.value.column == "adm" and "['medical', 'surgical']" in info.value.rule
 
 
@@ -270,12 +275,9 @@ def test_categorical_without_categories_lists_the_values(tmp_path):
 # files: lineage description, atomic write
 # ---------------------------------------------------------------------------------------------
 def _params(tmp_path: Path, table: dict, **sections) -> Params:
-    raw = {"extends": str(EXAMPLE_PARAMS), "name": "own-test", "build_dir": str(tmp_path / "build"),
-           "reports_dir": str(tmp_path / "reports"), "data": {"source": "table", "table": table}}
-    raw.update(sections)
-    path = tmp_path / "own.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return load_params(path)
+    # The example declaration with ``table`` merged in (as a file that extends it would).
+    return load_params(own_table_params(tmp_path, name="own-test", data={"table": table}, **sections),
+                       root=tmp_path)
 
 
 def _small_params(tmp_path: Path, frame: pd.DataFrame, suffix: str = ".csv"):
@@ -291,7 +293,7 @@ def _small_params(tmp_path: Path, frame: pd.DataFrame, suffix: str = ".csv"):
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_describe_source_hashes_the_file(tmp_path, suffix):
     P, path = _small_params(tmp_path, small_table(), suffix)
-    info = cohort_table.describe_source(P)
+    info = own_table.describe_source(P)
     assert info["sha256"] == {path.name: hashlib.sha256(path.read_bytes()).hexdigest()}
     assert info["n_rows"] == 12 and info["path"] == str(path) and "ward" in info["columns"]
 
@@ -300,12 +302,12 @@ def test_describe_source_missing_file(tmp_path):
     P = _params(tmp_path, {"path": str(tmp_path / "nope.csv"), "id_column": "a", "outcome_column": "b",
                            "split_column": "c", "features": [{"name": "x", "kind": "numeric"}]})
     with pytest.raises(CohortTableError, match="data.table.path: file not found"):
-        cohort_table.describe_source(P)
+        own_table.describe_source(P)
 
 
 def test_build_writes_only_valid_tables(tmp_path):
     P, path = _small_params(tmp_path, small_table())
-    out = cohort_table.build_task_table(P)
+    out = pipeline.build_task_table(P)
     assert out == tmp_path / "build" / "primary" / "task_table.parquet"
     table = pd.read_parquet(out)
     assert len(table) == 12 and table["label"].sum() == 4
@@ -315,38 +317,30 @@ def test_build_writes_only_valid_tables(tmp_path):
     bad.loc[5, "pid"] = "P000"
     bad.to_csv(path, index=False)
     with pytest.raises(CohortTableError, match="pid: id repeats"):
-        cohort_table.build_task_table(P)
+        pipeline.build_task_table(P)
     assert out.read_bytes() == before                         # the old table is untouched
     # no temp file left: the table and the file naming its source hashes
     assert sorted(p.name for p in out.parent.iterdir()) == ["task_table.parquet", "task_table.sources.json"]
-    assert cohort_table.main(["check", str(P.path)]) == 1
+    assert table_main(["check", str(P.path)]) == 1
 
 
 # ---------------------------------------------------------------------------------------------
 # the whole chain on the example table, quick scale, no notebooks
 # ---------------------------------------------------------------------------------------------
 def test_whole_chain_on_the_example_table(tmp_path):
-    from clinops import pipeline
     from clinops.report import write_paper_comparison
 
-    policies = ROOT / "params" / "policies"
-    raw = {"extends": str(EXAMPLE_PARAMS), "name": "own-chain",
-           "build_dir": str(tmp_path / "build"), "reports_dir": str(tmp_path / "reports"),
-           "data": {"table": {"path": str(EXAMPLE_CSV), "sensitive": {"age_edges": [18, 50, 70]}}},
-           "modeling": {"cv_folds": 2, "n_iter": 2, "n_boot": 20, "candidates": ["logistic_regression", "xgboost"]},
-           "fairness": {"policy": str(policies / "fairness.yaml"), "n_boot": 20},
-           "drift": {"policy": str(policies / "drift.yaml"), "n_shifted": 200, "no_shift_days": 1},
-           "governance": {"policy": str(policies / "governance.yaml")},
-           "mlflow": {"experiment": "own-chain-test", "registered_model": "own-chain-test"}}
-    params_file = tmp_path / "own-chain.yaml"
-    params_file.write_text(yaml.safe_dump(raw))
+    params_file = own_table_params(
+        tmp_path, name="own-chain", policies=write_policies(tmp_path, fairness=EXAMPLE_FAIRNESS),
+        data={"table": {"sensitive": {"age_edges": [18, 50, 70]}}},
+        drift={"n_shifted": 200, "no_shift_days": 1, "eval_minutes": 15})
     # A temporary project root: the MLflow store goes to tmp_path/mlruns, not the project's.
     P = load_params(params_file, root=tmp_path)
 
     stamp = pipeline.ensure_data(P).stamp
     assert json.loads(stamp.read_text())["sha256"] == {
         EXAMPLE_CSV.name: hashlib.sha256(EXAMPLE_CSV.read_bytes()).hexdigest()}
-    table = pd.read_parquet(cohort_table.build_task_table(P))
+    table = pd.read_parquet(pipeline.build_task_table(P))
     assert (len(table), int(table["split"].eq("test").sum())) == (3000, 1016)   # cut-off 2021-01-01
 
     model = pipeline.run_model_selection(P, "primary")
@@ -376,8 +370,13 @@ def test_whole_chain_on_the_example_table(tmp_path):
     comparison = write_paper_comparison(P.build_dir, P.reports_dir, data_label=P.data_label, source=P.source)
     assert "Not produced" in comparison.read_text()
     for rel in ("model/test_metrics.md", "fairness/table2.md", "fairness/alerts.md", "drift/detection.md",
-                "features/manifest.md", "cohort/split_summary.md"):
-        assert "user-provided cohort table" in (tmp_path / "reports" / rel).read_text() or rel.endswith("manifest.md")
+                "cohort/split_summary.md"):
+        assert "user-provided cohort table" in (tmp_path / "reports" / rel).read_text(), rel
+    # The manifest table describes the declaration, not data: it names every declared feature.
+    manifest_md = (tmp_path / "reports" / "features" / "manifest.md").read_text()
+    declared = [f["name"] for f in own_table.manifest_dict(P)["features"]]
+    assert len(declared) == 12 and all(f"| {name} |" in manifest_md for name in declared)
+    assert "as provided in the cohort table" in manifest_md
     assert (tmp_path / "mlruns" / "mlflow.db").is_file()
 
 
@@ -386,20 +385,13 @@ def test_lineage_names_the_bytes_trained_on_after_a_fix_in_place(tmp_path):
     the fixed bytes, never a hash left over from the failed run."""
     from mlflow import MlflowClient
 
-    from clinops import pipeline
     from clinops.lineage import tracking_uri
 
     csv = tmp_path / "cohort.csv"
     frame = pd.read_csv(EXAMPLE_CSV)
     frame.to_csv(csv, index=False)
-    raw = {"extends": str(EXAMPLE_PARAMS), "name": "own-lineage", "build_dir": str(tmp_path / "build"),
-           "reports_dir": str(tmp_path / "reports"), "data": {"table": {"path": str(csv)}},
-           "modeling": {"cv_folds": 2, "n_iter": 1, "n_boot": 10, "candidates": ["xgboost"]},
-           "mlflow": {"experiment": "own-lineage-test", "registered_model": "own-lineage-test"}}
-    for section in ("fairness", "drift", "governance"):
-        raw[section] = {"policy": str(ROOT / "params" / "policies" / f"{section}.yaml")}
-    params_file = tmp_path / "own.yaml"
-    params_file.write_text(yaml.safe_dump(raw))
+    params_file = own_table_params(tmp_path, name="own-lineage", data={"table": {"path": str(csv)}},
+                                   modeling={"n_iter": 1, "n_boot": 10, "candidates": ["xgboost"]})
     P = load_params(params_file, root=tmp_path)
     pipeline.ensure_data(P)                                   # hashes the broken file below first
     broken = frame.copy()
@@ -407,10 +399,10 @@ def test_lineage_names_the_bytes_trained_on_after_a_fix_in_place(tmp_path):
     broken.to_csv(csv, index=False)
     pipeline.ensure_data(P)
     with pytest.raises(CohortTableError, match="age_years"):
-        cohort_table.build_task_table(P)
+        pipeline.build_task_table(P)
     frame.iloc[:-1].to_csv(csv, index=False)                  # fixed in place: new bytes
     fixed = hashlib.sha256(csv.read_bytes()).hexdigest()
-    cohort_table.build_task_table(P)
+    pipeline.build_task_table(P)
     model = pipeline.run_model_selection(P, "primary")
     lineage = model.bundle.lineage["dataset_sha256"]
     assert lineage["cohort.csv"] == fixed

@@ -7,6 +7,8 @@ import pytest
 
 from clinops.config import ParamsError, load_params
 
+from tests.fixtures.params import tiny_params
+
 
 @pytest.mark.parametrize("name", ["default", "quick", "mimic-iv"])
 def test_shipped_parameter_files_validate(project_root, name):
@@ -15,13 +17,18 @@ def test_shipped_parameter_files_validate(project_root, name):
     assert prm["cohort"]["min_age"] == 18
 
 
-def test_quick_extends_default_and_overrides_only_what_it_says(project_root):
-    default = load_params(project_root / "params/default.yaml", root=project_root)
-    quick = load_params(project_root / "params/quick.yaml", root=project_root)
-    assert quick["data"]["synthetic"]["scale"] < default["data"]["synthetic"]["scale"]
-    assert quick["cohort"] == default["cohort"]
-    assert quick.reports_dir == project_root / "reports" / "quick"
-    assert default.reports_dir == project_root / "reports"
+def test_extends_overrides_only_what_the_child_says(tmp_path):
+    parent = load_params(tiny_params(tmp_path, name="default"), root=tmp_path)
+    child_file = tmp_path / "child.yaml"
+    child_file.write_text("extends: default.yaml\nname: child\ndata: {synthetic: {scale: 0.01}}\n"
+                          "reports_dir: null\nbuild_dir: null\n")
+    child = load_params(child_file, root=tmp_path)
+    assert (child["data"]["synthetic"]["scale"], parent["data"]["synthetic"]["scale"]) == (0.01, 0.02)
+    assert child["data"]["synthetic"]["seed"] == parent["data"]["synthetic"]["seed"]  # merged, not replaced
+    assert child["cohort"] == parent["cohort"]
+    assert [f.name for f in child.files] == ["child.yaml", "default.yaml"]
+    # reports of a run other than 'default' go to reports/<name>/
+    assert child.reports_dir == tmp_path / "reports" / "child"
 
 
 def _write(tmp_path: Path, text: str, name="p.yaml") -> Path:
@@ -83,7 +90,7 @@ def test_project_root_found_from_notebooks_folder(project_root, monkeypatch):
 
 
 def test_cli_reports_invalid_file(tmp_path, capsys, project_root, monkeypatch):
-    from clinops.config import main
+    from clinops.pipeline.preflight import main
     monkeypatch.chdir(project_root)
     p = _write(tmp_path, BASE + "fairness: {age_edges: [80, 18]}\n")
     assert main([str(p)]) == 1
@@ -91,9 +98,9 @@ def test_cli_reports_invalid_file(tmp_path, capsys, project_root, monkeypatch):
 
 
 def test_preflight_names_a_drift_feature_the_model_does_not_have(project_root, tmp_path):
-    from clinops.config import ParamsError, load_params, preflight
+    from clinops.pipeline.preflight import preflight
 
-    path = tmp_path / "bad.yaml"
-    path.write_text(f"extends: {project_root / 'params/quick.yaml'}\nreadmission: {{drift: {{feature: age}}}}\n")
+    path = tiny_params(tmp_path, name="bad", readmission={"drift": {"feature": "age"}})
     with pytest.raises(ParamsError, match=r"readmission.drift.feature: 'age' is not a feature of the readmission"):
-        preflight(load_params(path, root=project_root))
+        preflight(load_params(path, root=tmp_path))
+    assert preflight(load_params(tiny_params(tmp_path, name="good"), root=tmp_path)) == ""

@@ -15,12 +15,13 @@ import pytest
 from clinops.data.mimic import (
     MIMIC_IV_SCHEMA,
     MimicSchemaError,
-    check_main,
-    convert_main,
-    convert_to_parquet,
     open_mimic,
     sha256_file,
 )
+from clinops.data.convert import convert_to_parquet
+from clinops.data.convert import main as convert_main
+
+from clinops.tasks.check import main as check_main
 
 from tests.fixtures import mimic_tables  # noqa: E402
 

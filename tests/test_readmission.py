@@ -12,7 +12,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from clinops import readmission as rd
+from clinops.tasks.readmission import charlson as charlson_index
+from clinops.tasks.readmission import cohort as readm_cohort
+from clinops.tasks.readmission import extract as readm_extract
+from clinops.tasks.readmission import leakage as readm_leakage
+from clinops.tasks.readmission import sources as readm_sources
 
 # --------------------------------------------------------------------------------------------
 # hand-made MIMIC-IV v2.2 tables (column order of the v2.2 DDL)
@@ -209,7 +213,7 @@ def mimic() -> duckdb.DuckDBPyConnection:
 
 @pytest.fixture()
 def cohort_and_flow(mimic):
-    return rd.build_readmission_cohort(mimic)
+    return readm_cohort.build_readmission_cohort(mimic)
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,7 +231,7 @@ def test_flow_counts_follow_each_criterion(cohort_and_flow):
 def test_index_admissions_and_exclusions(cohort_and_flow):
     cohort, _ = cohort_and_flow
     assert cohort["hadm_id"].tolist() == [101, 201, 301, 401, 802, 1204, 1301]
-    assert list(cohort.columns) == list(rd.COHORT_COLUMNS)
+    assert list(cohort.columns) == list(readm_cohort.COHORT_COLUMNS)
     excluded = {501, 502, 503,  # hospice, against advice, acute hospital
                 601,            # ICU stay
                 701, 102,       # surgical services
@@ -268,21 +272,21 @@ def test_age_split_and_times(cohort_and_flow):
 
 def test_parameters_change_the_answer(mimic):
     # a 31-day horizon makes A202 a readmission of A201
-    c31 = rd.build_readmission_cohort(mimic, horizon_days=31)[0].set_index("hadm_id")
+    c31 = readm_cohort.build_readmission_cohort(mimic, horizon_days=31)[0].set_index("hadm_id")
     assert c31.loc[201, "label"] == 1
     # with no planned types, the ELECTIVE return of patient 3 counts
-    cnp = rd.build_readmission_cohort(mimic, planned_admission_types=())[0].set_index("hadm_id")
+    cnp = readm_cohort.build_readmission_cohort(mimic, planned_admission_types=())[0].set_index("hadm_id")
     assert cnp.loc[301, "label"] == 1
     # dropping the HOSPICE exclusion admits A501
-    keep = [x for x in rd.DEFAULT_EXCLUDED_DISCHARGE_LOCATIONS if x != "HOSPICE"]
-    ch = rd.build_readmission_cohort(mimic, excluded_discharge_locations=keep)[0]
+    keep = [x for x in readm_cohort.DEFAULT_EXCLUDED_DISCHARGE_LOCATIONS if x != "HOSPICE"]
+    ch = readm_cohort.build_readmission_cohort(mimic, excluded_discharge_locations=keep)[0]
     assert 501 in set(ch["hadm_id"])
     # min_age 19 drops the 18-year-old
-    assert 1301 not in set(rd.build_readmission_cohort(mimic, min_age=19)[0]["hadm_id"])
+    assert 1301 not in set(readm_cohort.build_readmission_cohort(mimic, min_age=19)[0]["hadm_id"])
 
 
 def test_outcome_summary(cohort_and_flow):
-    s = rd.outcome_summary(cohort_and_flow[0]).set_index("split")
+    s = readm_cohort.outcome_summary(cohort_and_flow[0]).set_index("split")
     assert s.loc["all", "n_index"] == 7 and s.loc["all", "n_readmitted"] == 2
     assert s.loc["train", "n_index"] == 5 and s.loc["test", "n_readmitted"] == 1
     assert s.loc["all", "readmission_rate"] == pytest.approx(2 / 7)
@@ -301,7 +305,7 @@ def test_outcome_summary(cohort_and_flow):
 ])
 def test_bad_arguments_name_the_field(mimic, kwargs, field):
     with pytest.raises((ValueError, TypeError), match=field):
-        rd.build_readmission_cohort(mimic, **kwargs)
+        readm_cohort.build_readmission_cohort(mimic, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -324,7 +328,7 @@ def test_charlson_components_hierarchy_and_weights():
         (6, "5712", 9), (6, "5723", 9), (6, "3441", 9), (6, "5856", 9),
     ], columns=["hadm_id", "icd_code", "icd_version"])
     ages = pd.DataFrame({"hadm_id": [1, 2, 3, 4, 5, 6], "age": [45, 55, 65, 85, 30, 60]})
-    out = rd.charlson(con, dx, ages).set_index("hadm_id")
+    out = charlson_index.charlson(con, dx, ages).set_index("hadm_id")
     assert out["charlson_comorbidity_index"].to_dict() == {1: 0, 2: 6, 3: 10, 4: 19, 5: 1, 6: 9}
     assert out.loc[2, "severe_liver_disease"] == 1 and out.loc[2, "mild_liver_disease"] == 1
     assert out.loc[4, "malignant_cancer"] == 1 and out.loc[4, "metastatic_solid_tumor"] == 1
@@ -335,7 +339,7 @@ def test_charlson_components_hierarchy_and_weights():
 def test_charlson_age_score_bands():
     con = duckdb.connect()
     ages = [49, 50, 59, 60, 69, 70, 79, 80, 91]
-    out = rd.charlson(con, pd.DataFrame(columns=["hadm_id", "icd_code", "icd_version"]),
+    out = charlson_index.charlson(con, pd.DataFrame(columns=["hadm_id", "icd_code", "icd_version"]),
                       pd.DataFrame({"hadm_id": range(len(ages)), "age": ages}))
     assert out["age_score"].tolist() == [0, 1, 1, 2, 2, 3, 3, 4, 4]
     assert out["charlson_comorbidity_index"].tolist() == [0, 1, 1, 2, 2, 3, 3, 4, 4]
@@ -343,7 +347,7 @@ def test_charlson_age_score_bands():
 
 def test_charlson_rejects_unknown_icd_version():
     with pytest.raises(ValueError, match="icd_version"):
-        rd.charlson(duckdb.connect(), pd.DataFrame({"hadm_id": [1], "icd_code": ["I21"], "icd_version": [11]}),
+        charlson_index.charlson(duckdb.connect(), pd.DataFrame({"hadm_id": [1], "icd_code": ["I21"], "icd_version": [11]}),
                     pd.DataFrame({"hadm_id": [1], "age": [50]}))
 
 
@@ -360,10 +364,10 @@ def test_manifest_loads_with_the_shared_loader_and_declares_14():
         "charlson_index", "discharge_disposition",
     ]
     # 13 available + the one MIMIC-IV cannot supply = the paper's 14, stated in the manifest
-    assert list(rd.UNAVAILABLE_FEATURES) == ["follow_up_scheduled"]
-    assert len(manifest.names) + len(rd.UNAVAILABLE_FEATURES) == 14
+    assert list(readm_sources.UNAVAILABLE_FEATURES) == ["follow_up_scheduled"]
+    assert len(manifest.names) + len(readm_sources.UNAVAILABLE_FEATURES) == 14
     assert "follow_up_scheduled" in manifest.description and "13 available" in manifest.description
-    sources = rd.feature_sources(manifest)
+    sources = readm_sources.feature_sources(manifest)
     assert list(sources) == manifest.names
     assert sources["last_creatinine"].params["itemid"] == 50912
     assert sources["omr_weight"].params["scale"] == pytest.approx(0.45359237)
@@ -373,7 +377,7 @@ def test_manifest_loads_with_the_shared_loader_and_declares_14():
 
 
 def test_feature_source_table_lists_all_14():
-    table = rd.feature_source_table()
+    table = readm_sources.feature_source_table()
     assert len(table) == 14 and table["available"].sum() == 13
     row = table.set_index("feature").loc["follow_up_scheduled"]
     assert not row["available"] and "no outpatient appointment" in row["note"]
@@ -381,21 +385,21 @@ def test_feature_source_table_lists_all_14():
 
 
 def test_bad_source_names_the_feature():
-    raw = yaml.safe_load(rd.MANIFEST_PATH.read_text())
+    raw = yaml.safe_load(readm_sources.MANIFEST_PATH.read_text())
     raw["features"][0]["source"]["method"] = "mean"
     with pytest.raises(ValueError, match="omr_sbp.*method"):
-        rd.feature_sources(raw)
-    raw = yaml.safe_load(rd.MANIFEST_PATH.read_text())
+        readm_sources.feature_sources(raw)
+    raw = yaml.safe_load(readm_sources.MANIFEST_PATH.read_text())
     del raw["features"][4]["source"]["itemid"]
     with pytest.raises(ValueError, match="last_creatinine.*itemid"):
-        rd.feature_sources(raw)
+        readm_sources.feature_sources(raw)
 
 
 def test_feature_known_answers(mimic, cohort_and_flow):
     from clinops.features import FeatureManifest
 
     cohort, _ = cohort_and_flow
-    feats = rd.extract_readmission_features(mimic, cohort)
+    feats = readm_extract.extract_readmission_features(mimic, cohort)
     assert feats.index.tolist() == cohort["hadm_id"].tolist()
     assert "follow_up_scheduled" not in feats.columns
     r = feats.loc[101]
@@ -453,47 +457,47 @@ JOIN mimiciv_hosp.admissions AS a ON a.hadm_id = d.hadm_id
 
 def test_leakage_check_passes_on_the_manifest_sources(mimic, cohort_and_flow):
     # the tables hold a lab and an omr reading after discharge; the sources do not use them
-    assert rd.leakage_check(mimic, cohort_and_flow[0]) is None
+    assert readm_leakage.leakage_check(mimic, cohort_and_flow[0]) is None
 
 
 def test_leakage_check_fails_on_a_post_discharge_lab(mimic, cohort_and_flow):
-    with pytest.raises(rd.LeakageError) as err:
-        rd.leakage_check(mimic, cohort_and_flow[0], {"last_creatinine": LEAKY_LAB})
+    with pytest.raises(readm_leakage.LeakageError) as err:
+        readm_leakage.leakage_check(mimic, cohort_and_flow[0], {"last_creatinine": LEAKY_LAB})
     assert err.value.feature == "last_creatinine"
     assert err.value.n_rows == 1 and err.value.n_admissions == 1  # the 9.9 one hour after A101
     assert "last_creatinine" in str(err.value) and "1 source row" in str(err.value)
 
 
 def test_leakage_check_fails_on_codes_of_a_later_admission(mimic, cohort_and_flow):
-    source = rd.FeatureSource("charlson_index", LEAKY_DIAGNOSES, method="charlson")
-    with pytest.raises(rd.LeakageError, match="charlson_index") as err:
-        rd.leakage_check(mimic, cohort_and_flow[0], [source])
+    source = readm_sources.FeatureSource("charlson_index", LEAKY_DIAGNOSES, method="charlson")
+    with pytest.raises(readm_leakage.LeakageError, match="charlson_index") as err:
+        readm_leakage.leakage_check(mimic, cohort_and_flow[0], [source])
     assert err.value.n_rows == 1  # A102's metastasis code, known only at A102's discharge
 
 
 def test_extraction_fails_when_a_manifest_source_leaks(mimic, cohort_and_flow, tmp_path):
     leaky = tmp_path / "leaky_lab.sql"
     leaky.write_text(LEAKY_LAB)
-    raw = yaml.safe_load(rd.MANIFEST_PATH.read_text())
+    raw = yaml.safe_load(readm_sources.MANIFEST_PATH.read_text())
     raw["features"][4]["source"]["query"] = str(leaky)   # last_creatinine
-    with pytest.raises(rd.LeakageError, match="last_creatinine"):
-        rd.extract_readmission_features(mimic, cohort_and_flow[0], manifest=raw)
+    with pytest.raises(readm_leakage.LeakageError, match="last_creatinine"):
+        readm_extract.extract_readmission_features(mimic, cohort_and_flow[0], manifest=raw)
 
 
 def test_leakage_check_flags_rows_without_event_time(mimic, cohort_and_flow):
     sql = "SELECT hadm_id, CAST(NULL AS TIMESTAMP) AS event_time FROM readmission_index WHERE hadm_id = 101"
-    with pytest.raises(rd.LeakageError, match="untimed"):
-        rd.leakage_check(mimic, cohort_and_flow[0], {"untimed": sql})
+    with pytest.raises(readm_leakage.LeakageError, match="untimed"):
+        readm_leakage.leakage_check(mimic, cohort_and_flow[0], {"untimed": sql})
 
 
 def test_source_without_event_time_is_rejected(mimic, cohort_and_flow):
     with pytest.raises(ValueError, match="event_time"):
-        rd.leakage_check(mimic, cohort_and_flow[0], {"bad": "SELECT hadm_id FROM readmission_index"})
+        readm_leakage.leakage_check(mimic, cohort_and_flow[0], {"bad": "SELECT hadm_id FROM readmission_index"})
 
 
 def test_extraction_rejects_a_bad_cohort(mimic, cohort_and_flow):
     cohort = cohort_and_flow[0]
     with pytest.raises(ValueError, match="dischtime"):
-        rd.extract_readmission_features(mimic, cohort.drop(columns="dischtime"))
+        readm_extract.extract_readmission_features(mimic, cohort.drop(columns="dischtime"))
     with pytest.raises(ValueError, match="hadm_id"):
-        rd.extract_readmission_features(mimic, pd.concat([cohort, cohort.head(1)]))
+        readm_extract.extract_readmission_features(mimic, pd.concat([cohort, cohort.head(1)]))

@@ -17,6 +17,8 @@ from clinops.modeling import ModelBundle
 from clinops.settings import SettingsError, TaskSettings, resolve_task_settings
 from serving.testing import ServerThread, build_demo_bundle, demo_app, demo_frame, demo_settings, demo_token
 
+from tests.fixtures.params import tiny_raw
+
 
 def _project(tmp_path: Path, params: dict, *, fairness: dict | None = None, governance: dict | None = None) -> Path:
     """A parameter file and its own policy files in a temporary folder (never the live ones)."""
@@ -30,10 +32,8 @@ def _project(tmp_path: Path, params: dict, *, fairness: dict | None = None, gove
     (pol / "governance.yaml").write_text(yaml.safe_dump(governance or {
         "degradation_trigger": 0.05, "fairness_policy": "fairness.yaml",
         "tasks": {"mortality": {}, "readmission": {"degradation_trigger": 0.07}}}))
-    raw = {"extends": str(Path(__file__).resolve().parents[1] / "params" / "default.yaml"), "name": "settings-test",
-           "build_dir": str(tmp_path / "build"), "reports_dir": str(tmp_path / "reports"),
-           "fairness": {"policy": str(pol / "fairness.yaml")}, "drift": {"policy": str(pol / "drift.yaml")},
-           "governance": {"policy": str(pol / "governance.yaml")}}
+    raw = tiny_raw(tmp_path, name="settings-test", policies={section: str(pol / f"{section}.yaml")
+                                                             for section in ("fairness", "drift", "governance")})
     for key, value in params.items():  # merge a section, do not replace it
         raw[key] = {**raw[key], **value} if isinstance(raw.get(key), dict) else value
     path = tmp_path / "run.yaml"

@@ -13,7 +13,7 @@ PAPERMILL_LOG = """Executing:  50%|█████     | 4/8
 Exception encountered at "In [4]":
 Traceback (most recent call last):
   File "<ipython-input>", line 1, in <module>
-clinops.cohort_table.CohortTableError: age_years: 3 values outside the plausible range [18, 120] (rule: plausible_range)
+clinops.tasks.own_table.rules.CohortTableError: age_years: 3 values outside the plausible range [18, 120] (rule: plausible_range)
 """
 
 

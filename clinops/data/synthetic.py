@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+import pyarrow as pa
 
 from .synth import events, population, tables
 from .synth.schema import TABLES, encode_member, header_member
@@ -63,7 +64,6 @@ def _chunk_results(specs: list, workers: int) -> Iterator[dict]:
 
 
 def _init_worker() -> None:
-    import pyarrow as pa
     pa.set_cpu_count(1)   # one process per core; no nested thread pools
 
 

@@ -195,7 +195,7 @@ def extract_features(db: MimicDatabase, cohort: pd.DataFrame, *, manifest: Featu
         Opened with :func:`clinops.data.mimic.open_mimic`.
     cohort : pandas.DataFrame, shape (n_stays, >= 4)
         Needs ``stay_id`` (unique), ``subject_id``, ``hadm_id``, ``intime``; e.g. from
-        :func:`clinops.cohort.build_icu_cohort`.
+        :func:`clinops.tasks.mortality.cohort.build_icu_cohort`.
     manifest : FeatureManifest
         What to extract (e.g. ``FeatureManifest.load('mortality')``).
     window_hours : float
@@ -214,7 +214,7 @@ def extract_features(db: MimicDatabase, cohort: pd.DataFrame, *, manifest: Featu
         categorical.
     flow_step : dict
         ``{'step': 8, 'criterion', 'n_remaining', 'n_excluded'}`` for
-        :func:`clinops.cohort.append_flow_step`.
+        :func:`clinops.tasks.mortality.cohort.append_flow_step`.
     """
     if not isinstance(manifest, FeatureManifest):
         raise TypeError(f"manifest: expected a FeatureManifest, got {type(manifest).__name__}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import textwrap
 from typing import Sequence
 
 import pandas as pd
@@ -254,8 +255,7 @@ def plot_flow(flow: pd.DataFrame):
         One box per step (criterion and stays remaining) down the left, the stays excluded
         at each step to the right. Not attached to pyplot: save with ``fig.savefig``.
     """
-    from matplotlib.figure import Figure
-    import textwrap
+    from matplotlib.figure import Figure  # deferred on purpose: matplotlib only for the figure
 
     missing = [c for c in FLOW_COLUMNS if c not in flow.columns]
     if missing:

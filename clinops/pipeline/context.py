@@ -1,0 +1,231 @@
+"""The run context every stage starts from: parameters, banner, progress, data, task settings.
+
+A *task* fills a run slot (``primary``: ICU mortality or a hospital's own cohort table;
+``readmission``: 30-day readmission) and is looked up in the registry :mod:`clinops.tasks`;
+:class:`TaskConfig` is that task in this run (its settings, folders and seed).
+
+Artifacts (``build/<run>/<slot>/``): ``cohort.parquet``, ``task_table.parquet`` (one row per
+stay: ``id``, the manifest's features in raw units, ``label``, ``split``, ``sensitive_sex``
+(M/F), ``sensitive_age`` (years), optional ``group_<name>`` columns), ``bundle/`` (the model
+bundle), ``test_predictions.parquet``.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable
+
+import pandas as pd
+
+from clinops import fairness
+from clinops.config import Params, load_params
+from clinops.data import mimic, synthetic
+from clinops.data.convert import convert_to_parquet
+from clinops.features import FeatureManifest
+from clinops.settings import TASK_SECTIONS, TaskSettings, resolve_task_settings, task_sections
+from clinops.tasks import REGISTRY, Task, required_columns, task_for
+from clinops.tasks.own_table import describe_source
+
+#: The registered tasks that read MIMIC-IV (the data step checks every table they need).
+MIMIC_TASKS = tuple(name for name, task in REGISTRY.items() if task.required_columns)
+
+
+# ---------------------------------------------------------------------------------------------
+# parameters, banner, progress
+# ---------------------------------------------------------------------------------------------
+def load(params_file: str | Path) -> Params:
+    """Load and validate a parameter file (notebooks call this first)."""
+    return load_params(params_file)
+
+
+def banner(P: Params) -> str:
+    """One Markdown line naming the run and, above all, the data it ran on."""
+    warn = " **These are not real patients; no number here is a clinical result.**" if P.is_synthetic else ""
+    return f"Run `{P.name}` · parameters `{P.path.name}` · data: **{P.data_label}**.{warn}"
+
+
+def progress(stage: str) -> Callable[..., None]:
+    """A progress callback for a stage: prints elapsed seconds and the message on stderr."""
+    start = time.monotonic()
+
+    def report(*args: Any) -> None:
+        # Callbacks report (message) or (message, fraction done); show fractions as percentages.
+        msg = " ".join(f"{a:.0%}" if isinstance(a, float) and 0 <= a <= 1 else str(a) for a in args)
+        print(f"[{stage} {time.monotonic() - start:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    return report
+
+
+def write_figure(fig: Any, path: Path) -> Path:
+    """Save a matplotlib figure as a report PNG (120 dpi)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------------
+def query_dir(P: Params) -> Path:
+    """The directory the SQL reads: the parquet copy when ``data.parquet`` is on."""
+    if not P["data"].get("parquet", False):
+        return P.mimic_dir
+    tag = P.mimic_dir.name if P.is_synthetic else P.name
+    return P.root / "data" / "parquet" / tag
+
+
+def ensure_data(P: Params) -> SimpleNamespace:
+    """Make sure the MIMIC-IV tables exist (generating the synthetic ones if needed).
+
+    Idempotent: a synthetic directory is generated once per (scale, seed); the parquet copy is
+    made once. Writes ``build/<run>/stamps/data.json`` with the SHA-256 of every source file.
+    """
+    report = progress("data")
+    stamp = P.build_dir / "stamps" / "data.json"
+    if P.source == "table":
+        info = describe_source(P)
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(json.dumps(info, indent=1, default=str))
+        return SimpleNamespace(stamp=stamp, info=info, summary_markdown=f"User table `{info['path']}`.")
+    src = P.mimic_dir
+    if P.is_synthetic:
+        if not (src / "SYNTHETIC.json").is_file():
+            syn = P["data"].get("synthetic", {})
+            report(f"generating synthetic MIMIC-IV (scale {syn.get('scale', 1.0)}) into {src}")
+            synthetic.generate(src, scale=float(syn.get("scale", 1.0)), seed=int(syn.get("seed", P.seed)),
+                               progress=report)
+    elif not src.is_dir():
+        raise FileNotFoundError(f"data.mimic_dir: {src} does not exist (edit {P.path.name}: it must be the "
+                                "PhysioNet MIMIC-IV v2.2 folder holding hosp/ and icu/)")
+    queries = query_dir(P)
+    # Check the source before converting: one message listing every missing table/column.
+    db = mimic.open_mimic(src, required=required_columns(*MIMIC_TASKS))
+    hashes = db.file_sha256()
+    if queries != src and not (queries / "hosp").is_dir():
+        report(f"converting to parquet -> {queries}")
+        convert_to_parquet(src, queries, progress=lambda t, i, n: report(f"[{i}/{n}] {t}"))
+    info = {"source": P.source, "data_label": P.data_label, "mimic_dir": str(src), "query_dir": str(queries),
+            "sha256": hashes}
+    if P.is_synthetic:
+        info["synthetic"] = json.loads((src / "SYNTHETIC.json").read_text())
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(info, indent=1, default=str))
+    n_files = len(hashes)
+    summary = (f"Tables read from `{queries}` ({n_files} source files hashed with SHA-256 for lineage)."
+               + (" Synthetic data generated by `clinops synth`: see its SYNTHETIC.json." if P.is_synthetic else ""))
+    return SimpleNamespace(stamp=stamp, info=info, summary_markdown=summary)
+
+
+def open_database(P: Params, task: Task | None = None) -> mimic.MimicDatabase:
+    """The DuckDB views over this run's MIMIC-IV (parquet copy if configured).
+
+    Checks, before returning, that every table and column ``task`` reads (every MIMIC-IV task's
+    when None) is there.
+    """
+    required = task.required_columns if task is not None else required_columns(*MIMIC_TASKS)
+    return mimic.open_mimic(query_dir(P), required=required)
+
+
+def dataset_sha256(P: Params) -> dict[str, str]:
+    """SHA-256 of every source file, as the data step computed them in this run."""
+    stamp = P.build_dir / "stamps" / "data.json"
+    if not stamp.is_file():
+        ensure_data(P)
+    return json.loads(stamp.read_text())["sha256"]
+
+
+# ---------------------------------------------------------------------------------------------
+# a task in this run
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class TaskConfig:
+    """A registered task in this run: its declaration, settings, folders and seed.
+
+    ``resolved`` holds every rule and threshold (:class:`clinops.settings.TaskSettings`, stored
+    in the model bundle); ``settings`` keeps the raw sections for what is not a rule of the
+    model (the drift *scenario*, search sizes); ``extra`` the task section's other keys (the
+    readmission cohort's ``min_age``, ``service``, ...).
+    """
+
+    task: Task
+    title: str
+    manifest_source: Any
+    settings: dict
+    build_dir: Path
+    reports_dir: Path
+    resolved: TaskSettings
+    seed: int
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """The run slot (``primary`` or ``readmission``)."""
+        return self.task.slot
+
+    @property
+    def comparison(self) -> bool:
+        """Whether the task reproduces values of the paper."""
+        return self.task.paper is not None
+
+    @property
+    def table_path(self) -> Path:
+        return self.build_dir / "task_table.parquet"
+
+    @property
+    def bundle_dir(self) -> Path:
+        return self.build_dir / "bundle"
+
+    @property
+    def predictions_path(self) -> Path:
+        return self.build_dir / "test_predictions.parquet"
+
+    def manifest(self) -> FeatureManifest:
+        src = self.manifest_source
+        return FeatureManifest.from_dict(src) if isinstance(src, dict) else FeatureManifest.load(src)
+
+    def feature_hashes(self, manifest: FeatureManifest) -> dict[str, str]:
+        """The manifest's digest and the digest of the SQL that built the task table (lineage)."""
+        hashes = {"manifest": manifest.sha256}
+        if self.task.feature_sql_sha256 is not None:
+            hashes["feature_sql"] = self.task.feature_sql_sha256(manifest)
+        return hashes
+
+
+def task_config(P: Params, key: str) -> TaskConfig:
+    """The task filling run slot ``key`` (``primary`` or ``readmission``) for this run's data.
+
+    Settings are the top-level sections, overridden by the slot's own section (readmission).
+    """
+    task = task_for(key, P.source)
+    section = P.get(task.slot, {}) or {}
+    return TaskConfig(task=task, title=task.title_for(P), manifest_source=task.manifest_source(P),
+                      settings=task_sections(P, task.slot), build_dir=P.build_dir / task.slot,
+                      reports_dir=P.reports_dir / task.reports_subdir if task.reports_subdir else P.reports_dir,
+                      resolved=resolve_task_settings(P, task.slot), seed=int(P.seed + task.seed_offset),
+                      extra={k: v for k, v in section.items() if k not in TASK_SECTIONS})
+
+
+def load_task_table(task: TaskConfig) -> pd.DataFrame:
+    """The task table a build stage wrote (FileNotFoundError naming the stage to run first)."""
+    if not task.table_path.is_file():
+        raise FileNotFoundError(f"{task.table_path} is missing: run the step that builds the {task.title} table first")
+    return pd.read_parquet(task.table_path)
+
+
+def groups_for(task: TaskConfig, frame: pd.DataFrame) -> dict[str, pd.Series]:
+    """The sensitive groups of a task-table frame: sex, age group (the task's edges), ``group_*``."""
+    edges = list(task.resolved.age_edges)
+    groups: dict[str, pd.Series] = {}
+    sex, age = frame["sensitive_sex"], frame["sensitive_age"]
+    if sex.notna().any():
+        groups["sex"] = sex.map({"M": "male", "F": "female"}).fillna(sex).astype(str)
+    if age.notna().any():
+        groups["age_group"] = fairness.age_groups(age.to_numpy(), edges=edges).astype(str)
+        groups["age_group"].index = frame.index
+    for col in [c for c in frame.columns if c.startswith("group_")]:
+        groups[col[len("group_"):]] = frame[col].astype(str)
+    return groups
