@@ -40,7 +40,12 @@ import sys
 import time
 from pathlib import Path
 
+import uvicorn
+
+from clinops.privacy import hash_token
 from clinops.statefiles import LockHeld, acquire_lock, private_directory
+from serving.dealer import ConnectionDealer, DealtServer
+from serving.tls import tls13_context_factory, write_self_signed_certificate
 
 log = logging.getLogger("serving")
 
@@ -94,7 +99,7 @@ def _reference_auroc(args: argparse.Namespace, bundle) -> float | None:
     try:
         from mlflow import MlflowClient  # heavy (MLflow): imported only when the registry is asked
 
-        from clinops.lineage import tracking_uri
+        from clinops.lineage import tracking_uri  # loads the model stack (see _build_app)
 
         uri = tracking_uri(args.project_root)
         metrics = MlflowClient(tracking_uri=uri, registry_uri=uri).get_run(run_id).data.metrics
@@ -116,7 +121,7 @@ def _build_app(args: argparse.Namespace):
     if args.model_dir is not None:
         bundle = ModelBundle.load(args.model_dir)
     else:
-        from clinops.lineage import load_registered_bundle
+        from clinops.lineage import load_registered_bundle  # the model stack, as above
 
         name, _, alias = args.registered.partition("@")
         bundle = load_registered_bundle(name, alias or "champion", project_root=args.project_root)
@@ -188,10 +193,6 @@ def _serve(argv: list[str]) -> int:
     # whatever umask the caller had; the package also sets these modes explicitly
     os.umask(0o077)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    import uvicorn  # deferred on purpose, as the model stack (see _build_app): not for the sub-commands
-
-    from serving.tls import tls13_context_factory, write_self_signed_certificate
-
     if (args.tls_cert is None) != (args.tls_key is None):
         print("--tls-cert and --tls-key: give both or neither", file=sys.stderr)
         return 2
@@ -225,8 +226,6 @@ def _serve(argv: list[str]) -> int:
             uvicorn.run(app, **options)
             return 0
         # a worker of a --workers N server: it serves the connections the supervisor deals it
-        from serving.dealer import DealtServer
-
         channel = socket.socket(fileno=args.dealt_fd)
         DealtServer(uvicorn.Config(app, **options), channel).run()
         return 0
@@ -243,8 +242,6 @@ def _supervise(args: argparse.Namespace, argv: list[str]) -> int:
     server runs is restarted after a back-off (:class:`RestartPolicy`) while the others keep
     serving; too many restarts in a window stop the server.
     """
-    from serving.dealer import ConnectionDealer
-
     listener = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -359,14 +356,10 @@ class RestartPolicy:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["hash-token"]:
-        from clinops.privacy import hash_token
-
         token = sys.stdin.readline().strip()
         print(f'    sha256: "{hash_token(token)}"')
         return 0
     if argv[:1] == ["make-cert"]:
-        from serving.tls import write_self_signed_certificate
-
         if len(argv) != 2:
             print("usage: python -m serving make-cert DIR", file=sys.stderr)
             return 2

@@ -6,6 +6,9 @@ import sys
 from pathlib import Path
 
 from clinops.config import project_root
+from clinops.ops.files import check, write
+from clinops.ops.sbom import write_sbom
+from clinops.ops.stack import main_stack
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,26 +35,18 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     root = project_root()
     if args.command == "generate":
-        from clinops.ops.files import write
-
         for path in write(root):
             print(f"wrote {path.relative_to(root)}")
         return 0
     if args.command == "check":
-        from clinops.ops.files import check
-
         problems = check(root)
         for problem in problems:
             print(problem, file=sys.stderr)
         return 1 if problems else 0
     if args.command == "sbom":
-        from clinops.ops.sbom import write_sbom
-
         print(f"wrote {write_sbom(root / 'pyproject.toml', args.output)}")
         return 0
     if args.command == "stack":
-        from clinops.ops.stack import main_stack
-
         args.root = root
         args.server_command = args.server_command[1:] if args.server_command[:1] == ["--"] else args.server_command
         return main_stack(args)

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from clinops.fairness import GAP_DEFINITIONS, SUBGROUP_METRICS
 from clinops.report import paper_values
 from clinops.tasks import PaperIds
 
@@ -27,14 +28,13 @@ MISSING_SHARE_FEATURES = ("lactate", "albumin", "bilirubin", "gcs", "heart_rate"
                           "mech_vent", "vasopressor")
 #: Stage-1 candidates whose mean CV AUROC the paper reports (``cv_auroc_<name>``).
 CV_CANDIDATES = ("logistic_regression", "random_forest", "xgboost")
-#: Fairness gap metric -> the short name in paper ids; attribute -> its short name.
-GAP_METRICS = {"equalized_odds_difference": "eod", "demographic_parity_difference": "dpd",
-               "predictive_parity_difference": "ppd"}
+#: Fairness gap metric -> the short name in paper ids (the fairness registry's); attribute -> its short name.
+GAP_METRICS = {metric: gap.paper_key for metric, gap in GAP_DEFINITIONS.items()}
 GAP_ATTRIBUTES = {"sex": "sex", "age_group": "age"}
 #: Table 2 rows and columns the paper reports (``t2_<metric>_<group>``).
 TABLE2_GROUPS = {("sex", "male"): "male", ("sex", "female"): "female", ("age_group", "18-44"): "18_44",
                  ("age_group", "45-64"): "45_64", ("age_group", "65-79"): "65_79", ("age_group", "80+"): "80plus"}
-TABLE2_METRICS = (("auroc", "auroc"), ("sensitivity", "sens"), ("specificity", "spec"), ("ppv", "ppv"))
+TABLE2_METRICS = tuple((metric, spec.paper_key) for metric, spec in SUBGROUP_METRICS.items())
 
 
 def features_values(table: pd.DataFrame, missing: pd.DataFrame, is_train: np.ndarray) -> dict[str, Any]:
@@ -99,7 +99,9 @@ def fairness_values(ids: PaperIds, table2: pd.DataFrame, gaps: pd.DataFrame) -> 
             suffix = TABLE2_GROUPS.get((row["attribute"], row["group"]))
             if suffix:
                 for metric, short in TABLE2_METRICS:
-                    values[f"t2_{short}_{suffix}"] = float(row[metric])
+                    key = f"t2_{short}_{suffix}"
+                    if key in known_ids:  # a metric added to the registry has no paper value
+                        values[key] = float(row[metric])
         au = tb[(tb["attribute"] != "overall") & tb["auroc"].notna()]
         if len(au):
             values["max_auroc_gap"] = float(au["auroc"].max() - au["auroc"].min())
