@@ -21,10 +21,20 @@ clinops.policy.PolicyError: example.yaml: threshold: Input should be less than 1
 Traceback (most recent call last):
 ...
 clinops.policy.PolicyError: example.yaml: treshold: unknown setting
+
+Built in code, a policy checks the same rules and raises the same error:
+
+>>> ExamplePolicy(threshold=0.3).to_dict()
+{'threshold': 0.3}
+>>> ExamplePolicy(threshold=0)
+Traceback (most recent call last):
+...
+clinops.policy.PolicyError: ExamplePolicy: threshold: Input should be greater than 0, got 0
 """
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -32,7 +42,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 
 class PolicyError(ValueError):
-    """A policy file breaks a rule; the message names the file, the key and the rule."""
+    """A policy file breaks a rule; the message names the file, the key and the rule.
+
+    ``broken`` lists each broken rule as (the setting's location, the rule) when the error
+    comes from validating a :class:`PolicyModel`.
+    """
+
+    def __init__(self, message: str, broken: list[tuple[tuple[str, ...], str]] | None = None):
+        super().__init__(message)
+        self.broken = list(broken or [])
 
 
 class PolicyModel(BaseModel):
@@ -44,6 +62,19 @@ class PolicyModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def __init__(self, **values: Any):
+        # keyword construction (``Policy(**flat)``, as settings and bundles do) breaks rules with
+        # the same PolicyError as a file does, naming the class instead of a file
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            broken = _broken(exc)
+            raise PolicyError(f"{type(self).__name__}: {_format(broken)}", broken) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Field name -> value, nested sections as dicts (the form stored in model bundles)."""
+        return self.model_dump()
+
     @classmethod
     def from_mapping(cls, raw: Any, *, where: str = "policy"):
         """Validate a mapping; any broken rule raises :class:`PolicyError` naming ``where``,
@@ -51,7 +82,8 @@ class PolicyModel(BaseModel):
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            raise PolicyError(f"{where}: {_describe(exc)}") from None
+            broken = _broken(exc)
+            raise PolicyError(f"{where}: {_format(broken)}", broken) from None
 
     @classmethod
     def load(cls, path: str | Path, *, task: str | None = None):
@@ -59,14 +91,37 @@ class PolicyModel(BaseModel):
         return cls.from_mapping(read_policy(path, task), where=str(path))
 
 
-def _describe(exc: ValidationError) -> str:
-    parts = []
+def describe_validation_error(exc: ValidationError, *, name: Callable[[str], str] | None = None) -> str:
+    """Every broken rule of ``exc`` as ``setting: rule, got value``, joined by ``; ``.
+
+    ``name`` maps a top-level field name to the name the reader wrote (a policy whose file
+    nests a section that its model stores flat).
+    """
+    return _format(_broken(exc), name)
+
+
+def _broken(exc: ValidationError) -> list[tuple[tuple[str, ...], str]]:
+    broken = []
     for err in exc.errors():
-        where = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        if err["type"] == "extra_forbidden":
-            parts.append(f"{where}: unknown setting")
+        loc = tuple(str(x) for x in err["loc"])
+        inner = (err.get("ctx") or {}).get("error")
+        if isinstance(inner, PolicyError) and inner.broken:
+            # raised by a PolicyModel's own __init__, which pydantic also runs for nested
+            # sections and model_validate: its rules lie below this location
+            broken.extend((loc + where, rule) for where, rule in inner.broken)
+        elif err["type"] == "extra_forbidden":
+            broken.append((loc, "unknown setting"))
         else:
-            parts.append(f"{where}: {err['msg']}, got {err.get('input')!r}")
+            broken.append((loc, f"{err['msg']}, got {err.get('input')!r}"))
+    return broken
+
+
+def _format(broken: list[tuple[tuple[str, ...], str]], name: Callable[[str], str] | None = None) -> str:
+    parts = []
+    for loc, rule in broken:
+        if loc and name is not None:
+            loc = (name(loc[0]), *loc[1:])
+        parts.append(f"{'.'.join(loc) or '(top level)'}: {rule}")
     return "; ".join(parts)
 
 

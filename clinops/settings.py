@@ -99,7 +99,7 @@ class TaskSettings:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe mapping (what the bundle stores and MLflow logs)."""
-        gov = dataclasses.asdict(self.governance)
+        gov = self.governance.to_dict()
         gov["fairness_policy"] = None  # the resolved fairness rules travel as `fairness`, not a path
         return {
             "task": self.task, "policy_task": self.policy_task,
@@ -227,7 +227,7 @@ def resolve_task_settings(P: Params, task: str) -> TaskSettings:
         confidence_level=float(u["confidence_level"]), ece_bins=int(u.get("ece_bins", 10)),
         ece_strategy=str(u.get("ece_strategy", "uniform")), age_edges=tuple(float(e) for e in edges),
         group_columns=group_columns, age_feature=age_feature, sex_feature=sex_feature, fairness=fairness, drift=drift,
-        governance=dataclasses.replace(governance, fairness_policy=None),
+        governance=governance.model_copy(update={"fairness_policy": None}),
         modeling={k: m[k] for k in ("cv_folds", "n_iter", "calibration_fraction", "n_boot", "candidates") if k in m},
         mlflow={k: sec["mlflow"][k] for k in ("experiment", "registered_model") if k in sec["mlflow"]},
         sources=tuple(dict.fromkeys(sources)))

@@ -77,17 +77,20 @@ def connect_private_sqlite(path: str | os.PathLike, *, wal: bool = False, synchr
     Parameters
     ----------
     path : path-like
-        The database file (created 0600, its directory 0700, if missing).
+        The database file (created 0600, its directory 0700, if missing); ``":memory:"`` for
+        a throwaway database that lives only in this connection.
     wal : bool
-        Switch the database to write-ahead logging (readers then never block the writer).
+        Switch the database to write-ahead logging (readers then never block the writer);
+        ignored by an in-memory database, which keeps no log on disk.
     synchronous : str, optional
         SQLite's ``PRAGMA synchronous`` (``OFF``, ``NORMAL``, ``FULL``); None keeps SQLite's.
     **options
         Passed to :func:`sqlite3.connect` (``timeout``, ``isolation_level``, ...).
     """
-    connection = sqlite3.connect(str(private_file(path)), **options)
+    in_memory = str(path) == ":memory:"
+    connection = sqlite3.connect(":memory:" if in_memory else str(private_file(path)), **options)
     connection.execute("PRAGMA secure_delete=ON")
-    if wal:
+    if wal and not in_memory:
         connection.execute("PRAGMA journal_mode=WAL")
     if synchronous is not None:
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):

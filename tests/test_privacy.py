@@ -176,3 +176,22 @@ def test_consent_seed_errors(tmp_path):
     with pytest.raises(PurposeError) as info:
         ConsentRegistry.open(":memory:", key=KEY, seed_path=bad)
     assert info.value.field == "purposes.not a code"
+
+
+def test_consent_store_is_private_and_erasure_overwrites(tmp_path, seed_path):
+    db = tmp_path / "state" / "consent.sqlite"
+    registry = ConsentRegistry.open(db, key=KEY, seed_path=seed_path)
+    registry.grant("30000777", ["research"])
+    assert stat.S_IMODE(os.stat(db).st_mode) == 0o600 and stat.S_IMODE(os.stat(db.parent).st_mode) == 0o700
+    assert registry.erase("30000777") == 1
+    registry.close()
+    on_disk = b"".join(p.read_bytes() for p in db.parent.iterdir())
+    assert b"30000777" not in on_disk              # neither in the database file nor in its log
+
+
+def test_a_refused_grant_changes_nothing():
+    registry = ConsentRegistry.open(":memory:", key=KEY)
+    registry.add_purpose("direct_care", "treating team")
+    with pytest.raises(PurposeError):
+        registry.grant("1", ["direct_care", "marketing"])
+    assert registry.allowed_purposes("1") == frozenset()
