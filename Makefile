@@ -52,7 +52,7 @@ sbom: setup
 test: setup
 	$(BIN)/python -m pytest tests -m "not slow" -n $(CORES) --dist loadfile
 	$(BIN)/python -m pytest --doctest-modules clinops serving -p no:cacheprovider
-	$(BIN)/python -m pytest --nbval-lax notebooks -p no:randomly
+	CLINOPS_PARAMS_FILE=tests/fixtures/nbval.yaml $(BIN)/python -m pytest --nbval-lax notebooks -p no:randomly
 
 test-slow: setup
 	$(BIN)/python -m pytest tests -m slow
