@@ -178,7 +178,7 @@ def test_one_command_starts_both_prints_the_urls_and_ctrl_c_stops_both(tmp_path)
     bundle = build_demo_bundle(tmp_path / "bundle", n=400)
     port, prometheus_port = free_port(), free_port()
     stack = subprocess.Popen(
-        [sys.executable, "-m", "clinops.ops", "stack", "--target", f"127.0.0.1:{port}", "--prometheus-port",
+        [sys.executable, "-m", "clinops", "ops", "stack", "--target", f"127.0.0.1:{port}", "--prometheus-port",
          str(prometheus_port), "--scrape-interval", "1s", "--dir", str(tmp_path / "stack"), "--",
          sys.executable, "-m", "serving", "--model-dir", str(bundle), "--state-dir", str(tmp_path / "state"),
          "--port", str(port), "--workers", "1", "--demo", "--log-level", "warning"],

@@ -566,7 +566,7 @@ def test_unknown_prediction_ids_never_scan_the_audit_trail(inprocess, monkeypatc
 def test_an_own_cohort_is_served_with_its_consent_file_and_integer_codes(tmp_path):
     """Issue 16 (13): for a model on a hospital's own table only the demo encounter ids had
     consent, and ``"icu_type": 2`` was a 422 where the table held integers. Here a manifest
-    with an integer-coded category (as clinops.cohort_table writes it: codes as text) and a
+    with an integer-coded category (as clinops.tasks.own_table writes it: codes as text) and a
     consent file of the hospital's own ids."""
     spec = MANIFEST.to_dict()
     spec["features"].append({"name": "icu_type", "kind": "categorical", "unit": "unit code",

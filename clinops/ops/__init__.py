@@ -8,7 +8,7 @@ FastAPI + Docker), generated from the policy files.
 * :mod:`clinops.ops.stack` -- a real Prometheus server next to the serving demo (``make stack``);
 * :mod:`clinops.ops.sbom` -- a CycloneDX SBOM of the serving runtime dependencies.
 
-``python -m clinops.ops generate`` writes the committed files under ``serving/ops/``;
-``python -m clinops.ops check`` fails, naming file and line, where they differ from what the
+``clinops ops generate`` writes the committed files under ``serving/ops/``;
+``clinops ops check`` fails, naming file and line, where they differ from what the
 policies give (tests/test_ops_rules.py runs it in ``make test``).
 """

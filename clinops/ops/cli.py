@@ -12,7 +12,7 @@ from clinops.ops.stack import main_stack
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m clinops.ops", description="The serving demo's operations stack.")
+    p = argparse.ArgumentParser(prog="clinops ops", description="The serving demo's operations stack.")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("generate", help="write serving/ops/ from params/policies/*.yaml")
     sub.add_parser("check", help="fail, naming file and line, where serving/ops/ differs from the policies")

@@ -174,7 +174,7 @@ def demo_metrics_token() -> str:
 
 
 def main_stack(args) -> int:
-    """``python -m clinops.ops stack``: see :func:`run_stack`."""
+    """``clinops ops stack``: see :func:`run_stack`."""
     token = args.metrics_token_file.read_text().strip() if args.metrics_token_file else demo_metrics_token()
     if not args.server_command:
         print("stack: give the server command after --", file=sys.stderr)
