@@ -37,7 +37,6 @@ Examples
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -107,7 +106,7 @@ class RecordIndex:
         self.log_id = log_id
         self._lock = threading.RLock()  # one connection, shared by the trail's threads
         if path is None:
-            self._con = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            self._con = connect_private_sqlite(":memory:", isolation_level=None, check_same_thread=False)
         else:
             private_directory(path.parent)
             # WAL: every worker process of a server shares the file, and readers never wait
