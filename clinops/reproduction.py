@@ -20,9 +20,6 @@ store's path, wall-clock times of governance events) are not compared, and the r
 Examples
 --------
 >>> import pandas as pd
-
-from clinops.config import load_params
-from clinops.report import write_table
 >>> a = pd.DataFrame({"n": [10], "auc": [0.8]})
 >>> compare_frames(a, a.assign(auc=0.8 + 1e-12))["status"]
 'within tolerance'
