@@ -128,6 +128,10 @@ class ModelBundle:
     lineage : dict
         Dataset SHA-256s, feature SQL / manifest SHA-256s, hyperparameters, seed, sizes,
         ``run_id`` once logged to MLflow.
+    conformal_class_thresholds : list of two floats or None
+        Class-conditional (Mondrian) LAC quantiles ``(q_0, q_1)`` from the same conformal part
+        (:func:`clinops.uncertainty.class_conditional_thresholds`); used when the settings'
+        ``conformal_mode`` is ``mondrian``. None for bundles written before they were stored.
     settings : dict or None
         The task's resolved settings (:meth:`clinops.settings.TaskSettings.to_dict`): the
         policies, age edges and thresholds the server applies. None only for bundles built
@@ -145,6 +149,7 @@ class ModelBundle:
     reference: dict
     lineage: dict = field(default_factory=dict)
     settings: dict | None = None
+    conformal_class_thresholds: list[float] | None = None
 
     def task_settings(self) -> TaskSettings:
         """The :class:`clinops.settings.TaskSettings` this model was trained and reported with.
@@ -196,6 +201,8 @@ class ModelBundle:
             "reference": self.reference,
             "lineage": self.lineage,
             "settings": self.settings,
+            "conformal_class_thresholds": (None if self.conformal_class_thresholds is None
+                                           else [float(q) for q in self.conformal_class_thresholds]),
         }
         (d / "bundle.json").write_text(
             json.dumps(meta, indent=2, sort_keys=True, default=_json_default))
@@ -229,6 +236,7 @@ class ModelBundle:
             reference=meta["reference"],
             lineage=meta["lineage"],
             settings=meta.get("settings"),
+            conformal_class_thresholds=meta.get("conformal_class_thresholds"),
         )
 
 

@@ -38,6 +38,11 @@ from clinops.config import Params, deep_merge
 from clinops.policy import PolicyError
 from clinops.tasks import SLOTS, task_for
 
+#: Conformal set modes (``uncertainty.conformal_mode``): ``marginal`` (one LAC quantile, the
+#: paper's) or ``mondrian`` (one LAC quantile per true class, so each class is covered at the
+#: level, deaths included). Stated here, the level that resolves it; :mod:`clinops.uncertainty` reads it.
+CONFORMAL_MODES: tuple[str, ...] = ("marginal", "mondrian")
+
 
 #: Sections of a parameter file that a task may override (``readmission: {modeling: ...}``).
 TASK_SECTIONS = ("modeling", "uncertainty", "fairness", "drift", "mlflow")
@@ -62,6 +67,13 @@ class TaskSettings:
     confidence_level : float in (0, 1)
         Target coverage of the split-conformal sets.
     ece_bins, ece_strategy : ECE binning (``uncertainty``).
+    conformal_mode : 'marginal' (default, the paper's: one LAC quantile) or 'mondrian' (one per
+        true class) -- which sets the bundle's predictor, hence the server, gives
+        (``uncertainty.conformal_mode``).
+    high_probability : float in (0, 1) or None
+        A calibrated probability at or above it is "high": a {survives} singleton set beside it
+        is the contradicting singleton flagged as low confidence (``uncertainty.high_probability``;
+        None = the operating threshold, see :attr:`contradiction_probability`).
     age_edges : tuple of float
         Lower bounds of the age groups (years), e.g. (18, 45, 65, 80) -> 18-44, ..., 80+.
     group_columns : tuple of str
@@ -96,6 +108,20 @@ class TaskSettings:
     modeling: Mapping[str, Any] = field(default_factory=dict)
     mlflow: Mapping[str, str] = field(default_factory=dict)
     sources: tuple[str, ...] = field(default=(), compare=False)
+    conformal_mode: str = "marginal"
+    high_probability: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.conformal_mode not in CONFORMAL_MODES:
+            raise SettingsError(f"uncertainty.conformal_mode: must be one of {list(CONFORMAL_MODES)}, "
+                                f"got {self.conformal_mode!r}")
+        if self.high_probability is not None and not 0.0 < self.high_probability < 1.0:
+            raise SettingsError(f"uncertainty.high_probability: must be in (0, 1), got {self.high_probability!r}")
+
+    @property
+    def contradiction_probability(self) -> float:
+        """The probability from which a {survives} singleton contradicts the model's own estimate."""
+        return float(self.operating_threshold if self.high_probability is None else self.high_probability)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe mapping (what the bundle stores and MLflow logs)."""
@@ -106,6 +132,7 @@ class TaskSettings:
             "operating_threshold": float(self.operating_threshold),
             "confidence_level": float(self.confidence_level),
             "ece_bins": int(self.ece_bins), "ece_strategy": self.ece_strategy,
+            "conformal_mode": self.conformal_mode, "high_probability": self.high_probability,
             "age_edges": [float(e) for e in self.age_edges], "group_columns": list(self.group_columns),
             "age_feature": self.age_feature, "sex_feature": self.sex_feature,
             "fairness": self.fairness.to_dict(),
@@ -129,7 +156,10 @@ class TaskSettings:
                    fairness=FairnessPolicy(**d["fairness"]), drift=DriftPolicy(**d["drift"]),
                    governance=GovernancePolicy(**d["governance"]), age_feature=d.get("age_feature"),
                    sex_feature=d.get("sex_feature"), modeling=dict(d.get("modeling", {})),
-                   mlflow=dict(d.get("mlflow", {})), sources=tuple(d.get("sources", ())))
+                   mlflow=dict(d.get("mlflow", {})), sources=tuple(d.get("sources", ())),
+                   conformal_mode=str(d.get("conformal_mode", "marginal")),
+                   high_probability=(None if d.get("high_probability") is None
+                                     else float(d["high_probability"])))
 
     @property
     def sha256(self) -> str:
@@ -225,7 +255,10 @@ def resolve_task_settings(P: Params, task: str) -> TaskSettings:
     return TaskSettings(
         task=task, policy_task=policy_task, operating_threshold=float(m["threshold"]),
         confidence_level=float(u["confidence_level"]), ece_bins=int(u.get("ece_bins", 10)),
-        ece_strategy=str(u.get("ece_strategy", "uniform")), age_edges=tuple(float(e) for e in edges),
+        ece_strategy=str(u.get("ece_strategy", "uniform")),
+        conformal_mode=str(u.get("conformal_mode", "marginal")),
+        high_probability=None if u.get("high_probability") is None else float(u["high_probability"]),
+        age_edges=tuple(float(e) for e in edges),
         group_columns=group_columns, age_feature=age_feature, sex_feature=sex_feature, fairness=fairness, drift=drift,
         governance=governance.model_copy(update={"fairness_policy": None}),
         modeling={k: m[k] for k in ("cv_folds", "n_iter", "calibration_fraction", "n_boot", "candidates") if k in m},
@@ -233,5 +266,5 @@ def resolve_task_settings(P: Params, task: str) -> TaskSettings:
         sources=tuple(dict.fromkeys(sources)))
 
 
-__all__ = ["TaskSettings", "SettingsError", "resolve_task_settings", "policy_task_name", "task_sections",
+__all__ = ["TaskSettings", "SettingsError", "CONFORMAL_MODES", "resolve_task_settings", "policy_task_name", "task_sections",
            "TASK_SECTIONS", "TASKS"]

@@ -236,9 +236,11 @@ def test_non_numeric_numeric_feature():
 
 def test_sensitive_attributes():
     df = small_table()
-    df.loc[0, "gender"] = "unknown"
-    err = error_of(df)
-    assert err.column == "gender" and "'unknown'" in err.rule and "other_columns" in err.rule
+    df.loc[0, "gender"] = "X"      # neither M nor F: kept as 'other' (issue 18), not refused
+    df.loc[1, "gender"] = None     # missing: kept as 'unknown'
+    out = build(df)
+    assert len(out) == len(df)
+    assert out["sensitive_sex"].tolist()[:4] == ["other", "unknown", "M", "F"]
     df = small_table()
     df.loc[0, "age"] = 16
     err = error_of(df)

@@ -268,7 +268,8 @@ def test_policy_from_flat_keywords_and_to_dict_round_trip(policy_path):
     policy = FairnessPolicy.load(policy_path, task="readmission")
     assert policy.pairwise_gap_limits == {"auroc": 0.05}
     assert FairnessPolicy(**policy.to_dict()) == policy
-    assert list(policy.to_dict()) == ["pairwise_gap_limits", "disparity_limits", "min_group_size", "action"]
+    assert list(policy.to_dict()) == ["pairwise_gap_limits", "disparity_limits", "min_group_size", "action",
+                                      "alert_rule"]
     with pytest.raises(ValueError, match="min_group_size"):
         FairnessPolicy.from_mapping({"min_group_size": 0})
     with pytest.raises(ValueError, match="disparity_limits: .*unknown metric 'auroc'"):

@@ -16,19 +16,22 @@ What this package gives (paper, "Fairness evaluation", Table 2):
 - :mod:`~clinops.fairness.policy` / :mod:`~clinops.fairness.alerts`: :class:`FairnessPolicy`
   (``params/policies/fairness.yaml``) and :func:`fairness_alerts`. An alert always means *human
   review*; the policy refuses any other action, so no fairness result can start retraining.
+- :mod:`~clinops.fairness.alert_rules`: the ``point`` and ``ci_excludes`` rules side by side
+  (:func:`pairwise_gap_intervals`, :func:`alerts_by_rule`, :func:`rule_fires`).
 - :mod:`~clinops.fairness.plots`: :func:`plot_subgroups`, the forest plot.
 """
+from clinops.fairness.alert_rules import alerts_by_rule, pairwise_gap_intervals, rule_fires
 from clinops.fairness.alerts import FairnessAlert, fairness_alerts
 from clinops.fairness.gaps import fairness_gaps
-from clinops.fairness.groups import OVERALL, age_groups
+from clinops.fairness.groups import OVERALL, SEX_OUTSIDE_GAPS, age_groups, sex_groups
 from clinops.fairness.metrics import GAP_DEFINITIONS, GAP_METRICS, SUBGROUP_METRICS, TABLE_METRICS
 from clinops.fairness.plots import plot_subgroups
-from clinops.fairness.policy import ALERT_ACTION, FairnessPolicy
+from clinops.fairness.policy import ALERT_ACTION, ALERT_RULES, FairnessPolicy
 from clinops.fairness.table import subgroup_table
 from clinops.policy import PolicyError
 
 __all__ = [
     "TABLE_METRICS", "GAP_METRICS", "SUBGROUP_METRICS", "GAP_DEFINITIONS", "OVERALL", "ALERT_ACTION",
     "FairnessPolicy", "PolicyError", "FairnessAlert", "age_groups", "subgroup_table", "fairness_gaps",
-    "fairness_alerts", "plot_subgroups",
+    "fairness_alerts", "plot_subgroups", "ALERT_RULES", "alerts_by_rule", "SEX_OUTSIDE_GAPS", "sex_groups", "pairwise_gap_intervals", "rule_fires",
 ]

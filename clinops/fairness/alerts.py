@@ -14,11 +14,13 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from itertools import combinations
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from clinops.fairness.alert_rules import rule_fires
 from clinops.fairness.groups import OVERALL
 from clinops.fairness.policy import ALERT_ACTION, FairnessPolicy
 
@@ -56,7 +58,8 @@ class FairnessAlert:
 
 
 def fairness_alerts(subgroup_table: pd.DataFrame, policy: FairnessPolicy, *,
-                    gaps: pd.DataFrame | None = None) -> list[FairnessAlert]:
+                    gaps: pd.DataFrame | None = None, pairwise: pd.DataFrame | None = None,
+                    exclude: Mapping[str, Collection[str]] | None = None) -> list[FairnessAlert]:
     """Apply the policy to a :func:`~clinops.fairness.subgroup_table` (and optionally gaps).
 
     Parameters
@@ -68,11 +71,23 @@ def fairness_alerts(subgroup_table: pd.DataFrame, policy: FairnessPolicy, *,
     policy : FairnessPolicy
     gaps : DataFrame from :func:`~clinops.fairness.fairness_gaps` (one or several
         concatenated), optional
+    pairwise : DataFrame from :func:`~clinops.fairness.pairwise_gap_intervals`, optional
+        The CIs of the pairwise differences; required when ``policy.alert_rule`` is
+        ``ci_excludes`` and the policy has pairwise limits.
+    exclude : mapping attribute -> groups, optional
+        Groups of Table 2 never compared (e.g. ``{"sex": SEX_OUTSIDE_GAPS}``: reported, not gapped).
 
     Returns
     -------
-    list of FairnessAlert, largest gap first. A gap *strictly above* its limit alerts.
+    list of FairnessAlert, largest gap first. Under ``point`` a gap *strictly above* its limit
+    alerts; under ``ci_excludes`` a gap whose CI lower bound is strictly above it.
     """
+    rule = policy.alert_rule
+    if rule == "ci_excludes" and policy.pairwise_gap_limits and pairwise is None:
+        raise ValueError("pairwise: required when alert_rule is 'ci_excludes' (the pairwise gaps' CIs, "
+                         "from pairwise_gap_intervals)")
+    ci_lo = ({(str(r.attribute), str(r.metric), str(r.group_a), str(r.group_b)): float(r.ci_lo)
+              for r in pairwise.itertuples()} if pairwise is not None else {})
     alerts: list[FairnessAlert] = []
     table = subgroup_table
     for metric, limit in policy.pairwise_gap_limits.items():
@@ -85,18 +100,20 @@ def fairness_alerts(subgroup_table: pd.DataFrame, policy: FairnessPolicy, *,
             keep = sub["estimable"].astype(bool) & np.isfinite(sub[metric].astype(float))
             if "n" in sub.columns:
                 keep &= sub["n"] >= policy.min_group_size
+            keep &= ~sub.index.isin(list((exclude or {}).get(str(attr), ())))
             sub = sub[keep]
             for ga, gb in combinations(sub.index, 2):
                 va, vb = float(sub.loc[ga, metric]), float(sub.loc[gb, metric])
                 if va < vb:
                     ga, gb, va, vb = gb, ga, vb, va
                 gap = va - vb
-                if gap > limit:
+                lo = ci_lo.get((str(attr), metric, str(ga), str(gb)), np.nan)
+                if rule_fires(gap, lo, float(limit), rule):
                     alerts.append(FairnessAlert(str(attr), str(ga), str(gb), metric, gap, float(limit), va, vb))
     if gaps is not None and policy.disparity_limits:
         for _, row in gaps.iterrows():
             limit = policy.disparity_limits.get(row["metric"])
-            if limit is not None and np.isfinite(row["value"]) and row["value"] > limit:
+            if limit is not None and rule_fires(float(row["value"]), float(row.get("ci_lo", np.nan)), float(limit), rule):
                 alerts.append(FairnessAlert(str(row["attribute"]), str(row["group_high"]), str(row["group_low"]),
                                             str(row["metric"]), float(row["value"]), float(limit)))
     return sorted(alerts, key=lambda a: -a.gap)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import warnings
 from functools import reduce
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -37,7 +37,7 @@ def _spread(rates: np.ndarray) -> np.ndarray:
 
 def fairness_gaps(y_true: Any, prob: Any, sensitive: Any, *, threshold: float, n_boot: int = 1000,
                   seed: int | None, min_group_size: int = 30, ci: float = 0.95,
-                  attribute: str | None = None) -> pd.DataFrame:
+                  attribute: str | None = None, exclude: Sequence[str] = ()) -> pd.DataFrame:
     """Equalized-odds, demographic-parity and predictive-parity differences with bootstrap CIs.
 
     Parameters
@@ -54,6 +54,9 @@ def fairness_gaps(y_true: Any, prob: Any, sensitive: Any, *, threshold: float, n
         (named in ``excluded_groups``): their rates are not estimable.
     attribute : str, optional
         Name written in the ``attribute`` column (default: the Series name or ``"sensitive"``).
+    exclude : sequence of str
+        Groups always left out of the gaps and named in ``excluded_groups`` (e.g. the sex groups
+        'unknown' and 'other', :data:`~clinops.fairness.groups.SEX_OUTSIDE_GAPS`).
 
     Returns
     -------
@@ -80,7 +83,7 @@ def fairness_gaps(y_true: Any, prob: Any, sensitive: Any, *, threshold: float, n
     excluded = []
     for g in group_order(labels):
         m = labels == g
-        if m.sum() < min_group_size or y[m].min() == y[m].max():
+        if g in exclude or m.sum() < min_group_size or y[m].min() == y[m].max():
             excluded.append(g)
     keep = ~np.isin(labels, excluded)
     y, p, labels = y[keep], p[keep], labels[keep]

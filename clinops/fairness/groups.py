@@ -16,7 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["OVERALL", "age_groups", "group_labels", "group_order"]
+__all__ = ["OVERALL", "SEX_OUTSIDE_GAPS", "age_groups", "sex_groups", "group_labels", "group_order"]
+
+#: Sex groups reported in Table 2 but left out of the two-group (male/female) gaps and alerts:
+#: stays whose sex is missing ('unknown') or neither M nor F ('other') are audited, not dropped,
+#: and a gap "between male and unknown" would measure the recording, not the patients.
+SEX_OUTSIDE_GAPS: tuple[str, ...] = ("unknown", "other")
 
 #: Label of the row that covers every stay in :func:`clinops.fairness.subgroup_table`.
 OVERALL = ("overall", "all")
@@ -81,3 +86,15 @@ def age_groups(age: Any, edges: Sequence[float] = (18, 45, 65, 80)) -> pd.Series
     labels = [f"{fmt(lo)}-{fmt(hi - 1)}" for lo, hi in zip(edges, edges[1:])] + [f"{fmt(edges[-1])}+"]
     cut = pd.cut(a, bins=edges + [math.inf], right=False, labels=labels)
     return pd.Series(cut, index=a.index, name="age_group")
+
+
+def sex_groups(codes: Any) -> pd.Series:
+    """Sex codes of a task table ('M', 'F', 'unknown', 'other'; missing = 'unknown') as group labels.
+
+    Examples
+    --------
+    >>> sex_groups(pd.Series(["M", "F", None, "other"])).tolist()
+    ['male', 'female', 'unknown', 'other']
+    """
+    s = pd.Series(codes, dtype=object) if not isinstance(codes, pd.Series) else codes.astype(object)
+    return s.map({"M": "male", "F": "female"}).fillna(s.where(s.notna(), "unknown")).astype(str)

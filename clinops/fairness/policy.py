@@ -8,7 +8,7 @@ default; the allowed metric names are those of the metric registry
 Examples
 --------
 >>> FairnessPolicy().to_dict()
-{'pairwise_gap_limits': {'auroc': 0.03}, 'disparity_limits': {}, 'min_group_size': 30, 'action': 'human_review'}
+{'pairwise_gap_limits': {'auroc': 0.03}, 'disparity_limits': {}, 'min_group_size': 30, 'action': 'human_review', 'alert_rule': 'point'}
 >>> FairnessPolicy(pairwise_gap_limits={"auroc": 0.05}, min_group_size=50).min_group_size
 50
 >>> FairnessPolicy.from_mapping({"action": "retrain"}, where="fairness.yaml")
@@ -22,17 +22,22 @@ clinops.policy.PolicyError: fairness.yaml: disparity_limits: Value error, unknow
 """
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
 from clinops.fairness.metrics import GAP_DEFINITIONS, SUBGROUP_METRICS
 from clinops.policy import PolicyModel
 
-__all__ = ["FairnessPolicy", "ALERT_ACTION"]
+__all__ = ["FairnessPolicy", "ALERT_ACTION", "ALERT_RULES"]
 
 #: The only action a fairness alert may lead to (paper, Layer 2: alerts prompt structured review).
 ALERT_ACTION = "human_review"
+
+#: How a gap is compared with its limit: ``point`` (the paper's: the point estimate strictly above
+#: the limit) or ``ci_excludes`` (the whole bootstrap CI of the gap strictly above the limit, so a
+#: gap that may be within the limit does not alert).
+ALERT_RULES: tuple[str, ...] = ("point", "ci_excludes")
 
 #: A limit on a metric difference, in the metric's own units.
 Limit = Annotated[float, Field(strict=True, gt=0, le=1)]
@@ -59,12 +64,14 @@ class FairnessPolicy(PolicyModel):
         those of :data:`~clinops.fairness.metrics.GAP_DEFINITIONS`.
     min_group_size : rows below which a group is not estimable (and never alerts).
     action : always ``"human_review"``.
+    alert_rule : ``"point"`` (default, the paper's) or ``"ci_excludes"``, see :data:`ALERT_RULES`.
     """
 
     pairwise_gap_limits: dict[str, Limit] = Field(default_factory=lambda: {"auroc": 0.03})
     disparity_limits: dict[str, Limit] = Field(default_factory=dict)
     min_group_size: int = Field(30, strict=True, ge=1)
     action: str = ALERT_ACTION
+    alert_rule: Literal["point", "ci_excludes"] = "point"
 
     @field_validator("pairwise_gap_limits")
     @classmethod
@@ -88,4 +95,5 @@ class FairnessPolicy(PolicyModel):
         """Plain dict of the rules (what the model bundle stores)."""
         return {"pairwise_gap_limits": dict(self.pairwise_gap_limits),
                 "disparity_limits": dict(self.disparity_limits),
-                "min_group_size": int(self.min_group_size), "action": self.action}
+                "min_group_size": int(self.min_group_size), "action": self.action,
+                "alert_rule": self.alert_rule}

@@ -18,7 +18,7 @@ __all__ = ["ESCALATION_REASONS", "escalation_reasons"]
 #: Reason codes of :func:`escalation_reasons`, in the order they are reported.
 ESCALATION_REASONS: tuple[str, ...] = (
     "model_suspended", "empty_conformal_set", "ambiguous_conformal_set", "out_of_distribution",
-    "mostly_imputed",
+    "mostly_imputed", "contradicting_singleton",
 )
 
 _ALL_RULES = GovernancePolicy()  # built once: this runs for every prediction
@@ -26,7 +26,7 @@ _ALL_RULES = GovernancePolicy()  # built once: this runs for every prediction
 
 def escalation_reasons(*, state: ModelState | str, conformal_set: Any = None,
                        out_of_distribution: bool = False, imputed_share: float | None = None,
-                       policy: GovernancePolicy | None = None) -> list[str]:
+                       contradicting_singleton: bool = False, policy: GovernancePolicy | None = None) -> list[str]:
     """Why one prediction must go to human review (empty list: no escalation).
 
     Parameters
@@ -40,6 +40,9 @@ def escalation_reasons(*, state: ModelState | str, conformal_set: Any = None,
     imputed_share : share of the record's features that were missing and imputed, optional;
         above ``policy.escalate_imputed_share`` the answer rests mostly on training medians
         (an integration that drops every vital sign must never look like a low-risk patient)
+    contradicting_singleton : the set is the singleton {survives} beside a high calibrated
+        probability (:attr:`clinops.uncertainty.RiskResult.contradicting_singleton`): a confident
+        set that the model's own probability contradicts
     policy : which rules apply (default: all of them)
 
     Returns
@@ -55,6 +58,8 @@ def escalation_reasons(*, state: ModelState | str, conformal_set: Any = None,
     >>> escalation_reasons(state="ACTIVE", conformal_set={0, 1},
     ...                    policy=GovernancePolicy(escalate_ambiguous_set=False))
     []
+    >>> escalation_reasons(state="ACTIVE", conformal_set={0}, contradicting_singleton=True)
+    ['contradicting_singleton']
     """
     policy = policy or _ALL_RULES
     try:
@@ -82,4 +87,6 @@ def escalation_reasons(*, state: ModelState | str, conformal_set: Any = None,
         reasons.append("out_of_distribution")
     if imputed_share is not None and imputed_share > policy.escalate_imputed_share:
         reasons.append("mostly_imputed")
+    if bool(contradicting_singleton) and policy.escalate_contradicting_singleton:
+        reasons.append("contradicting_singleton")
     return reasons

@@ -59,6 +59,8 @@ class GovernancePolicy(PolicyModel):
     fairness_policy : path of the fairness alert rules (thresholds live there, once)
     escalate_empty_set, escalate_ambiguous_set, escalate_out_of_distribution : per-prediction
         escalation rules of :func:`clinops.governance.escalation_reasons`
+    escalate_contradicting_singleton : a {survives} conformal singleton beside a high calibrated
+        probability escalates (on: the server's answers only; no workflow table counts escalations)
     escalate_imputed_share : a prediction with more than this share of its features imputed
         escalates (default 0.5, the cohort's rule: a stay with more than half of its features
         missing is excluded from training, so the model never learned from such a record)
@@ -79,6 +81,7 @@ class GovernancePolicy(PolicyModel):
     escalate_empty_set: StrictBool = True
     escalate_ambiguous_set: StrictBool = True
     escalate_out_of_distribution: StrictBool = True
+    escalate_contradicting_singleton: StrictBool = True
     escalate_imputed_share: Share = Field(0.5, ge=0, lt=1, description="imputed features above it escalate")
     resume_roles: Roles = ("reviewer",)
     suspend_roles: Roles = ("reviewer", "clinician")

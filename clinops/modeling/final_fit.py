@@ -26,7 +26,7 @@ from clinops.modeling.xgb_config import (
     train_params,
 )
 from clinops.settings import TaskSettings
-from clinops.uncertainty import conformal_threshold, fit_conformal, fit_isotonic
+from clinops.uncertainty import class_conditional_thresholds, conformal_threshold, fit_conformal, fit_isotonic
 
 __all__ = ["split_for_calibration", "fit_final"]
 
@@ -172,8 +172,11 @@ def fit_final(
     iso_idx, conf_idx = train_test_split(
         np.arange(len(y_cal_a)), train_size=isotonic_fraction, stratify=y_cal_a, random_state=seed)
     calibrator = fit_isotonic(booster.inplace_predict(Xc_imp[iso_idx]), y_cal_a[iso_idx])
-    conformal = fit_conformal(CalibratedBooster(booster, calibrator), Xc_imp[conf_idx],
-                              y_cal_a[conf_idx], confidence_level=confidence_level)
+    calibrated = CalibratedBooster(booster, calibrator)
+    conformal = fit_conformal(calibrated, Xc_imp[conf_idx], y_cal_a[conf_idx], confidence_level=confidence_level)
+    # both modes' quantiles from the same conformal part: the settings choose which one serves
+    class_q = class_conditional_thresholds(calibrated.predict_proba(Xc_imp[conf_idx])[:, 1], y_cal_a[conf_idx],
+                                           confidence_level=confidence_level)
 
     lineage_out = {
         "params": {k: params[k] for k in XGB_PARAM_NAMES},
@@ -195,6 +198,7 @@ def fit_final(
         frozen_medians={k: float(medians[k]) for k in names},
         calibrator=calibrator,
         conformal_threshold=conformal_threshold(conformal, confidence_level=confidence_level),
+        conformal_class_thresholds=[float(q) for q in class_q],
         confidence_level=float(confidence_level),
         threshold=float(threshold),
         reference=reference_statistics(X_fit, n_bins=psi_bins),

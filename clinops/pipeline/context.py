@@ -222,7 +222,7 @@ def groups_for(task: TaskConfig, frame: pd.DataFrame) -> dict[str, pd.Series]:
     groups: dict[str, pd.Series] = {}
     sex, age = frame["sensitive_sex"], frame["sensitive_age"]
     if sex.notna().any():
-        groups["sex"] = sex.map({"M": "male", "F": "female"}).fillna(sex).astype(str)
+        groups["sex"] = fairness.sex_groups(sex)  # 'unknown' / 'other' kept as groups of their own
     if age.notna().any():
         groups["age_group"] = fairness.age_groups(age.to_numpy(), edges=edges).astype(str)
         groups["age_group"].index = frame.index

@@ -25,10 +25,21 @@ def run_fairness(P: Params, task: str = "primary") -> SimpleNamespace:
     groups = groups_for(t, preds)
     table = fairness.subgroup_table(y, prob, {k: v.to_numpy() for k, v in groups.items()}, threshold=threshold,
                                     n_boot=n_boot, seed=seed, min_group_size=min_group)
+    # unknown/other sex: a row of Table 2, never one side of a male/female gap
+    outside = {"sex": fairness.SEX_OUTSIDE_GAPS}
     gaps = pd.concat([fairness.fairness_gaps(y, prob, groups[a].to_numpy(), threshold=threshold, n_boot=n_boot,
-                                             seed=seed, min_group_size=min_group, attribute=a)
+                                             seed=seed, min_group_size=min_group, attribute=a,
+                                             exclude=outside.get(a, ()))
                       for a in groups], ignore_index=True)
-    alerts = fairness.fairness_alerts(table, rs.fairness, gaps=gaps)
+    pairwise = pd.concat([fairness.pairwise_gap_intervals(y, prob, groups[a].to_numpy(),
+                                                          metrics=list(rs.fairness.pairwise_gap_limits),
+                                                          threshold=threshold, n_boot=n_boot, seed=seed,
+                                                          min_group_size=min_group, attribute=a,
+                                                          exclude=outside.get(a, ()))
+                          for a in groups], ignore_index=True)
+    alerts = fairness.fairness_alerts(table, rs.fairness, gaps=gaps, pairwise=pairwise, exclude=outside)
+    by_rule = fairness.alerts_by_rule(rs.fairness, pairwise=pairwise, gaps=gaps)
+    counts = {rule: int(by_rule[f"alert_{rule}"].sum()) for rule in fairness.ALERT_RULES}
     state = fresh_state_machine(P, t, "fairness")
     if alerts:
         state.on_fairness_alert(alerts)
@@ -42,10 +53,15 @@ def run_fairness(P: Params, task: str = "primary") -> SimpleNamespace:
                 index=True, note=f"Bootstrap 95 % CIs, {n_boot} resamples, seed {seed}. Groups with fewer than "
                      f"{min_group} stays or one outcome class are reported as not estimable.")
     write_table(gaps, out / "fairness_gaps", title="Fairness gaps with bootstrap 95 % CIs", data_label=P.data_label)
+    write_table(by_rule, out / "alerts_by_rule", title="Fairness alerts under the point rule and the CI rule",
+                data_label=P.data_label,
+                note=f"Alerts: {counts['point']} under the point rule (the paper's: gap > limit), "
+                     f"{counts['ci_excludes']} under ci_excludes (bootstrap 95 % CI entirely above the limit; "
+                     f"{n_boot} resamples, seed {seed}). Rule in force: **{rs.fairness.alert_rule}**.")
     (out / "alerts.md").write_text(f"# Fairness alerts ({t.title})\n\nData: **{P.data_label}**.\n\n{alerts_md}\n")
     write_figure(fig, out / "subgroups.png")
 
     if t.comparison:
         record_values(P.build_dir, f"fairness_{t.key}", paper_mapping.fairness_values(t.task.paper, table, gaps))
-    return SimpleNamespace(table2=table, gaps=gaps, alerts=alerts, alerts_markdown=alerts_md, figure=fig,
+    return SimpleNamespace(table2=table, gaps=gaps, alerts=alerts, alerts_by_rule=by_rule, alert_counts=counts, alerts_markdown=alerts_md, figure=fig,
                            state=state.state)

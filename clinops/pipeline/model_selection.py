@@ -14,6 +14,10 @@ from clinops.report import record_values, write_table
 from clinops.task_table import read_task_table
 
 
+#: Names of the two classes in the coverage table, per task (the label as text otherwise).
+_CLASS_NAMES = {"mortality": {0: "survived", 1: "died"}, "readmission": {0: "not readmitted", 1: "readmitted"}}
+
+
 def _project_relative(P: Params, text: str) -> str:
     """A path (or URI) with the project root written as ``<project>``: reports name no machine's folders."""
     return text.replace(str(P.root.resolve()), "<project>")
@@ -67,6 +71,11 @@ def run_model_selection(P: Params, task: str = "primary") -> SimpleNamespace:
     sets = pred[["in_set_0", "in_set_1"]].to_numpy(dtype=bool)
     groups = groups_for(t, test)
     coverage = uncertainty.coverage_table(y_test, sets, {k: v.to_numpy() for k, v in groups.items()})
+    # both modes from the bundle's own quantiles (one conformal part of the calibration slice)
+    coverage_by_class = uncertainty.class_coverage_table(
+        y_test, prob, threshold=bundle.conformal_threshold, class_thresholds=bundle.conformal_class_thresholds,
+        high_probability=rs.contradiction_probability, groups={k: v.to_numpy() for k, v in groups.items()},
+        class_names=_CLASS_NAMES.get(t.task.name))
 
     run_id = lineage.log_training_run(
         bundle, project_root=P.root,
@@ -120,6 +129,12 @@ def run_model_selection(P: Params, task: str = "primary") -> SimpleNamespace:
                 title=f"Split-conformal sets at {rs.confidence_level:.0%}: coverage on the test years", data_label=dl,
                 note="Coverage is guaranteed only under exchangeability; a temporal split breaks it, so this is "
                      "what was measured, not what was promised.")
+    write_table(coverage_by_class, out / "coverage_by_class",
+                title=f"Conformal sets at {rs.confidence_level:.0%}, marginal vs class-conditional (Mondrian): "
+                      "coverage per true class and group, test years", data_label=dl,
+                note=f"Served mode: **{rs.conformal_mode}**. Both modes use the bundle's quantiles from the same "
+                     "conformal part of the calibration slice. n_contradicting: {survives} singletons with a "
+                     f"calibrated probability >= {rs.contradiction_probability} (flagged low confidence).")
     write_table(lineage_table, out / "lineage", title="Lineage (Layer 3)", data_label=dl)
     write_figure(rel_fig, out / "reliability.png")
 
@@ -130,4 +145,4 @@ def run_model_selection(P: Params, task: str = "primary") -> SimpleNamespace:
     return SimpleNamespace(candidates=candidates, stage1_note=stage1_note, search=search, chosen=chosen,
                            test_metrics=test_metrics,
                            calibration=calibration, reliability=reliability, reliability_figure=rel_fig,
-                           coverage=coverage, lineage=lineage_table, run_id=run_id, bundle=bundle)
+                           coverage=coverage, coverage_by_class=coverage_by_class, lineage=lineage_table, run_id=run_id, bundle=bundle)

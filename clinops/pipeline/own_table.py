@@ -9,7 +9,7 @@ from typing import Sequence
 import pandas as pd
 
 from clinops.config import Params
-from clinops.fairness import age_groups
+from clinops.fairness import age_groups, sex_groups
 from clinops.features import FeatureManifest, missingness_table
 from clinops.pipeline.context import task_config
 from clinops.pipeline.features import manifest_table
@@ -96,7 +96,7 @@ def sensitive_group_sizes(task_table: pd.DataFrame, *, age_edges: Sequence[float
     test = task_table[task_table["split"].eq("test")]
     attrs: dict[str, pd.Series] = {}
     if test["sensitive_sex"].notna().any():
-        attrs["sex"] = test["sensitive_sex"].map({"M": "male", "F": "female"}).astype(str)
+        attrs["sex"] = sex_groups(test["sensitive_sex"])
     if test["sensitive_age"].notna().any():
         attrs["age_group"] = age_groups(test["sensitive_age"], edges=age_edges).astype(str)
     for col in [c for c in test.columns if c.startswith("group_")]:

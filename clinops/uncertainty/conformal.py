@@ -4,7 +4,9 @@
 for 90 % prediction sets; :func:`conformal_threshold` reads its quantile q, which the model
 bundle stores; :func:`sets_from_probability` rebuilds the sets from a probability and q (what
 the server does); :func:`coverage_table` reports what the sets achieve overall, per class and
-per subgroup. The coverage guarantee holds under exchangeability of calibration and test rows,
+per subgroup. The class-conditional (Mondrian) option -- ``uncertainty.conformal_mode: mondrian``,
+default ``marginal`` -- takes one quantile per true class (:func:`class_conditional_thresholds`,
+:func:`class_conditional_sets`; :func:`sets_for_mode` picks by mode). The coverage guarantee holds under exchangeability of calibration and test rows,
 which a temporal split does not give: measure, do not assume.
 
 Examples
@@ -35,9 +37,12 @@ from mapie.metrics.classification import classification_coverage_score
 from scipy import stats
 
 from clinops.labels import binary_labels
+from clinops.settings import CONFORMAL_MODES
 
 __all__ = ["fit_conformal", "conformal_threshold", "conformal_sets", "sets_from_probability",
-           "coverage_table", "SET_TOLERANCE"]
+           "class_conditional_thresholds", "class_conditional_sets", "sets_for_mode",
+           "coverage_table", "SET_TOLERANCE", "CONFORMAL_MODES"]
+
 
 #: Tolerance of MAPIE's set rule ``(1 - p_k) - q <= SET_TOLERANCE``. MAPIE 1.6 keeps this value
 #: (1e-8) in a private module (``mapie._machine_precision.EPSILON``); it is stated here so that
@@ -127,6 +132,103 @@ def sets_from_probability(prob: np.ndarray, threshold: float) -> np.ndarray:
     p1 = np.asarray(prob, dtype=np.float64).reshape(-1)
     proba = np.column_stack([1.0 - p1, p1])
     return ((1.0 - proba) - threshold) <= SET_TOLERANCE
+
+
+def class_conditional_thresholds(prob: np.ndarray, y: np.ndarray, *,
+                                 confidence_level: float) -> np.ndarray:
+    """Class-conditional (Mondrian) LAC quantiles ``(q_0, q_1)`` from conformalization rows.
+
+    Each class's quantile comes from the conformity scores ``1 - p_y`` of the rows of that
+    class only, so the coverage guarantee holds within each class (Vovk's label-conditional
+    conformal prediction), at the price of larger sets for the rare class.
+
+    Parameters
+    ----------
+    prob : array of shape (n,)
+        Probability of label 1 of the conformalization rows (the calibrated model's).
+    y : array of shape (n,)
+        Their labels. A class with too few rows for the level (fewer than
+        ``ceil(1 / (1 - confidence_level)) - 1``, e.g. 9 at 90 %) gets ``q = 1``: it is in every
+        set, the only set split conformal can promise with so few examples.
+    confidence_level : float
+        Target coverage within each class, e.g. 0.90.
+
+    Returns
+    -------
+    ndarray of shape (2,)
+        ``q_k``: label k is in the set when ``(1 - p_k) - q_k <= SET_TOLERANCE``.
+
+    Examples
+    --------
+    >>> p = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9, 0.35, 0.65])
+    >>> y = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 0])
+    >>> class_conditional_thresholds(p, y, confidence_level=0.8).round(2)
+    array([0.65, 0.65])
+    """
+    # MAPIE 1.x (the pinned version) has no class-conditional option for classification:
+    # SplitConformalClassifier takes one quantile over all rows, and MAPIE 0.x's MondrianCP is
+    # gone from its public API. The per-class quantile is therefore taken here, with MAPIE's own
+    # LAC quantile rule (LACConformityScore.get_conformity_score_quantiles) on each class's
+    # scores, so that marginal and Mondrian sets differ only in which rows set the quantile.
+    if not 0.0 < confidence_level < 1.0:
+        raise ValueError(f"confidence_level: must be in (0, 1), got {confidence_level}")
+    labels = binary_labels(y, "y")
+    p1 = np.asarray(prob, dtype=np.float64).reshape(-1)
+    if len(p1) != len(labels):
+        raise ValueError(f"prob: must have {len(labels)} values (one per label), got {len(p1)}")
+    alpha = float(Decimal("1") - Decimal(str(confidence_level)))
+    # ceil((n + 1)(1 - alpha)) <= n needs n >= (1 - alpha) / alpha rows (9 at 90 %); Decimal as above
+    n_min = math.ceil(Decimal(str(confidence_level)) / Decimal(str(alpha)))
+    out = np.ones(2)
+    for k in (0, 1):
+        p_k = p1[labels == k] if k == 1 else 1.0 - p1[labels == k]
+        if len(p_k) < n_min:
+            # too few rows of this class: the conformal quantile is infinite, i.e. the class is
+            # in every set (LAC scores lie in [0, 1], so q = 1 does that)
+            continue
+        q = LACConformityScore().get_conformity_score_quantiles(
+            (1.0 - p_k)[:, None], np.array([alpha]), cv="prefit")
+        out[k] = float(np.asarray(q).ravel()[0])
+    return out
+
+
+def class_conditional_sets(prob: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Mondrian LAC sets: label k is in the set when ``(1 - p_k) - q_k <= SET_TOLERANCE``.
+
+    Examples
+    --------
+    >>> class_conditional_sets(np.array([0.05, 0.3, 0.97]), np.array([0.2, 0.9]))
+    array([[ True, False],
+           [False,  True],
+           [False,  True]])
+    """
+    q = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    if q.shape != (2,):
+        raise ValueError(f"thresholds: must be the two class quantiles (q_0, q_1), got shape {q.shape}")
+    p1 = np.asarray(prob, dtype=np.float64).reshape(-1)
+    proba = np.column_stack([1.0 - p1, p1])
+    return ((1.0 - proba) - q[None, :]) <= SET_TOLERANCE
+
+
+def sets_for_mode(prob: np.ndarray, *, mode: str, threshold: float,
+                  class_thresholds: np.ndarray | None) -> np.ndarray:
+    """The sets of a conformal mode (:data:`CONFORMAL_MODES`) from the stored quantile(s).
+
+    Examples
+    --------
+    >>> sets_for_mode(np.array([0.3]), mode="marginal", threshold=0.9, class_thresholds=None)
+    array([[ True,  True]])
+    >>> sets_for_mode(np.array([0.3]), mode="mondrian", threshold=0.9, class_thresholds=[0.2, 0.9])
+    array([[False,  True]])
+    """
+    if mode == "marginal":
+        return sets_from_probability(prob, threshold)
+    if mode == "mondrian":
+        if class_thresholds is None:
+            raise ValueError("class_thresholds: required by conformal_mode 'mondrian' (the bundle has no "
+                             "class-conditional quantiles: retrain it)")
+        return class_conditional_sets(prob, np.asarray(class_thresholds))
+    raise ValueError(f"conformal_mode: must be one of {list(CONFORMAL_MODES)}, got {mode!r}")
 
 
 def coverage_table(y: np.ndarray, sets: np.ndarray,

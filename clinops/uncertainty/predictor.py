@@ -15,7 +15,8 @@ import xgboost as xgb
 
 from clinops.bundle import ModelBundle
 from clinops.features import FeatureManifest, impute
-from clinops.uncertainty.conformal import sets_from_probability
+from clinops.uncertainty.class_coverage import contradicting_singleton
+from clinops.uncertainty.conformal import sets_for_mode
 
 __all__ = ["RiskResult", "RiskPredictor"]
 
@@ -47,6 +48,10 @@ class RiskResult:
         Those features.
     model_version : str or None
         MLflow run id of the model.
+    contradicting_singleton : bool
+        The set is {0} (survives) while ``probability`` is at or above the settings'
+        ``contradiction_probability`` (default the operating threshold): a confident set that
+        contradicts a high calibrated probability (:func:`clinops.uncertainty.contradicting_singleton`).
 
     Examples
     --------
@@ -67,6 +72,7 @@ class RiskResult:
     out_of_distribution: bool
     ood_features: tuple[str, ...]
     model_version: str | None
+    contradicting_singleton: bool = False
 
     def to_dict(self) -> dict:
         """JSON-ready dict (tuples become lists)."""
@@ -128,10 +134,19 @@ class RiskPredictor:
         self._iso_x = np.asarray(bundle.calibrator.X_thresholds_, dtype=np.float64)
         self._iso_y = np.asarray(bundle.calibrator.y_thresholds_, dtype=np.float64)
         self._q = float(bundle.conformal_threshold)
+        # The mode and the "high" probability come from the settings the bundle carries, so the
+        # workflow's tables and the server give the same sets; a bundle without settings is marginal.
+        settings = bundle.task_settings() if bundle.settings else None
+        self._mode = settings.conformal_mode if settings else "marginal"
+        self._high = settings.contradiction_probability if settings else float(bundle.threshold)
+        self._class_q = bundle.conformal_class_thresholds
         self._threshold = float(bundle.threshold)
         self._booster = bundle.booster
         # One thread: a single row gains nothing from more and must not wait on busy cores.
         self._booster.set_param({"nthread": 1})
+
+    def _sets(self, prob: np.ndarray) -> np.ndarray:
+        return sets_for_mode(prob, mode=self._mode, threshold=self._q, class_thresholds=self._class_q)
 
     def _calibrate(self, raw: np.ndarray) -> np.ndarray:
         return np.interp(raw, self._iso_x, self._iso_y)
@@ -180,7 +195,8 @@ class RiskPredictor:
         raw = self._booster.predict(dm, validate_features=False).astype(np.float64)  # (n,)
         contrib = self._booster.predict(dm, pred_contribs=True, validate_features=False)  # (n, p + 1)
         prob = self._calibrate(raw)
-        in_set = sets_from_probability(prob, self._q)  # (n, 2)
+        in_set = self._sets(prob)  # (n, 2)
+        contradicts = contradicting_singleton(prob, in_set, high_probability=self._high)
         with np.errstate(invalid="ignore"):
             ood = ~missing & ((X < self._lo) | (X > self._hi))
         names = self.feature_names
@@ -200,6 +216,7 @@ class RiskPredictor:
                 out_of_distribution=bool(ood[i].any()),
                 ood_features=tuple(n for n, o in zip(names, ood[i]) if o),
                 model_version=self.bundle.run_id,
+                contradicting_singleton=bool(contradicts[i]),
             ))
         return out
 
@@ -230,7 +247,7 @@ class RiskPredictor:
         Xv = X.to_numpy(dtype=np.float64)
         raw = self._booster.inplace_predict(X_imp.to_numpy(dtype=np.float64))
         prob = self._calibrate(raw)
-        sets = sets_from_probability(prob, self._q)
+        sets = self._sets(prob)
         with np.errstate(invalid="ignore"):
             ood = ~np.isnan(Xv) & ((Xv < self._lo) | (Xv > self._hi))
         size = sets.sum(axis=1)

@@ -187,7 +187,8 @@ class Scoring:
         imputed_share = len(result.imputed) / len(self.manifest.names)
         reasons = escalation_reasons(state=state, conformal_set=result.conformal_set,
                                      out_of_distribution=result.out_of_distribution,
-                                     imputed_share=imputed_share, policy=self.policy)
+                                     imputed_share=imputed_share,
+                                     contradicting_singleton=result.contradicting_singleton, policy=self.policy)
         prediction_id = uuid.uuid4().hex
         fields = {
             "prediction_id": prediction_id, "model_version": self.model_version,

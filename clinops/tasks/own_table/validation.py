@@ -175,17 +175,12 @@ def _categorical_feature(col: pd.Series, spec: Mapping, problems: list) -> pd.Se
     return texts
 
 
-def _sex(col: pd.Series, name: str, problems: list) -> pd.Series:
-    codes = col.map(lambda v: None if pd.isna(v) else _SEX_CODES.get(str(v).strip().lower(), "?"))
-    unknown = col[codes.eq("?")]
-    if len(unknown):
-        problems.append((name, f"sex must be M/F (also male/female, case-insensitive); found "
-                               f"{examples(unknown.tolist())}. Recode them, or audit this column as given by "
-                               "listing it under sensitive.other_columns instead of sex_column"))
-    if codes.isna().any():
-        problems.append((name, f"sex missing in {int(codes.isna().sum())} row(s) (rule: fairness is audited on "
-                               "every stay; recode missing values or use sensitive.other_columns)"))
-    return codes.astype("string")
+def _sex(col: pd.Series) -> pd.Series:
+    # A stay whose sex is missing or neither M nor F is kept, in its own group ('unknown' or
+    # 'other'): dropping it would hide it from the audit. The fairness stage reports these
+    # groups in Table 2 and leaves them out of the two-group (male/female) gaps.
+    return col.map(lambda v: "unknown" if pd.isna(v) else _SEX_CODES.get(str(v).strip().lower(), "other")
+                   ).astype("string")
 
 
 def _age(col: pd.Series, name: str, edges: Sequence[float], problems: list) -> pd.Series:
@@ -252,7 +247,7 @@ def make_task_table(table: pd.DataFrame, *, id_column: str, outcome_column: str,
     time_column, time_cutoff : str, str or number
         Stays at or after the cut-off are the test split (dates as ISO strings, or numbers).
     sex_column, age_column : str, optional
-        Sensitive attributes; sex as M/F (male/female accepted), age in years.
+        Sensitive attributes; sex as M/F (male/female accepted; missing -> 'unknown', any other value -> 'other'), age in years.
     age_edges : increasing sequence of years
         Lower bounds of the fairness age groups; every age must be >= ``age_edges[0]``.
     other_columns : sequence of str
@@ -268,7 +263,8 @@ def make_task_table(table: pd.DataFrame, *, id_column: str, outcome_column: str,
     -------
     DataFrame, shape (n_stays, 5 + n_features + len(other_columns))
         ``id``, the features in raw units (NaN = missing; categories as strings), ``label``
-        (int 0/1), ``split`` ('train'/'test'), ``sensitive_sex`` ('M'/'F' or NA),
+        (int 0/1), ``split`` ('train'/'test'), ``sensitive_sex`` ('M', 'F', 'unknown' (missing),
+        'other' (any other value); NA without a sex column),
         ``sensitive_age`` (years or NaN), ``group_<column>`` (str).
 
     Raises
@@ -325,7 +321,7 @@ def make_task_table(table: pd.DataFrame, *, id_column: str, outcome_column: str,
         split = _split_from_time(table[time_column], time_column, time_cutoff, problems)
     out["label"] = label
     out["split"] = split
-    out["sensitive_sex"] = (_sex(table[sex_column], sex_column, problems) if sex_column
+    out["sensitive_sex"] = (_sex(table[sex_column]) if sex_column
                             else pd.Series(pd.NA, index=table.index, dtype="string"))
     out["sensitive_age"] = _age(table[age_column], age_column, edges, problems) if age_column else np.nan
     for col in other_columns:
