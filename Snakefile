@@ -57,13 +57,13 @@ def model_outputs(build, reports):
     return dict(
         bundle=f"{build}/bundle/bundle.json", preds=f"{build}/test_predictions.parquet",
         model_files=[f"{build}/bundle/model.json", f"{build}/bundle/calibrator.joblib"],
-        tables=tables(f"{reports}/model", "calibration", "chosen_configuration", "conformal_coverage",
+        tables=tables(f"{reports}/model", "calibration", "chosen_configuration", "conformal_coverage", "coverage_by_class",
                       "cv_candidates", "lineage", "random_search_top20", "reliability", "test_metrics"),
         figure=f"{reports}/model/reliability.png")
 
 
 def fairness_outputs(build, reports):
-    return dict(tables=tables(f"{reports}/fairness", "table2", "fairness_gaps"),
+    return dict(tables=tables(f"{reports}/fairness", "table2", "fairness_gaps", "alerts_by_rule"),
                 other=[f"{reports}/fairness/alerts.md", f"{reports}/fairness/subgroups.png"],
                 events=f"{build}/governance/fairness.json")
 
