@@ -6,18 +6,23 @@ table inside PostgreSQL and compares it with the DuckDB build of the same files.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+import pandas as pd
 import pytest
 
 pytest.importorskip("psycopg", reason="psycopg is not installed (the `engines` extra)")
 pytest.importorskip("sqlglot", reason="sqlglot is not installed (the `engines` extra)")
 
 from clinops.cli import main as clinops_main  # noqa: E402
+from clinops.config import load_params  # noqa: E402
 from clinops.data import mimic, postgres, synthetic  # noqa: E402
 from clinops.data.mimic import MimicSchemaError  # noqa: E402
 from clinops.tasks import required_columns  # noqa: E402
 
 from tests.fixtures.engines import (TINY_SCALE, TINY_SEED, assert_same_table, packaged_sql_files,  # noqa: E402
                                     postgres_server, sql_file_ran, task_tables)
+from tests.fixtures.params import tiny_raw, write_params  # noqa: E402
 
 TABLES = ["cohort", "flow", "prevalence", "features", "readmission_cohort", "readmission_flow",
           "readmission_features"]
@@ -146,3 +151,40 @@ def test_missing_table_and_wrong_type_are_listed(server, loaded):
         conn.execute("ALTER TABLE broken_copy.omr SET SCHEMA mimiciv_hosp")
         conn.execute("DROP SCHEMA broken_copy")
         conn.close()
+
+
+# --- the workflow's stages with data.source postgres -------------------------------------------
+def _stage_tables(P):
+    from clinops import pipeline
+    pipeline.run_cohort(P)
+    pipeline.run_features(P)
+    pipeline.run_readmission_data(P)
+    return {slot: pd.read_parquet(P.build_dir / slot / "task_table.parquet") for slot in ("primary", "readmission")}
+
+
+def test_workflow_stages_on_postgres_equal_duckdb(server, loaded, tiny_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("CLINOPS_TEST_PG_DSN", server)
+    monkeypatch.setenv("CLINOPS_CACHE_DIR", str(tmp_path / "cache"))
+    duck_raw = tiny_raw(tmp_path / "duck", name="tinyduck")
+    duck_raw["data"]["synthetic"]["out_dir"] = str(tiny_dir)  # the files PostgreSQL was loaded from
+    pg_raw = tiny_raw(tmp_path / "pg", name="tinypg")
+    pg_raw["data"] = {"source": "postgres", "postgres": {"dsn_env": "CLINOPS_TEST_PG_DSN", "loaded_from": "synthetic"}}
+    for raw in (duck_raw, pg_raw):
+        Path(raw["build_dir"]).parent.mkdir(parents=True, exist_ok=True)
+    duck = load_params(write_params(tmp_path / "duck", duck_raw), root=tmp_path / "duck")
+    pg = load_params(write_params(tmp_path / "pg", pg_raw), root=tmp_path / "pg")
+    assert pg.engine == "postgres" and "PostgreSQL" in pg.data_label and "not real patients" in pg.data_label
+    expected, got = _stage_tables(duck), _stage_tables(pg)
+    for slot in expected:
+        assert_same_table(slot, expected[slot], got[slot])
+
+
+def test_unset_dsn_variable_stops_before_any_work(tmp_path, monkeypatch):
+    from clinops import pipeline
+    monkeypatch.delenv("CLINOPS_TEST_PG_DSN", raising=False)
+    raw = tiny_raw(tmp_path, name="nodsn")
+    raw["data"] = {"source": "postgres", "postgres": {"dsn_env": "CLINOPS_TEST_PG_DSN"}}
+    P = load_params(write_params(tmp_path, raw), root=tmp_path)
+    with pytest.raises(postgres.PostgresError, match="environment variable CLINOPS_TEST_PG_DSN is not set"):
+        pipeline.run_cohort(P)
+    assert not any((tmp_path / "build").rglob("*.parquet")) and not (tmp_path / "reports").exists()

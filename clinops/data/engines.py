@@ -82,9 +82,8 @@ class Statement:
 
 
 def _sqlglot():
-    # SQLGlot is an optional dependency (extra `engines`): DuckDB alone never imports it.
-    import sqlglot
-    from sqlglot import exp
+    import sqlglot  # optional dependency (extra `engines`): DuckDB alone never imports it
+    from sqlglot import exp  # (the same optional dependency)
     return sqlglot, exp
 
 

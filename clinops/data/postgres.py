@@ -30,6 +30,11 @@ from typing import Any, Callable, Iterable, Mapping
 
 import pandas as pd
 
+try:  # the byte progress bar of load-postgres when tqdm is installed (it is, with the workflow extra)
+    from tqdm import tqdm
+except ImportError:  # pragma: no cover - plain progress lines instead
+    tqdm = None
+
 from clinops.data import engines
 from clinops.data.hashing import sha256_file
 from clinops.data.mimic import MODULES, MimicSchemaError, _csv_header, _expected_file, _qualify, _table_files
@@ -89,8 +94,7 @@ def dsn_from(dsn: str | None = None) -> str:
 
 def connect(dsn: str | None = None) -> Any:
     """An autocommit psycopg 3 connection; one error naming the engine and the rule when unreachable."""
-    # psycopg is an optional dependency (extra `engines`): imported only when PostgreSQL is used.
-    import psycopg
+    import psycopg  # optional dependency (extra `engines`): imported only when PostgreSQL is used
 
     try:
         return psycopg.connect(dsn_from(dsn), autocommit=True, connect_timeout=10)
@@ -145,11 +149,9 @@ def _key_and_indexes(name: str, header: list[str]) -> list[str]:
 
 
 def _bar(total: int, desc: str) -> Any:
-    try:  # tqdm draws the bar when installed (it is in the venv); plain lines otherwise
-        from tqdm import tqdm
-        return tqdm(total=total, desc=desc, unit="B", unit_scale=True, file=sys.stderr, leave=False)
-    except ImportError:  # pragma: no cover - tqdm is installed with the workflow extra
+    if tqdm is None:  # pragma: no cover - tqdm comes with the workflow extra
         return None
+    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, file=sys.stderr, leave=False)
 
 
 def load_directory(src: str | os.PathLike, dsn: str | None = None, *,

@@ -45,8 +45,7 @@ def spark_session(master: str = DEFAULT_MASTER, *, app_name: str = "clinops",
         pyspark is not installed, Java is missing, or the master does not answer.
     """
     try:
-        # pyspark is an optional dependency (extra `engines`): imported only when Spark is used.
-        from pyspark.sql import SparkSession
+        from pyspark.sql import SparkSession  # optional dependency (extra `engines`), Spark runs only
     except ImportError:
         raise SparkError("spark: pyspark is not installed (rule: install the `engines` extra, "
                          "pip install -e '.[engines]')") from None
