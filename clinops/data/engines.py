@@ -42,7 +42,6 @@ from __future__ import annotations
 import decimal
 import functools
 import math
-import re
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any, Mapping
