@@ -78,3 +78,8 @@ def test_packaged_sql_ran_on_spark(spark_run, name):
 def test_csv_directory_is_refused(session, parquet_dir):
     with pytest.raises(MimicSchemaError, match=r"spark: .*csv files \(rule: data.engine spark reads the parquet copy"):
         spark_engine.open_spark(parquet_dir.parent / "tiny", spark=session)
+
+
+def test_unreachable_master_is_named_before_any_work():
+    with pytest.raises(spark_engine.SparkError, match=r"spark: master 'spark://127.0.0.1:1' does not answer"):
+        spark_engine.spark_session("spark://127.0.0.1:1")

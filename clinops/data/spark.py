@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ def spark_session(master: str = DEFAULT_MASTER, *, app_name: str = "clinops",
     SparkError
         pyspark is not installed, Java is missing, or the master does not answer.
     """
+    _check_reachable(master)
     try:
         from pyspark.sql import SparkSession  # optional dependency (extra `engines`), Spark runs only
     except ImportError:
@@ -69,6 +71,29 @@ def spark_session(master: str = DEFAULT_MASTER, *, app_name: str = "clinops",
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SparkError(f"spark: cannot start a session on master {master!r} ({first}) "
                          "(rule: Java 17+ on PATH and a reachable spark.master)") from None
+
+
+def _check_reachable(master: str) -> None:
+    """A ``spark://host:port[,host:port]`` master must answer before a session waits on it.
+
+    Spark's client would otherwise retry a dead standalone master for about a minute before
+    giving up; one TCP connection tells at once.
+
+    Examples
+    --------
+    >>> _check_reachable("local[2]")  # local masters start in this process: nothing to reach
+    """
+    if not master.startswith("spark://"):
+        return
+    for hostport in master[len("spark://"):].split(","):
+        host, _, port = hostport.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=5):
+                return
+        except (OSError, ValueError):
+            continue
+    raise SparkError(f"spark: master {master!r} does not answer (rule: spark.master must be a reachable "
+                     "spark://host:port, or local[*] / local-cluster[...])")
 
 
 class _Result:
