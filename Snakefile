@@ -27,7 +27,7 @@ FP = write_fingerprints(P)
 B, R, ROOT = str(P.build_dir), str(P.reports_dir), str(P.root)
 PY = sys.executable  # the interpreter running Snakemake: the project's .venv
 LOGS = f"{B}/logs"
-MIMIC_SOURCE = P.source in ("synthetic", "mimic-iv")
+MIMIC_SOURCE = P.source in ("synthetic", "mimic-iv", "postgres")
 READMISSION = MIMIC_SOURCE and P.get("readmission", {}).get("enabled", True)
 COMPARISON = P.source != "table"
 NB = f"{ROOT}/notebooks"

@@ -125,6 +125,11 @@ class Params:
         return self.raw["data"]["source"]
 
     @property
+    def engine(self) -> str:
+        """What runs the SQL: ``duckdb`` (default), ``spark`` (``data.engine``) or ``postgres`` (the source)."""
+        return "postgres" if self.source == "postgres" else self.raw["data"].get("engine", "duckdb")
+
+    @property
     def is_synthetic(self) -> bool:
         return self.source == "synthetic"
 
@@ -154,14 +159,17 @@ class Params:
             return self.resolve(out)
         if self.source == "mimic-iv":
             return self.resolve(data["mimic_dir"])
-        raise ParamsError(f"{self.path}: data.source is 'table': there is no MIMIC-IV directory")
+        raise ParamsError(f"{self.path}: data.source is {self.source!r}: there is no MIMIC-IV directory")
 
     @property
     def data_label(self) -> str:
         """How reports name the data: tables computed on synthetic data say so."""
         return {"synthetic": "synthetic MIMIC-IV (generated, not real patients)",
                 "mimic-iv": "MIMIC-IV v2.2",
-                "table": "user-provided cohort table"}[self.source]
+                "table": "user-provided cohort table",
+                "postgres": ("synthetic MIMIC-IV in PostgreSQL (generated, not real patients)"
+                             if (self.raw["data"].get("postgres") or {}).get("loaded_from") == "synthetic"
+                             else "MIMIC-IV v2.2 in PostgreSQL")}[self.source]
 
     def sha256(self) -> str:
         return hashlib.sha256(json.dumps(self.raw, sort_keys=True, default=str).encode()).hexdigest()
@@ -172,6 +180,13 @@ def _semantic_checks(path: Path, raw: dict) -> None:
     if data["source"] == "mimic-iv" and not data.get("mimic_dir"):
         raise ParamsError(f"{path}: data.mimic_dir: required when data.source is 'mimic-iv' "
                           "(the PhysioNet directory holding hosp/ and icu/)")
+    if data.get("engine") == "spark" and (data["source"] not in ("synthetic", "mimic-iv") or not data.get("parquet")):
+        raise ParamsError(f"{path}: data.engine: spark runs over the parquet copy of MIMIC-IV files "
+                          "(rule: data.source synthetic or mimic-iv with data.parquet: true)")
+    if data.get("postgres") is not None and data["source"] != "postgres":
+        raise ParamsError(f"{path}: data.postgres: only with data.source postgres")
+    if raw.get("spark") is not None and data.get("engine") != "spark":
+        raise ParamsError(f"{path}: spark: only with data.engine spark")
     if data["source"] == "table" and not data.get("table"):
         raise ParamsError(f"{path}: data.table: required when data.source is 'table'")
     table = data.get("table")

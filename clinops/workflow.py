@@ -100,9 +100,13 @@ def data_fingerprint(P: Params) -> dict[str, Any]:
     """
     data = P["data"]
     out: dict[str, Any] = {"source": P.source, "parquet": bool(data.get("parquet", False))}
+    if P.engine == "spark":  # absent for DuckDB: its fingerprint is unchanged by the engines
+        out.update(engine="spark", master=(P.get("spark") or {}).get("master", "local[*]"))
     if P.source == "synthetic":
         syn = data.get("synthetic", {}) or {}
         out.update(scale=float(syn.get("scale", 1.0)), seed=int(syn.get("seed", P.seed)), dir=str(P.mimic_dir))
+    elif P.source == "postgres":
+        out["dsn_env"] = (data.get("postgres") or {}).get("dsn_env", "CLINOPS_PG_DSN")
     elif P.source == "mimic-iv":
         root = P.mimic_dir
         files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".gz", ".csv", ".parquet"))

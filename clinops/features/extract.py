@@ -247,8 +247,11 @@ def extract_features(db: MimicDatabase, cohort: pd.DataFrame, *, manifest: Featu
     install_macros(con)
     # Row order of the staging tables is irrelevant (every query aggregates or orders
     # explicitly); not preserving it lets DuckDB stream and parallelise with less memory.
-    keep_order = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
-    con.execute("SET preserve_insertion_order = false")
+    # The setting is DuckDB's own; PostgreSQL and Spark never promise an order anyway.
+    on_duckdb = getattr(con, "engine", "duckdb") == "duckdb"
+    if on_duckdb:
+        keep_order = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
+        con.execute("SET preserve_insertion_order = false")
     t0 = time.perf_counter()
     con.register("clinops_fx_cohort_df", cohort[_COHORT_COLUMNS])
     con.register("clinops_fx_items_df", items)
@@ -317,7 +320,8 @@ def extract_features(db: MimicDatabase, cohort: pd.DataFrame, *, manifest: Featu
             con.unregister(view)
         for table in _TEMP_TABLES:
             con.execute(f"DROP TABLE IF EXISTS {table}")
-        con.execute(f"SET preserve_insertion_order = {'true' if keep_order else 'false'}")
+        if on_duckdb:
+            con.execute(f"SET preserve_insertion_order = {'true' if keep_order else 'false'}")
 
     stay_ids = pd.Index(cohort["stay_id"].to_numpy(), name="stay_id")
     features = pd.DataFrame(index=stay_ids)

@@ -12,6 +12,7 @@ bundle), ``test_predictions.parquet``.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ import pandas as pd
 
 from clinops import fairness
 from clinops.config import Params, load_params
-from clinops.data import mimic, synthetic
+from clinops.data import mimic, postgres, spark, synthetic
 from clinops.data.convert import convert_to_parquet
 from clinops.features import FeatureManifest
 from clinops.settings import TASK_SECTIONS, TaskSettings, resolve_task_settings, task_sections
@@ -91,6 +92,17 @@ def ensure_data(P: Params) -> SimpleNamespace:
         stamp.parent.mkdir(parents=True, exist_ok=True)
         stamp.write_text(json.dumps(info, indent=1, default=str))
         return SimpleNamespace(stamp=stamp, info=info, summary_markdown=f"User table `{info['path']}`.")
+    if P.source == "postgres":
+        # The SQL runs inside the database: check it before any work, record what was loaded.
+        with open_database(P) as db:
+            hashes = db.file_sha256()
+        info = {"source": P.source, "engine": P.engine, "data_label": P.data_label, "database": db.dsn_label,
+                "sha256": hashes}
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(json.dumps(info, indent=1, default=str))
+        return SimpleNamespace(stamp=stamp, info=info, summary_markdown=(
+            f"Tables read inside PostgreSQL ({db.dsn_label}); {len(hashes)} tables carry the SHA-256 of the file "
+            "`clinops load-postgres` loaded them from."))
     src = P.mimic_dir
     if P.is_synthetic:
         if not (src / "SYNTHETIC.json").is_file():
@@ -110,6 +122,8 @@ def ensure_data(P: Params) -> SimpleNamespace:
         convert_to_parquet(src, queries, progress=lambda t, i, n: report(f"[{i}/{n}] {t}"))
     info = {"source": P.source, "data_label": P.data_label, "mimic_dir": str(src), "query_dir": str(queries),
             "sha256": hashes}
+    if P.engine != "duckdb":
+        info["engine"] = P.engine  # the DuckDB stamp stays byte-identical to before engines existed
     if P.is_synthetic:
         info["synthetic"] = json.loads((src / "SYNTHETIC.json").read_text())
     stamp.parent.mkdir(parents=True, exist_ok=True)
@@ -120,13 +134,24 @@ def ensure_data(P: Params) -> SimpleNamespace:
     return SimpleNamespace(stamp=stamp, info=info, summary_markdown=summary)
 
 
-def open_database(P: Params, task: Task | None = None) -> mimic.MimicDatabase:
-    """The DuckDB views over this run's MIMIC-IV (parquet copy if configured).
+def open_database(P: Params, task: Task | None = None) -> Any:
+    """This run's MIMIC-IV on its engine: DuckDB views (default), PostgreSQL or Spark.
 
     Checks, before returning, that every table and column ``task`` reads (every MIMIC-IV task's
-    when None) is there.
+    when None) is there. Every engine's database has the interface of
+    :class:`clinops.data.mimic.MimicDatabase` (``con.execute``, ``require``, ``close``).
     """
     required = task.required_columns if task is not None else required_columns(*MIMIC_TASKS)
+    if P.engine == "postgres":
+        pg = P["data"].get("postgres") or {}
+        name = pg.get("dsn_env", postgres.DSN_ENV)
+        if not os.environ.get(name):
+            raise postgres.PostgresError(f"postgres: environment variable {name} is not set (rule: data.postgres.dsn_env "
+                                         "names the variable holding the DSN; a DSN never goes into a parameter file)")
+        return postgres.open_postgres(os.environ[name], required=required)
+    if P.engine == "spark":
+        master = (P.get("spark") or {}).get("master", spark.DEFAULT_MASTER)
+        return spark.open_spark(query_dir(P), master=master, required=required)
     return mimic.open_mimic(query_dir(P), required=required)
 
 

@@ -8,7 +8,7 @@ from clinops.tasks.mortality.cohort import REQUIRED_COLUMNS as COHORT_COLUMNS
 from clinops.tasks.task import PaperIds, Task, merge_requirements
 
 MORTALITY = Task(
-    name="mortality", slot="primary", sources=("synthetic", "mimic-iv"), title="ICU mortality",
+    name="mortality", slot="primary", sources=("synthetic", "mimic-iv", "postgres"), title="ICU mortality",
     manifest="mortality", required_columns=merge_requirements(COHORT_COLUMNS, FEATURE_COLUMNS),
     sql_by_stage={"cohort": ("macros.sql", "icu_cohort.sql", "label_prevalence.sql"), "features": FEATURE_SQL_FILES},
     feature_sql_sha256=feature_sql_sha256, seed_offset=0, policy_task="mortality",

@@ -25,7 +25,7 @@ REQUIRED_COLUMNS: dict[str, list[str]] = {
 }
 
 READMISSION = Task(
-    name="readmission", slot="readmission", sources=("synthetic", "mimic-iv"), title="30-day readmission",
+    name="readmission", slot="readmission", sources=("synthetic", "mimic-iv", "postgres"), title="30-day readmission",
     manifest="readmission", required_columns=REQUIRED_COLUMNS,
     sql_by_stage={"readmission": (*sorted(p.name for p in SQL_DIR.glob("readmission_*.sql")), "macros.sql",
                                   "charlson.sql")},
