@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "synth": ("clinops.data.synthetic", "main", "generate a synthetic MIMIC-IV v2.2 directory"),
     "convert": ("clinops.data.convert", "main", "copy a MIMIC-IV directory to parquet"),
     "check": ("clinops.tasks.check", "main", "check a MIMIC-IV directory has what the tasks read"),
-    "load-postgres": ("clinops.data.postgres", "main", "load a MIMIC-IV csv.gz directory into PostgreSQL (mimic-code layout)"),
+    "load-postgres": ("clinops.data.postgres.load", "main", "load a MIMIC-IV csv.gz directory into PostgreSQL (mimic-code layout)"),
     "params": ("clinops.pipeline.preflight", "main", "validate a parameter file (and an own cohort's table)"),
     "table": ("clinops.pipeline.table_cli", "main", "own cohort table: write the example, check, build"),
     "pipeline": ("clinops.pipeline.cli", "main",
