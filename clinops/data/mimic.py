@@ -57,6 +57,43 @@ class MimicSchemaError(ValueError):
     """A MIMIC-IV directory lacks tables or columns the pipeline needs (all listed at once)."""
 
 
+def missing_requirements(columns: Mapping[str, Iterable[str]], spec: Mapping[str, Iterable[str]], *,
+                         missing_table_hint: str = "expected file {file}") -> list[str]:
+    """Every table and column of ``spec`` that ``columns`` lacks, one problem per line.
+
+    The one requirement check of every source (a directory, PostgreSQL, Spark): each reports
+    every problem at once, so a user fixes them in one go.
+
+    Parameters
+    ----------
+    columns : mapping of str to iterable of str
+        Qualified table name -> the columns the source has.
+    spec : mapping of str to iterable of str
+        Table (qualified or bare) -> required columns.
+    missing_table_hint : str
+        What to say about a missing table; ``{file}`` is its expected file.
+
+    Examples
+    --------
+    >>> for problem in missing_requirements({"mimiciv_hosp.patients": ["subject_id"]},
+    ...                                     {"patients": ["subject_id", "gender"], "admissions": ["hadm_id"]}):
+    ...     print(problem)
+    mimiciv_hosp.patients: missing column(s) gender
+    missing table mimiciv_hosp.admissions (expected file hosp/admissions.csv.gz or hosp/admissions.parquet)
+    """
+    problems = []
+    for table, cols in spec.items():
+        name = _qualify(table)
+        if name not in columns:
+            problems.append(f"missing table {name} ({missing_table_hint.format(file=_expected_file(name))})")
+            continue
+        have = set(columns[name])
+        missing = [c for c in cols if c not in have]
+        if missing:
+            problems.append(f"{name}: missing column(s) {', '.join(missing)}")
+    return problems
+
+
 @dataclass
 class MimicDatabase:
     """A MIMIC-IV directory exposed as DuckDB views.
@@ -102,16 +139,7 @@ class MimicDatabase:
         MimicSchemaError
             One error listing every missing table and every missing column.
         """
-        problems = []
-        for table, cols in spec.items():
-            name = _qualify(table)
-            if name not in self.columns:
-                problems.append(f"missing table {name} (expected file {_expected_file(name)})")
-                continue
-            have = set(self.columns[name])
-            missing = [c for c in cols if c not in have]
-            if missing:
-                problems.append(f"{name}: missing column(s) {', '.join(missing)}")
+        problems = missing_requirements(self.columns, spec)
         if problems:
             raise MimicSchemaError(
                 f"MIMIC-IV directory {self.root} lacks what the pipeline needs:\n  - "

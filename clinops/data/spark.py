@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from clinops.data import engines
-from clinops.data.mimic import MimicSchemaError, _expected_file, _qualify, _table_files
+from clinops.data.mimic import MimicSchemaError, _table_files, missing_requirements
 
 __all__ = ["SparkDatabase", "SparkError", "open_spark", "spark_session", "DEFAULT_MASTER"]
 
@@ -172,15 +172,7 @@ class SparkDatabase:
 
     def require(self, spec: Mapping[str, Iterable[str]]) -> None:
         """Every table and column in ``spec`` exists (all problems in one error)."""
-        problems = []
-        for table, cols in spec.items():
-            name = _qualify(table)
-            if name not in self.columns:
-                problems.append(f"missing table {name} (expected file {_expected_file(name)})")
-                continue
-            missing = [c for c in cols if c not in set(self.columns[name])]
-            if missing:
-                problems.append(f"{name}: missing column(s) {', '.join(missing)}")
+        problems = missing_requirements(self.columns, spec)
         if problems:
             raise MimicSchemaError(f"spark: parquet directory {self.root} lacks what the pipeline needs:\n  - "
                                    + "\n  - ".join(problems))

@@ -7,7 +7,7 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from clinops.data import engines
-from clinops.data.mimic import MODULES, MimicSchemaError, _expected_file, _qualify
+from clinops.data.mimic import MODULES, MimicSchemaError, _qualify, missing_requirements
 from clinops.data.mimic_schema import MIMIC_IV_SCHEMA
 
 from .connection import connect, dsn_from
@@ -113,18 +113,11 @@ class PostgresDatabase:
 
     def require(self, spec: Mapping[str, Iterable[str]]) -> None:
         """Every table and column in ``spec`` exists with a type compatible with the v2.2 DDL."""
-        problems = []
+        problems = missing_requirements(self.columns, spec, missing_table_hint=(
+            "load it: clinops load-postgres DIR; file {file}"))
         for table, cols in spec.items():
             name = _qualify(table)
-            if name not in self.columns:
-                problems.append(f"missing table {name} (load it: clinops load-postgres DIR; "
-                                f"file {_expected_file(name)})")
-                continue
-            have = set(self.columns[name])
-            missing = [c for c in cols if c not in have]
-            if missing:
-                problems.append(f"{name}: missing column(s) {', '.join(missing)}")
-            for c in cols:
+            for c in cols if name in self.columns else ():
                 want = MIMIC_IV_SCHEMA.get(name, {}).get(c)
                 got = self.types[name].get(c)
                 if want and got and not engines.postgres_type_matches(want, got):
