@@ -374,9 +374,6 @@ class PsiReference:
         return cls({str(name): _FeatureBins.from_statistics(str(name), st) for name, st in reference.items()},
                    eps=eps)
 
-    #: The model bundle's ``reference`` is this format (kept name of the workflow's call).
-    from_bundle_reference = from_dict
-
     def codes(self, X: pd.DataFrame) -> np.ndarray:
         """Bin index of every value, shape (n, n_features) in :attr:`features` order."""
         absent = [f for f in self._features if f not in X.columns]

@@ -33,7 +33,7 @@ Imports go one way: ``modeling -> uncertainty -> bundle``; ``ModelBundle`` and
 from clinops.bundle import BUNDLE_FORMAT_VERSION, CalibratedBooster, ModelBundle
 from clinops.modeling.candidates import candidate_models, cross_validate_candidates
 from clinops.modeling.cv import discrete_mask, fold_imputer
-from clinops.modeling.evaluation import bootstrap_auroc_ci, evaluate
+from clinops.modeling.evaluation import evaluate
 from clinops.modeling.final_fit import fit_final, split_for_calibration
 from clinops.modeling.search import random_search_xgb, sample_configurations
 from clinops.modeling.xgb_config import (
@@ -49,6 +49,6 @@ __all__ = [
     "PAPER_XGB_SPACE", "PAPER_XGB_CONFIG", "XGB_PARAM_NAMES", "DEFAULT_MAX_BIN", "ModelBundle",
     "CalibratedBooster", "BUNDLE_FORMAT_VERSION", "candidate_models", "cross_validate_candidates",
     "random_search_xgb", "sample_configurations", "compare_with_paper", "split_for_calibration",
-    "fit_final", "scale_pos_weight", "evaluate", "bootstrap_auroc_ci",
+    "fit_final", "scale_pos_weight", "evaluate",
     "fold_imputer", "discrete_mask",
 ]

@@ -18,18 +18,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 from clinops.bootstrap import auroc_interval
 from clinops.labels import binary_labels, probabilities
 
-__all__ = ["evaluate", "bootstrap_auroc_ci"]
-
-
-def bootstrap_auroc_ci(y_true: np.ndarray, prob: np.ndarray, *, n_boot: int = 1000,
-                       seed: int, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of AUROC: :func:`clinops.bootstrap.auroc_interval`.
-
-    The same resamples (and so the same interval) as the overall AUROC of
-    :func:`clinops.fairness.subgroup_table` with the same ``n_boot`` and ``seed``. Resamples
-    that contain a single class have no AUROC and are left out.
-    """
-    return auroc_interval(y_true, prob, n_boot=n_boot, seed=seed, ci=level)
+__all__ = ["evaluate"]
 
 
 def evaluate(
@@ -73,7 +62,8 @@ def evaluate(
     fp = int(np.sum(pred & (y == 0)))
     fn = int(np.sum(~pred & (y == 1)))
     tn = int(np.sum(~pred & (y == 0)))
-    lo, hi = bootstrap_auroc_ci(y, p, n_boot=n_boot, seed=seed)
+    # the same resamples, and so the same interval, as the overall row of Table 2
+    lo, hi = auroc_interval(y, p, n_boot=n_boot, seed=seed)
     return {
         "n": int(len(y)),
         "prevalence": float(y.mean()),

@@ -36,7 +36,7 @@ def run_drift(P: Params, task: str = "primary") -> SimpleNamespace:
                                     seed=seed, target_prevalence=d.get("target_prevalence") if d.get("shift") is None else None,
                                     shift=d.get("shift"))
     policy = t.resolved.drift
-    reference = drift.PsiReference.from_bundle_reference(bundle.reference, eps=policy.psi_eps)
+    reference = drift.PsiReference.from_dict(bundle.reference, eps=policy.psi_eps)
     train_rows = load_task_table(t)
     train_rows = train_rows[train_rows["split"].eq("train")]
     ref_scores = predict(train_rows[manifest.names])

@@ -26,9 +26,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from clinops.labels import binary_labels
+from clinops.labels import binary_labels, probabilities
 from clinops.settings import CONFORMAL_MODES
-from clinops.uncertainty.conformal import sets_for_mode
+from clinops.uncertainty.conformal import group_masks, sets_for_mode
 
 __all__ = ["contradicting_singleton", "class_coverage_table"]
 
@@ -99,18 +99,9 @@ def class_coverage_table(y: np.ndarray, prob: np.ndarray, *, threshold: float,
         (no row of that class in the group) are left out.
     """
     labels = binary_labels(y, "y")
-    p = np.asarray(prob, dtype=np.float64).reshape(-1)
-    if len(p) != len(labels):
-        raise ValueError(f"prob: must have {len(labels)} values (one per label), got {len(p)}")
+    p = probabilities(prob, len(labels), like="y")
     names = {0: "0", 1: "1", **{int(k): str(v) for k, v in (class_names or {}).items()}}
-    cells = [("overall", "all", np.ones(len(labels), dtype=bool))]
-    for attr, values in (groups or {}).items():
-        v = pd.Series(np.asarray(values, dtype=object))
-        if len(v) != len(labels):
-            raise ValueError(f"groups[{attr!r}]: must have {len(labels)} values, got {len(v)}")
-        if v.isna().any():
-            raise ValueError(f"groups[{attr!r}]: must not contain missing values")
-        cells += [(attr, str(level), (v == level).to_numpy()) for level in sorted(v.unique(), key=str)]
+    cells = group_masks(groups, len(labels))
     rows = []
     for mode in CONFORMAL_MODES:
         sets = sets_for_mode(p, mode=mode, threshold=threshold, class_thresholds=np.asarray(class_thresholds))

@@ -231,6 +231,32 @@ def sets_for_mode(prob: np.ndarray, *, mode: str, threshold: float,
     raise ValueError(f"conformal_mode: must be one of {list(CONFORMAL_MODES)}, got {mode!r}")
 
 
+
+def group_masks(groups: Mapping[str, Any] | None, n: int) -> list[tuple[str, str, np.ndarray]]:
+    """``('overall', 'all', all rows)`` then one ``(attribute, level, mask)`` per subgroup level.
+
+    Parameters
+    ----------
+    groups : mapping name -> array of shape (n,), optional
+        Subgroup labels without missing values.
+    n : int
+        Number of rows.
+
+    Examples
+    --------
+    >>> [(a, g, m.tolist()) for a, g, m in group_masks({"sex": ["F", "M", "F"]}, 3)]
+    [('overall', 'all', [True, True, True]), ('sex', 'F', [True, False, True]), ('sex', 'M', [False, True, False])]
+    """
+    cells = [("overall", "all", np.ones(n, dtype=bool))]
+    for name, values in (groups or {}).items():
+        v = pd.Series(np.asarray(values, dtype=object))
+        if len(v) != n:
+            raise ValueError(f"groups[{name!r}]: must have {n} values, got {len(v)}")
+        if v.isna().any():
+            raise ValueError(f"groups[{name!r}]: must not contain missing values")
+        cells += [(name, str(level), (v == level).to_numpy()) for level in sorted(v.unique(), key=str)]
+    return cells
+
 def coverage_table(y: np.ndarray, sets: np.ndarray,
                    groups: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
     """Empirical coverage and set composition, overall, per class and per subgroup.
@@ -258,16 +284,8 @@ def coverage_table(y: np.ndarray, sets: np.ndarray,
     if s.shape != (len(y), 2) or s.dtype != bool:
         raise ValueError(f"sets: must be a boolean array of shape ({len(y)}, 2), got "
                          f"{s.dtype} {s.shape}")
-    rows = [("overall", "all", np.ones(len(y), dtype=bool)),
-            ("class", "0", y == 0), ("class", "1", y == 1)]
-    for name, values in (groups or {}).items():
-        v = pd.Series(np.asarray(values, dtype=object))
-        if len(v) != len(y):
-            raise ValueError(f"groups[{name!r}]: must have {len(y)} values, got {len(v)}")
-        if v.isna().any():
-            raise ValueError(f"groups[{name!r}]: must not contain missing values")
-        for level in sorted(v.unique(), key=str):
-            rows.append((name, str(level), (v == level).to_numpy()))
+    overall, *by_group = group_masks(groups, len(y))
+    rows = [overall, ("class", "0", y == 0), ("class", "1", y == 1), *by_group]
     out = []
     size = s.sum(axis=1)
     for group, level, mask in rows:
