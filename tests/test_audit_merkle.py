@@ -191,3 +191,21 @@ def test_truncate_and_bulk_extend_agree_with_a_fresh_tree() -> None:
         tree.append(b"short")
     with pytest.raises(ValueError, match="outside"):
         tree.inclusion_proof(77, 77)
+
+
+@pytest.mark.parametrize("cuts", [(0,), (1,), (5, 17), (3, 4, 64, 65, 200), (128, 129, 300)])
+def test_extend_hashes_in_any_batches_builds_the_tree_append_builds(cuts: tuple[int, ...]) -> None:
+    # verify builds the tree with extend_hashes (level by level); writers use append: one tree.
+    leaves = [leaf_hash(i.to_bytes(4, "big")) for i in range(300)]
+    bulk, prev = MerkleTree(), 0
+    for cut in (*cuts, 300):
+        bulk.extend_hashes(b"".join(leaves[prev:cut]))
+        prev = cut
+        one_by_one = MerkleTree(leaves[:cut])
+        assert len(bulk) == cut
+        assert bulk.root() == one_by_one.root() == _reference_root(leaves[:cut])
+        if cut > 1:
+            assert bulk.inclusion_proof(cut // 2, cut) == one_by_one.inclusion_proof(cut // 2, cut)
+            assert bulk.consistency_proof(cut // 3 or 1, cut) == one_by_one.consistency_proof(cut // 3 or 1, cut)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        bulk.extend_hashes(b"x" * 33)
