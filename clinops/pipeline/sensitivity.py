@@ -76,7 +76,7 @@ def run_sensitivity(P: Params, task: str = "primary") -> pd.DataFrame:
     note = ("Each row refits the final model's recipe (training-row imputation values, XGBoost with the main "
             f"model's chosen configuration: {config}; no new search, no calibration) on the variant's rows and "
             "scores the raw score once on its test rows; the `main` row is the main design refitted the same way, "
-            f"so `delta_auroc` compares like with like. AUROC CI: the one bootstrap ({settings['n_boot']} resamples). "
+            f"so `delta_auroc` compares like with like. The served model is fitted on part of the training rows and isotonic-calibrated, so its test AUROC (model/test_metrics) differs from the `main` row's. AUROC CI: the one bootstrap ({settings['n_boot']} resamples). "
             "A variant whose columns this run's table lacks says so in `status`.")
     if t.task.name == "mortality":
         note += (" `dx_chapter` is the billing principal diagnosis, coded after discharge: the paper uses it, so the "
