@@ -192,6 +192,22 @@ rule governance:
     shell: step("governance") + f" {PY} -m clinops pipeline governance {P.path} --task primary"
 
 
+if MIMIC_SOURCE:
+    # Sensitivity models (issue 15): the main model's recipe refitted without dx_chapter, with the
+    # at-admission proxy, per label horizon and per split rule (clinops.modeling.sensitivity).
+    rule sensitivity:
+        input:
+            TASK_TABLE, rules.cohort.output.cohort, rules.model_selection.output.bundle,
+            FP["sensitivity-primary"], CODE,
+        output: tables(f"{R}/sensitivity", "mortality")
+        log: f"{LOGS}/sensitivity.log"
+        shell: step("sensitivity") + f" {PY} -m clinops pipeline sensitivity {P.path} --task primary"
+
+    SENSITIVITY_TABLES = rules.sensitivity.output
+else:
+    SENSITIVITY_TABLES = []
+
+
 READMISSION_TABLES = []
 if READMISSION:
     rule readmission:
@@ -221,9 +237,18 @@ if READMISSION:
         log: f"{LOGS}/readmission_governance.log"
         shell: step("readmission_governance") + f" {PY} -m clinops pipeline governance {P.path} --task readmission"
 
+    # Readmission definitions (planned rule, competing deaths, censored follow-up) refitted the same way.
+    rule readmission_sensitivity:
+        input:
+            rules.readmission.output.task_table, rules.readmission.output.bundle,
+            FP["sensitivity-readmission"], CODE,
+        output: tables(f"{READM_R}/sensitivity", "readmission")
+        log: f"{LOGS}/readmission_sensitivity.log"
+        shell: step("readmission_sensitivity") + f" {PY} -m clinops pipeline sensitivity {P.path} --task readmission"
+
     READMISSION_TABLES = (rules.readmission.output.data + rules.readmission.output.tables
                           + rules.readmission.output.fairness + rules.readmission.output.drift
-                          + rules.readmission_governance.output)
+                          + rules.readmission_governance.output + rules.readmission_sensitivity.output)
 
 
 rule paper_comparison:
@@ -242,7 +267,7 @@ rule paper_comparison:
 ALL_TABLES = [f for f in (
     (rules.features.output.tables + rules.cohort.output.tables if MIMIC_SOURCE else rules.task_table.output.tables)
     + rules.model_selection.output.tables + rules.fairness.output.tables + rules.drift.output.tables
-    + rules.governance.output + READMISSION_TABLES + rules.paper_comparison.output
+    + rules.governance.output + SENSITIVITY_TABLES + READMISSION_TABLES + rules.paper_comparison.output
     + (rules.synthetic_calibration.output if P.is_synthetic else [])) if f.endswith(".csv")]
 
 

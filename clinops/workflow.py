@@ -33,6 +33,7 @@ from typing import Any, Mapping
 
 from clinops.config import Params
 from clinops.data.hashing import default_hash_cache, sha256_file
+from clinops.modeling.sensitivity.settings import sensitivity_settings
 from clinops.settings import TASK_SECTIONS, resolve_task_settings, task_sections
 from clinops.tasks import REGISTRY
 
@@ -123,7 +124,7 @@ def stage_fingerprints(P: Params) -> dict[str, dict[str, Any]]:
     """The content of every step's fingerprint: exactly the settings that step reads.
 
     Keys: ``code``, ``data``, ``cohort``, ``features``, ``table``, ``model-<task>``,
-    ``fairness-<task>``, ``drift-<task>``, ``readmission-data``, ``report``.
+    ``fairness-<task>``, ``drift-<task>``, ``sensitivity-<task>``, ``readmission-data``, ``report``.
     """
     c = P.get("cohort", {}) or {}
     out: dict[str, dict[str, Any]] = {
@@ -146,6 +147,8 @@ def stage_fingerprints(P: Params) -> dict[str, dict[str, Any]]:
                                 "modeling": m, "ece": {"bins": rs.ece_bins, "strategy": rs.ece_strategy}}
         out[f"fairness-{task}"] = {"seed": P.seed, "n_boot": f.get("n_boot"), "age_edges": list(rs.age_edges)}
         out[f"drift-{task}"] = {"seed": P.seed, "scenario": {k: v for k, v in d.items() if k != "policy"}}
+        out[f"sensitivity-{task}"] = {"seed": P.seed, "sensitivity": sensitivity_settings(P),
+                                      "window_hours": c.get("window_hours")}
     if "readmission" in tasks:
         out["readmission-data"] = {"readmission": {k: v for k, v in readm.items() if k not in TASK_SECTIONS},
                                    "train_groups": c.get("train_groups"), "test_groups": c.get("test_groups")}

@@ -19,8 +19,9 @@ import pytest
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 PRIMARY = {"model_selection", "fairness", "drift", "governance"}
 REPORTING = {"paper_comparison", "reproduction", "reviewer_index", "all"}
-READMISSION = {"readmission", "readmission_governance"}
-ALL_QUICK = {"data", "synthetic_calibration", "cohort", "features"} | PRIMARY | READMISSION | REPORTING
+READMISSION = {"readmission", "readmission_governance", "readmission_sensitivity"}
+SENSITIVITY = {"sensitivity"}  # MIMIC-IV tasks only (it reads the cohort's death times)
+ALL_QUICK = {"data", "synthetic_calibration", "cohort", "features"} | PRIMARY | SENSITIVITY | READMISSION | REPORTING
 ALL_OWN = {"data", "task_table"} | PRIMARY | REPORTING
 
 pytestmark = pytest.mark.skipif(not SNAKEMAKE.exists(), reason=f"snakemake not installed beside {sys.executable}")
@@ -83,8 +84,12 @@ EDITS = [
     ("params key (drift scenario, inherited by readmission)", "params/quick.yaml", "n_shifted: 300", "n_shifted: 280",
      {"drift", "governance"} | READMISSION | REPORTING),
     ("policy file (a rule the model carries)", "params/policies/fairness.yaml", "equalized_odds_difference: 0.05",
-     "equalized_odds_difference: 0.06", PRIMARY | READMISSION | REPORTING),
-    ("feature manifest", "clinops/manifests/mortality.yaml", "\n", "\n# edited\n", {"features"} | PRIMARY | REPORTING),
+     "equalized_odds_difference: 0.06", PRIMARY | SENSITIVITY | READMISSION | REPORTING),
+    ("feature manifest", "clinops/manifests/mortality.yaml", "\n", "\n# edited\n",
+     {"features"} | PRIMARY | SENSITIVITY | REPORTING),
+    ("params key (sensitivity bootstrap, both tasks)", "params/default.yaml", "  n_boot: 1000                 # bootstrap resamples of each",
+     "  n_boot: 900                  # bootstrap resamples of each",
+     {"sensitivity", "readmission_sensitivity", "reproduction", "reviewer_index", "all"}),
     ("SQL file", "clinops/sql/readmission_src_lab.sql", "\n", "\n-- edited\n", READMISSION | REPORTING),
     ("notebook", "notebooks/04_fairness.ipynb", '"cells": [', '"cells":  [', {"fairness", "governance"} | REPORTING),
     ("package code", "clinops/report.py", "\n", "\n# edited\n", ALL_QUICK),

@@ -18,6 +18,7 @@ module                  stage
 ``drift``               05 shift scenario, stream monitor, Evidently
 ``readmission``         06 readmission cohort, features, leakage check, summary
 ``governance``          the stages' governance events and their merge
+``sensitivity``         the sensitivity models (issue 15: dx_chapter, label horizon, split, definitions)
 ``cli``                 ``clinops pipeline STEP PARAMS`` (the Snakefile's steps)
 ======================  ============================================================
 """
@@ -34,9 +35,10 @@ from clinops.pipeline.governance import GOVERNANCE_STAGES, governance_events_pat
 from clinops.pipeline.model_selection import run_model_selection
 from clinops.pipeline.own_table import build_task_table, sensitive_group_sizes
 from clinops.pipeline.readmission import readmission_summary, run_readmission_data
+from clinops.pipeline.sensitivity import run_sensitivity
 
 __all__ = ["GOVERNANCE_STAGES", "TaskConfig", "banner", "build_task_table", "dataset_sha256", "ensure_data",
            "governance_events_path", "label_note", "load", "load_task_table", "manifest_table",
            "merge_governance_events", "open_database", "readmission_summary", "run_cohort", "run_drift",
-           "run_fairness", "run_features", "run_model_selection", "run_readmission_data",
+           "run_fairness", "run_features", "run_model_selection", "run_readmission_data", "run_sensitivity",
            "run_synthetic_calibration", "sensitive_group_sizes", "task_config"]

@@ -2,7 +2,7 @@
 
 Steps: ``data`` (generate or check the data, hash it), ``calibration`` (synthetic generator
 targets), ``task-table`` (a hospital's own cohort table), ``governance`` (merge the stages'
-events), ``compare`` (the paper comparison), and for the Makefile ``where``, ``registered``,
+events), ``sensitivity`` (the sensitivity models of a task), ``compare`` (the paper comparison), and for the Makefile ``where``, ``registered``,
 ``name``, ``build-dir``.
 """
 from __future__ import annotations
@@ -13,10 +13,11 @@ from clinops.pipeline.calibration import run_synthetic_calibration
 from clinops.pipeline.context import ensure_data, load, task_config
 from clinops.pipeline.governance import merge_governance_events
 from clinops.pipeline.own_table import build_task_table
+from clinops.pipeline.sensitivity import run_sensitivity
 from clinops.report import write_paper_comparison, write_paper_consistency
 from clinops.tasks import SLOTS
 
-STEPS = ("data", "calibration", "task-table", "governance", "compare", "where", "registered", "name", "build-dir")
+STEPS = ("data", "calibration", "task-table", "governance", "sensitivity", "compare", "where", "registered", "name", "build-dir")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -40,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.step == "governance":
         events = merge_governance_events(P, args.task)
         print(f"{len(events)} governance events ({args.task})")
+    elif args.step == "sensitivity":
+        table = run_sensitivity(P, args.task)
+        print(f"{int(table['status'].eq('ok').sum())} of {len(table)} sensitivity variants refitted ({args.task})")
     elif args.step == "compare":
         scale = float(P["data"].get("synthetic", {}).get("scale", 1.0)) if P.is_synthetic else None
         path = write_paper_comparison(P.build_dir, P.reports_dir, data_label=P.data_label, source=P.source,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import numpy as np
+from scipy.special import ndtr
 
 from .. import reference as ref
 from .. import targets as T
@@ -24,6 +25,56 @@ class Intercepts:
     late: float = 0.0
     early: float = 0.0
     missing: dict[str, float] = field(default_factory=dict)
+
+
+#: Hazard of death after the 24 h window: constant in the label's 48 h (mean time scale, hours) ...
+LABEL_HAZARD_SCALE_H = 48.0
+#: ... then decreasing as a Lomax (Pareto II) tail of this shape, continuous at 72 h.
+LATE_HAZARD_SHAPE = 2.0
+#: Share of the cohort dying in hospital after 72 h (a modelling choice, as the intercept below).
+LATE_DEATH_SHARE = 0.07
+#: No death is placed within this margin (hours) of a label edge, so minute rounding never moves one across.
+EDGE_MARGIN_H = 0.05
+#: Latest death after 72 h (hours), as long as the longest hospital stays.
+LATE_DEATH_MAX_H = 1400.0
+
+
+def death_hours(u_label: np.ndarray, u_late: np.ndarray, *, label_share: float = T.MORTALITY_PREVALENCE,
+                late_share: float = LATE_DEATH_SHARE) -> tuple[np.ndarray, np.ndarray]:
+    """Hours after ICU intime of a death inside the label window and of a later death.
+
+    One hazard after the 24 h window: constant (time scale :data:`LABEL_HAZARD_SCALE_H`) within
+    (24 h, 72 h], so label deaths are denser early, then a Lomax tail (shape
+    :data:`LATE_HAZARD_SHAPE`) whose scale makes the death density continuous at 72 h given the
+    shares of label and later deaths. Deaths therefore fall at every horizon (72-96 h included).
+
+    Parameters
+    ----------
+    u_label, u_late : ndarray of float in [0, 1)
+        Uniform draws (inverse-CDF sampling).
+    label_share, late_share : float
+        Cohort shares of deaths in (24 h, 72 h] and after 72 h.
+
+    Returns
+    -------
+    label_t : ndarray, in (24 + margin, 72]
+    late_t : ndarray, in (72 + margin, 72 + margin + LATE_DEATH_MAX_H]
+
+    Examples
+    --------
+    >>> label_t, late_t = death_hours(np.array([0.0, 0.5, 1.0]), np.array([0.0, 0.5, 0.9]))
+    >>> label_t.round(2).tolist()
+    [24.05, 42.27, 72.0]
+    >>> late_t.round(1).tolist()
+    [72.0, 114.3, 292.6]
+    """
+    scale, width = LABEL_HAZARD_SCALE_H, 48.0 - EDGE_MARGIN_H
+    tail = np.exp(-width / scale)
+    label_t = 24.0 + EDGE_MARGIN_H - scale * np.log1p(-np.asarray(u_label) * (1.0 - tail))
+    density_at_72 = label_share * tail / (scale * (1.0 - tail))  # label deaths per hour just before 72 h
+    lam = LATE_HAZARD_SHAPE * late_share / density_at_72       # Lomax density at 0 is shape / lam
+    s = lam * (np.power(1.0 - np.asarray(u_late), -1.0 / LATE_HAZARD_SHAPE) - 1.0)
+    return label_t, 72.0 + EDGE_MARGIN_H + np.minimum(s, LATE_DEATH_MAX_H)
 
 
 def icu_courses(rng: np.random.Generator, age: np.ndarray, male: np.ndarray,
@@ -86,7 +137,7 @@ def icu_courses(rng: np.random.Generator, age: np.ndarray, male: np.ndarray,
         icpt.label = solve_intercept(lp_death[cohort], T.MORTALITY_PREVALENCE)
     label = rng.random(n) < sigmoid(icpt.label + lp_death)
     if solve:  # later in-hospital deaths: about 7 % of the cohort (a modelling choice)
-        icpt.late = solve_intercept(0.7 * lp_death[cohort & ~label], 0.07 / (1 - T.MORTALITY_PREVALENCE))
+        icpt.late = solve_intercept(0.7 * lp_death[cohort & ~label], LATE_DEATH_SHARE / (1 - T.MORTALITY_PREVALENCE))
         icpt.early = solve_intercept(lp_death[category == CAT_SHORT], 0.15) if (category == CAT_SHORT).any() else icpt.label
     late = ~label & (rng.random(n) < sigmoid(icpt.late + 0.7 * lp_death))
     # short ICU stays (< 24 h): the constructed exclusions, and 18 % of later ICU admissions
@@ -100,11 +151,13 @@ def icu_courses(rng: np.random.Generator, age: np.ndarray, male: np.ndarray,
     los = np.where(cardsurg, 24 + lognormal(rng, 16.0, 0.8, n), 24 + lognormal(rng, 32.0, 1.4, n))
     los = np.minimum(los, 60 * 24.0)
     los = np.where(short, rng.uniform(3.0, 23.8, n), los)
-    death_h = np.full(n, np.nan)
-    death_h = np.where(label, 24.0 + rng.uniform(0.05, 48.0, n), death_h)
+    # Death times after the window from one hazard (deaths at every horizon, not only inside the
+    # label's 48 h); the same draws as before, transformed, so the rest of the stream is unchanged.
+    u_label = (rng.uniform(0.05, 48.0, n) - 0.05) / 47.95
+    label_t, late_t = death_hours(u_label, ndtr(rng.standard_normal(n)))
+    death_h = np.where(label, label_t, np.nan)
     los = np.where(label, death_h, los)
     death_h = np.where(early, los, death_h)
-    late_t = 72.5 + lognormal(rng, 96.0, 0.8, n)  # never on the 72 h edge
     where = rng.random(n)
     late_icu = late & (where < 0.55) & ~short
     los = np.where(late_icu, late_t, los)
