@@ -87,7 +87,15 @@ def holds_by_construction(item: Mapping[str, Any], synthetic_scale: float | None
 
     The generator is calibrated to the paper's cohort statistics (``calibrated: true`` in
     ``paper_values.yaml``): proportions at every scale, counts only at paper scale (1.0).
-    ``synthetic_scale`` is None for real or user data (nothing holds by construction).
+    ``synthetic_scale`` is the scale in the generator's ``SYNTHETIC.json`` as the data step
+    recorded it (from the generated directory, or from the provenance ``clinops load-postgres``
+    stored in the database), None for real or user data (nothing holds by construction).
+
+    Examples
+    --------
+    >>> count = {"calibrated": True, "kind": "count"}
+    >>> holds_by_construction(count, 1.0), holds_by_construction(count, 0.05), holds_by_construction(count, None)
+    (True, False, False)
     """
     if synthetic_scale is None or not item.get("calibrated"):
         return False

@@ -6,6 +6,9 @@ table inside PostgreSQL and compares it with the DuckDB build of the same files.
 """
 from __future__ import annotations
 
+import gzip
+import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +21,8 @@ from clinops.cli import main as clinops_main  # noqa: E402
 from clinops.config import load_params  # noqa: E402
 from clinops.data import mimic, postgres, synthetic  # noqa: E402
 from clinops.data.mimic import MimicSchemaError  # noqa: E402
+from clinops.pipeline.context import ensure_data, synthetic_scale  # noqa: E402
+from clinops.report import paper_comparison, paper_values  # noqa: E402
 from clinops.tasks import required_columns  # noqa: E402
 
 from tests.fixtures.engines import (TINY_SCALE, TINY_SEED, assert_same_table, packaged_sql_files,  # noqa: E402
@@ -188,3 +193,115 @@ def test_unset_dsn_variable_stops_before_any_work(tmp_path, monkeypatch):
     with pytest.raises(postgres.PostgresError, match="environment variable CLINOPS_TEST_PG_DSN is not set"):
         pipeline.run_cohort(P)
     assert not any((tmp_path / "build").rglob("*.parquet")) and not (tmp_path / "reports").exists()
+
+
+# --- provenance: a database loaded from synthetic files is marked as the files are -------------
+def _manifest_of(folder: Path) -> dict:
+    return json.loads((folder / "SYNTHETIC.json").read_text())
+
+
+def test_load_records_the_generators_manifest(server, loaded, tiny_dir):
+    with postgres.open_postgres(server) as db:
+        prov, manifest = db.provenance(), db.synthetic_manifest()
+    assert prov["source_dir"] == str(tiny_dir.resolve())
+    assert manifest == _manifest_of(tiny_dir)
+    assert (manifest["scale"], manifest["seed"]) == (TINY_SCALE, TINY_SEED)
+    assert manifest["rows"]["icu/chartevents"] > 0
+
+
+def test_files_without_a_manifest_record_no_synthetic_provenance(server, loaded, tiny_dir, tmp_path):
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_dir, plain)
+    (plain / "SYNTHETIC.json").unlink()  # the same files, but nothing says a generator made them
+    try:
+        assert set(postgres.load_directory(plain, server).values()) == {"unchanged"}
+        with postgres.open_postgres(server) as db:
+            assert db.provenance()["synthetic"] is None and db.synthetic_manifest() is None
+    finally:
+        postgres.load_directory(tiny_dir, server)
+    with postgres.open_postgres(server) as db:
+        assert db.synthetic_manifest() == _manifest_of(tiny_dir)
+
+
+def test_a_table_changed_since_the_load_voids_the_provenance(server, loaded, tiny_dir):
+    conn = postgres.connect(server)
+    try:
+        comment = conn.execute("SELECT obj_description('mimiciv_hosp.provider'::regclass, 'pg_class')").fetchone()[0]
+        conn.execute("COMMENT ON TABLE mimiciv_hosp.provider IS 'replaced by hand'")
+        with postgres.open_postgres(server) as db:
+            assert db.provenance()["synthetic"] is not None and db.synthetic_manifest() is None
+    finally:
+        conn.execute(f"COMMENT ON TABLE mimiciv_hosp.provider IS '{comment}'")
+        conn.close()
+
+
+def test_an_interrupted_load_leaves_no_provenance(server, loaded, tiny_dir, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_dir, broken)
+    labitems = broken / "hosp" / "d_labitems.csv.gz"
+    header = gzip.open(labitems, "rt").readline()
+    with gzip.open(labitems, "wt") as fh:  # 'abc' is no INTEGER itemid: COPY fails halfway through the load
+        fh.write(header + ",".join(["abc"] * header.count(",")) + ",abc\n")
+    try:
+        with pytest.raises(postgres.PostgresError, match="loading mimiciv_hosp.d_labitems"):
+            postgres.load_directory(broken, server)
+        with postgres.open_postgres(server) as db:
+            assert db.provenance() is None and db.synthetic_manifest() is None
+    finally:
+        postgres.load_directory(tiny_dir, server)
+
+
+def _pg_params(tmp_path: Path, name: str, loaded_from: str | None):
+    raw = tiny_raw(tmp_path / name, name=name)
+    raw["data"] = {"source": "postgres", "postgres": {"dsn_env": "CLINOPS_TEST_PG_DSN"}}
+    if loaded_from:
+        raw["data"]["postgres"]["loaded_from"] = loaded_from
+    Path(raw["build_dir"]).parent.mkdir(parents=True, exist_ok=True)
+    return load_params(write_params(tmp_path / name, raw), root=tmp_path / name)
+
+
+def test_paper_comparison_marks_postgres_rows_as_duckdb(server, loaded, tiny_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("CLINOPS_TEST_PG_DSN", server)
+    duck_raw = tiny_raw(tmp_path / "duck", name="tinyduck")
+    duck_raw["data"]["synthetic"]["out_dir"] = str(tiny_dir)  # the files PostgreSQL was loaded from
+    Path(duck_raw["build_dir"]).parent.mkdir(parents=True, exist_ok=True)
+    duck = load_params(write_params(tmp_path / "duck", duck_raw), root=tmp_path / "duck")
+    pg = _pg_params(tmp_path, "tinypg", "synthetic")
+    ensure_data(duck)
+    stamp = json.loads(ensure_data(pg).stamp.read_text())
+    assert stamp["synthetic"] == _manifest_of(tiny_dir)
+    assert synthetic_scale(pg) == synthetic_scale(duck) == TINY_SCALE
+    marks = {}
+    for P in (duck, pg):
+        table = paper_comparison(P.build_dir, data_label=P.data_label, synthetic_scale=synthetic_scale(P))
+        marks[P.name] = table["holds by construction"].tolist()
+    # at scale 0.02 the calibrated proportions hold by construction, the counts do not
+    expected = ["yes" if v.get("calibrated") and v.get("kind") != "count" else "" for v in paper_values()]
+    assert "yes" in expected and marks["tinyduck"] == marks["tinypg"] == expected
+
+
+@pytest.mark.parametrize("declared, rule", [("mimic-iv", "loaded from synthetic data .* but data.postgres.loaded_from is 'mimic-iv'"),
+                                            (None, "loaded from synthetic data .* but data.postgres.loaded_from is None")])
+def test_synthetic_database_declared_real_stops_the_data_step(server, loaded, tmp_path, monkeypatch, declared, rule):
+    monkeypatch.setenv("CLINOPS_TEST_PG_DSN", server)
+    P = _pg_params(tmp_path, "mislabelled", declared)
+    with pytest.raises(postgres.PostgresError, match=rule):
+        ensure_data(P)
+    assert not (P.build_dir / "stamps" / "data.json").exists()
+
+
+def test_database_without_provenance_declared_synthetic_stops_the_data_step(server, loaded, tmp_path, monkeypatch):
+    monkeypatch.setenv("CLINOPS_TEST_PG_DSN", server)
+    P = _pg_params(tmp_path, "unproven", "synthetic")
+    conn = postgres.connect(server)
+    saved = conn.execute(f"SELECT source_dir, sha256::text, synthetic::text FROM {postgres.PROVENANCE_TABLE}").fetchone()
+    conn.execute(f"DELETE FROM {postgres.PROVENANCE_TABLE}")
+    try:
+        with pytest.raises(postgres.PostgresError, match="loaded_from is 'synthetic' but the tables carry no synthetic provenance"):
+            ensure_data(P)
+        assert not (P.build_dir / "stamps" / "data.json").exists()
+        assert synthetic_scale(P) is None  # no stamp, not synthetic params: nothing holds by construction
+    finally:
+        conn.execute(f"INSERT INTO {postgres.PROVENANCE_TABLE} (source_dir, sha256, synthetic) VALUES (%s, %s::jsonb, %s::jsonb)",
+                     saved)
+        conn.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from clinops.pipeline.calibration import run_synthetic_calibration
-from clinops.pipeline.context import ensure_data, load, task_config
+from clinops.pipeline.context import ensure_data, load, synthetic_scale, task_config
 from clinops.pipeline.governance import merge_governance_events
 from clinops.pipeline.own_table import build_task_table
 from clinops.pipeline.sensitivity import run_sensitivity
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         table = run_sensitivity(P, args.task)
         print(f"{int(table['status'].eq('ok').sum())} of {len(table)} sensitivity variants refitted ({args.task})")
     elif args.step == "compare":
-        scale = float(P["data"].get("synthetic", {}).get("scale", 1.0)) if P.is_synthetic else None
+        scale = synthetic_scale(P)  # from the data's provenance: files or a loaded database alike
         path = write_paper_comparison(P.build_dir, P.reports_dir, data_label=P.data_label, source=P.source,
                                       synthetic_scale=scale)
         print(f"wrote {path}")

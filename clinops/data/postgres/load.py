@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import os
 import sys
 from pathlib import Path
@@ -42,6 +43,12 @@ _INDEX_GROUPS = (("subject_id", "hadm_id", "stay_id"), ("itemid",), ("charttime"
                  ("starttime", "endtime"), ("intime", "outtime"), ("chartdate",))
 
 _COMMENT_PREFIX = "clinops load-postgres sha256="
+
+#: Where ``load-postgres`` records what the database was loaded from (outside the MIMIC-IV
+#: schemas, so the schema check and mimic-code's layout are untouched).
+PROVENANCE_TABLE = "clinops.provenance"
+_PROVENANCE_DDL = (f"CREATE TABLE IF NOT EXISTS {PROVENANCE_TABLE} (source_dir TEXT NOT NULL, "
+                   "loaded_at TIMESTAMPTZ NOT NULL DEFAULT now(), sha256 JSONB NOT NULL, synthetic JSONB)")
 _COPY_BLOCK = 1 << 20  # 1 MiB: streaming, constant memory
 
 
@@ -119,6 +126,14 @@ def load_directory(src: str | os.PathLike, dsn: str | None = None, *,
         Qualified table -> ``'loaded'`` (created or cleanly replaced) or ``'unchanged'`` (the
         table's recorded SHA-256 equals the file's: a no-op).
 
+    Notes
+    -----
+    The load ends by recording its provenance in :data:`PROVENANCE_TABLE` (one row: the
+    directory, the SHA-256 of every table's file and, when the directory is ``clinops synth``
+    output, its ``SYNTHETIC.json``: generator, version, scale, seed, row counts). The row is
+    removed when a load starts, so an interrupted load leaves a database of unknown provenance,
+    never one that claims to hold the generator's data.
+
     Raises
     ------
     PostgresError
@@ -138,8 +153,10 @@ def load_directory(src: str | os.PathLike, dsn: str | None = None, *,
     try:
         for schema in MODULES.values():
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)}")
+        _forget_provenance(conn)
+        digests: dict[str, str] = {}
         for i, (name, path) in enumerate(sorted(files.items()), start=1):
-            digest = sha256_file(path)
+            digest = digests[name] = sha256_file(path)
             if _table_comment(conn, name) == _COMMENT_PREFIX + digest:
                 actions[name] = "unchanged"
             else:
@@ -147,9 +164,32 @@ def load_directory(src: str | os.PathLike, dsn: str | None = None, *,
                 actions[name] = "loaded"
             if progress is not None:
                 progress(name, i, len(files), actions[name])
+        _record_provenance(conn, root, digests)
     finally:
         conn.close()
     return actions
+
+
+def _forget_provenance(conn: Any) -> None:
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {PROVENANCE_TABLE.split('.')[0]}")
+    conn.execute(_PROVENANCE_DDL)
+    conn.execute(f"DELETE FROM {PROVENANCE_TABLE}")
+
+
+def _record_provenance(conn: Any, root: Path, digests: dict[str, str]) -> None:
+    # The generator's own manifest, as it wrote it: the reports' "synthetic" marks come from it.
+    manifest = root / "SYNTHETIC.json"
+    synthetic = manifest.read_text() if manifest.is_file() else None
+    if synthetic is not None:
+        try:  # a broken manifest stops here, before anything claims the data are synthetic
+            json.loads(synthetic)
+        except ValueError:
+            raise MimicSchemaError(f"{manifest}: not valid JSON (rule: SYNTHETIC.json is written by "
+                                   "clinops synth; regenerate the directory)") from None
+    with conn.transaction():
+        conn.execute(f"DELETE FROM {PROVENANCE_TABLE}")
+        conn.execute(f"INSERT INTO {PROVENANCE_TABLE} (source_dir, sha256, synthetic) "
+                     "VALUES (%s, %s::jsonb, %s::jsonb)", (str(root), json.dumps(digests, sort_keys=True), synthetic))
 
 
 def _load_table(conn: Any, name: str, path: Path, digest: str, *, show_bar: bool) -> None:

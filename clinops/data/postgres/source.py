@@ -10,8 +10,8 @@ from clinops.data import engines
 from clinops.data.mimic import MODULES, MimicSchemaError, _qualify, missing_requirements
 from clinops.data.mimic_schema import MIMIC_IV_SCHEMA
 
-from .connection import connect, dsn_from
-from .load import _COMMENT_PREFIX, _ident, _table_comment, postgres_type
+from .connection import PostgresError, connect, dsn_from
+from .load import _COMMENT_PREFIX, PROVENANCE_TABLE, _ident, _table_comment, postgres_type
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,6 +135,32 @@ class PostgresDatabase:
                 out[name] = comment[len(_COMMENT_PREFIX):]
         return out
 
+    def provenance(self) -> dict[str, Any] | None:
+        """What ``clinops load-postgres`` recorded at its last complete load, or None.
+
+        Keys ``source_dir``, ``loaded_at``, ``sha256`` (table -> SHA-256 of its file) and
+        ``synthetic`` (the directory's ``SYNTHETIC.json``, or None for other data).
+        """
+        conn = self.con.conn
+        if conn.execute("SELECT to_regclass(%s)", (PROVENANCE_TABLE,)).fetchone()[0] is None:
+            return None
+        row = conn.execute(f"SELECT source_dir, loaded_at, sha256, synthetic FROM {PROVENANCE_TABLE}").fetchone()
+        if row is None:
+            return None
+        return dict(zip(("source_dir", "loaded_at", "sha256", "synthetic"), row))
+
+    def synthetic_manifest(self) -> dict[str, Any] | None:
+        """The generator's manifest (scale, seed, rows) when the tables hold ``clinops synth`` data.
+
+        None unless the last complete load came from a synthetic directory AND every table still
+        carries the SHA-256 that load recorded (a table replaced since, by hand or by a load of
+        other files, makes the database's provenance unknown).
+        """
+        prov = self.provenance()
+        if prov is None or prov["synthetic"] is None or prov["sha256"] != self.file_sha256():
+            return None
+        return prov["synthetic"]
+
     def close(self) -> None:
         if not self._closed:
             self.con.close()
@@ -145,6 +171,28 @@ class PostgresDatabase:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def check_loaded_from(declared: str | None, manifest: Mapping[str, Any] | None, label: str) -> None:
+    """The params' ``data.postgres.loaded_from`` must say what the database's provenance says.
+
+    Examples
+    --------
+    >>> check_loaded_from("synthetic", {"scale": 1.0, "seed": 1}, "db")
+    >>> check_loaded_from(None, None, "db")
+    >>> check_loaded_from("synthetic", None, "db")
+    Traceback (most recent call last):
+    ...
+    clinops.data.postgres.connection.PostgresError: postgres: database db: data.postgres.loaded_from is 'synthetic' but the tables carry no synthetic provenance (rule: load them with clinops load-postgres from a clinops synth directory, or declare loaded_from: mimic-iv)
+    """
+    if declared == "synthetic" and manifest is None:
+        raise PostgresError(f"postgres: database {label}: data.postgres.loaded_from is 'synthetic' but the tables "
+                            "carry no synthetic provenance (rule: load them with clinops load-postgres from a "
+                            "clinops synth directory, or declare loaded_from: mimic-iv)")
+    if declared != "synthetic" and manifest is not None:
+        raise PostgresError(f"postgres: database {label}: the tables were loaded from synthetic data (scale "
+                            f"{manifest.get('scale')}, seed {manifest.get('seed')}) but data.postgres.loaded_from is "
+                            f"{declared!r} (rule: declare loaded_from: synthetic, so that no report calls them real)")
 
 
 def _safe_label(dsn: str) -> str:
