@@ -92,6 +92,7 @@ def run_model_selection(P: Params, task: str = "primary") -> SimpleNamespace:
                 "n_train": int(train.sum()), "n_test": int((~train).sum()), **{f"xgb_{k}": v for k, v in best.items()},
                 **{f"modeling_{k}": v for k, v in m.items()}, **rs.flat(), "settings_sha256": rs.sha256},
         metrics={**{f"test_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))},
+                 **{f"test_raw_{k}": raw_metrics[k] for k in ("auroc", "auprc", "sensitivity", "specificity")},
                  "test_ece": ece, "cv_best_mean_auroc": float(search["mean_auroc"].iloc[0]),
                  "test_conformal_coverage": float(coverage.iloc[0]["coverage"]) if "coverage" in coverage else float("nan")},
         dataset_sha256=hashes, feature_sha256=feature_hashes,
@@ -107,13 +108,16 @@ def run_model_selection(P: Params, task: str = "primary") -> SimpleNamespace:
     chosen = modeling.compare_with_paper(best)
     test_metrics = pd.DataFrame([{"metric": k, "value": v} for k, v in metrics.items()]
                                 + [{"metric": f"ece ({rs.calibrator})", "value": ece},
-                                   {"metric": "ece (raw score)", "value": ece_raw}])
+                                   {"metric": "ece (raw score)", "value": ece_raw}]
+                                + [{"metric": f"raw score: {k}", "value": raw_metrics[k]}
+                                   for k in ("auroc", "auprc", "sensitivity", "specificity")])
     fitted_on = (f"held-out slice of the training years ({m['calibration_fraction']:.0%}), never the test years"
                  if bundle.lineage["calibration_scheme"] == "split" else
                  f"out-of-fold scores of every training row ({bundle.lineage['n_folds']} folds), never the test years")
     calibration = pd.DataFrame([{"score": name, "ECE binning": f"{bins} {s} bins" if s != "equal_mass" else
                                  f"{bins} equal-mass bins", "ECE": v[0], "ECE 95% CI low": v[1], "ECE 95% CI high": v[2],
-                                 "calibrator": rs.calibrator, "fitted on": fitted_on}
+                                 "calibrator": rs.calibrator if name == "calibrated" else "none (raw booster score)",
+                                 "fitted on": fitted_on if name == "calibrated" else "-"}
                                 for (name, s), v in ece_ci.items()])
     lineage_table = pd.DataFrame([{"item": "MLflow run id (model version)", "value": run_id},
                                   {"item": "registered model", "value": rs.mlflow["registered_model"]},
@@ -135,7 +139,8 @@ def run_model_selection(P: Params, task: str = "primary") -> SimpleNamespace:
                 data_label=dl)
     write_table(chosen, out / "chosen_configuration", title="Chosen XGBoost configuration vs the paper's", data_label=dl)
     write_table(test_metrics, out / "test_metrics", title=f"Test years, {t.title} (threshold {rs.operating_threshold})",
-                data_label=dl)
+                data_label=dl, note=f"Metrics of the calibrated ({rs.calibrator}) probability; `raw score:` rows threshold "
+                                    "the class-weighted XGBoost score before calibration at the same threshold.")
     write_table(reliability, out / "reliability", title="Reliability table (isotonic, test years)", data_label=dl)
     write_table(calibration, out / "calibration", title="Calibration: ECE with bootstrap 95% CI, test years",
                 data_label=dl, note=f"Percentile bootstrap, {m['n_boot']} resamples (clinops.bootstrap); bins fixed on "
