@@ -58,7 +58,7 @@ def model_outputs(build, reports):
         bundle=f"{build}/bundle/bundle.json", preds=f"{build}/test_predictions.parquet",
         model_files=[f"{build}/bundle/model.json", f"{build}/bundle/calibrator.joblib"],
         tables=tables(f"{reports}/model", "calibration", "chosen_configuration", "conformal_coverage", "coverage_by_class",
-                      "cv_candidates", "lineage", "random_search_top20", "reliability", "test_metrics"),
+                      "cv_candidates", "lineage", "random_search_top20", "ranking", "reliability", "test_metrics"),
         figure=f"{reports}/model/reliability.png")
 
 

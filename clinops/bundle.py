@@ -114,10 +114,14 @@ class ModelBundle:
     frozen_medians : dict[str, float]
         Training medians used to fill missing inputs.
     calibrator : IsotonicRegression
-        Raw score -> calibrated probability, fitted on the isotonic part of the held-out slice.
+        Raw score -> calibrated probability (clip, linear between its thresholds): the isotonic
+        step map or the strictly increasing interpolated one (``uncertainty.calibrator``), fitted
+        on the calibrator part of the held-out slice or on out-of-fold scores of every training
+        row (``modeling.calibration``; ``lineage['calibration_scheme']`` says which).
     conformal_threshold : float
         LAC quantile q: label k is in the set when ``1 - p_k - q <= 1e-8`` (p = calibrated
-        probability), fitted by MAPIE on the conformal part of the held-out slice.
+        probability), fitted by MAPIE on the conformal part of the held-out slice, or taken with
+        MAPIE's quantile rule from the cross-fitted probabilities of every training row (cross_fit).
     confidence_level : float
         Target coverage of the conformal sets (e.g. 0.90).
     threshold : float

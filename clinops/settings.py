@@ -43,6 +43,18 @@ from clinops.tasks import SLOTS, task_for
 #: level, deaths included). Stated here, the level that resolves it; :mod:`clinops.uncertainty` reads it.
 CONFORMAL_MODES: tuple[str, ...] = ("marginal", "mondrian")
 
+#: Where the calibrator and the conformal quantile get their rows (``modeling.calibration``):
+#: ``split`` (the paper's: a held-out slice of the training years, the booster fitted on the
+#: rest) or ``cross_fit`` (out-of-fold scores over the whole training split, the booster refitted
+#: on all of it; see :mod:`clinops.modeling.cross_fit`).
+CALIBRATION_SCHEMES: tuple[str, ...] = ("split", "cross_fit")
+
+#: Calibration maps (``uncertainty.calibrator``): ``isotonic`` (the paper's step function: ties
+#: whole blocks of scores) or ``isotonic_interpolated`` (linear between the isotonic blocks'
+#: midpoints: strictly increasing, so it never changes the ranking; see
+#: :mod:`clinops.uncertainty.calibrators`).
+CALIBRATORS: tuple[str, ...] = ("isotonic", "isotonic_interpolated")
+
 
 #: Sections of a parameter file that a task may override (``readmission: {modeling: ...}``).
 TASK_SECTIONS = ("modeling", "uncertainty", "fairness", "drift", "mlflow")
@@ -67,6 +79,8 @@ class TaskSettings:
     confidence_level : float in (0, 1)
         Target coverage of the split-conformal sets.
     ece_bins, ece_strategy : ECE binning (``uncertainty``).
+    calibrator : 'isotonic' (default, the paper's step map) or 'isotonic_interpolated' (strictly
+        increasing: keeps the raw score's ranking) -- the map the bundle stores (``uncertainty.calibrator``).
     conformal_mode : 'marginal' (default, the paper's: one LAC quantile) or 'mondrian' (one per
         true class) -- which sets the bundle's predictor, hence the server, gives
         (``uncertainty.conformal_mode``).
@@ -84,7 +98,8 @@ class TaskSettings:
         input (live fairness by that attribute is then not evaluated, and the server says so).
     fairness, drift, governance : the policies, task overrides applied.
     modeling : mapping
-        ``cv_folds``, ``n_iter``, ``calibration_fraction``, ``n_boot``, ``candidates``.
+        ``cv_folds``, ``n_iter``, ``calibration_fraction``, ``n_boot``, ``candidates``,
+        ``calibration`` ('split' or 'cross_fit', :data:`CALIBRATION_SCHEMES`).
     mlflow : mapping
         ``experiment``, ``registered_model``.
     sources : tuple of str
@@ -110,8 +125,14 @@ class TaskSettings:
     sources: tuple[str, ...] = field(default=(), compare=False)
     conformal_mode: str = "marginal"
     high_probability: float | None = None
+    calibrator: str = "isotonic"
 
     def __post_init__(self) -> None:
+        if self.calibrator not in CALIBRATORS:
+            raise SettingsError(f"uncertainty.calibrator: must be one of {list(CALIBRATORS)}, got {self.calibrator!r}")
+        scheme = self.modeling.get("calibration", "split")
+        if scheme not in CALIBRATION_SCHEMES:
+            raise SettingsError(f"modeling.calibration: must be one of {list(CALIBRATION_SCHEMES)}, got {scheme!r}")
         if self.conformal_mode not in CONFORMAL_MODES:
             raise SettingsError(f"uncertainty.conformal_mode: must be one of {list(CONFORMAL_MODES)}, "
                                 f"got {self.conformal_mode!r}")
@@ -133,6 +154,7 @@ class TaskSettings:
             "confidence_level": float(self.confidence_level),
             "ece_bins": int(self.ece_bins), "ece_strategy": self.ece_strategy,
             "conformal_mode": self.conformal_mode, "high_probability": self.high_probability,
+            "calibrator": self.calibrator,
             "age_edges": [float(e) for e in self.age_edges], "group_columns": list(self.group_columns),
             "age_feature": self.age_feature, "sex_feature": self.sex_feature,
             "fairness": self.fairness.to_dict(),
@@ -158,6 +180,7 @@ class TaskSettings:
                    sex_feature=d.get("sex_feature"), modeling=dict(d.get("modeling", {})),
                    mlflow=dict(d.get("mlflow", {})), sources=tuple(d.get("sources", ())),
                    conformal_mode=str(d.get("conformal_mode", "marginal")),
+                   calibrator=str(d.get("calibrator", "isotonic")),
                    high_probability=(None if d.get("high_probability") is None
                                      else float(d["high_probability"])))
 
@@ -257,14 +280,16 @@ def resolve_task_settings(P: Params, task: str) -> TaskSettings:
         confidence_level=float(u["confidence_level"]), ece_bins=int(u.get("ece_bins", 10)),
         ece_strategy=str(u.get("ece_strategy", "uniform")),
         conformal_mode=str(u.get("conformal_mode", "marginal")),
+        calibrator=str(u.get("calibrator", "isotonic")),
         high_probability=None if u.get("high_probability") is None else float(u["high_probability"]),
         age_edges=tuple(float(e) for e in edges),
         group_columns=group_columns, age_feature=age_feature, sex_feature=sex_feature, fairness=fairness, drift=drift,
         governance=governance.model_copy(update={"fairness_policy": None}),
-        modeling={k: m[k] for k in ("cv_folds", "n_iter", "calibration_fraction", "n_boot", "candidates") if k in m},
+        modeling={k: m[k] for k in ("cv_folds", "n_iter", "calibration_fraction", "calibration", "n_boot", "candidates")
+                  if k in m},
         mlflow={k: sec["mlflow"][k] for k in ("experiment", "registered_model") if k in sec["mlflow"]},
         sources=tuple(dict.fromkeys(sources)))
 
 
-__all__ = ["TaskSettings", "SettingsError", "CONFORMAL_MODES", "resolve_task_settings", "policy_task_name", "task_sections",
+__all__ = ["TaskSettings", "SettingsError", "CONFORMAL_MODES", "CALIBRATION_SCHEMES", "CALIBRATORS", "resolve_task_settings", "policy_task_name", "task_sections",
            "TASK_SECTIONS", "TASKS"]

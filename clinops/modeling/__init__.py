@@ -9,9 +9,11 @@ The procedure follows the paper's two stages on the training years only:
    over :data:`PAPER_XGB_SPACE`, each scored by stratified 5-fold CV; ``scale_pos_weight`` =
    negatives / positives of each training fold.
 
-Then :func:`split_for_calibration` holds out a stratified slice of the training years,
-:func:`fit_final` (:mod:`~clinops.modeling.final_fit`) fits XGBoost on the rest and the
-isotonic calibrator and the split-conformal threshold on the held-out slice, and returns a
+Then (``modeling.calibration: split``, the paper's) :func:`split_for_calibration` holds out a
+stratified slice of the training years and :func:`fit_final` (:mod:`~clinops.modeling.final_fit`)
+fits XGBoost on the rest and the calibrator and the split-conformal threshold on the held-out
+slice, or (``cross_fit``) :func:`fit_final` calibrates on out-of-fold scores of every training
+row (:mod:`~clinops.modeling.cross_fit`) and refits XGBoost on all of them; either returns a
 :class:`~clinops.bundle.ModelBundle` -- the one contract the server, the drift monitor and the
 audit trail read. :func:`evaluate` (:mod:`~clinops.modeling.evaluation`) is the single use of the
 temporal test set.
@@ -35,6 +37,8 @@ from clinops.modeling.candidates import candidate_models, cross_validate_candida
 from clinops.modeling.cv import discrete_mask, fold_imputer
 from clinops.modeling.evaluation import evaluate
 from clinops.modeling.final_fit import fit_final, split_for_calibration
+from clinops.modeling.cross_fit import calibration_folds, out_of_fold_scores
+from clinops.modeling.calibration_comparison import AUROC_TOLERANCE, calibration_ranking, fit_calibrated
 from clinops.modeling.search import random_search_xgb, sample_configurations
 from clinops.modeling.xgb_config import (
     DEFAULT_MAX_BIN,
@@ -50,5 +54,6 @@ __all__ = [
     "CalibratedBooster", "BUNDLE_FORMAT_VERSION", "candidate_models", "cross_validate_candidates",
     "random_search_xgb", "sample_configurations", "compare_with_paper", "split_for_calibration",
     "fit_final", "scale_pos_weight", "evaluate",
-    "fold_imputer", "discrete_mask",
+    "fold_imputer", "discrete_mask", "calibration_folds", "out_of_fold_scores", "AUROC_TOLERANCE",
+    "calibration_ranking", "fit_calibrated",
 ]

@@ -1,7 +1,8 @@
-"""Calibration: the isotonic map from raw scores to probabilities, ECE and reliability.
+"""Calibration: the isotonic map from raw scores to probabilities, ECE (with a bootstrap
+interval; uniform, quantile or equal-mass bins) and reliability.
 
 :func:`fit_isotonic` must be fitted on rows the model was not trained on (here: a stratified
-held-out slice of the training years, see :func:`clinops.modeling.fit_final`) and never on the
+held-out slice of the training years, or out-of-fold scores, see :func:`clinops.modeling.fit_final`) and never on the
 test years. :func:`expected_calibration_error`, :func:`reliability_table` and
 :func:`plot_reliability` measure calibration with stated binning.
 
@@ -28,12 +29,18 @@ import numpy as np
 import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
+from clinops.bootstrap import percentile_interval, resample_weights
 from clinops.labels import binary_labels, probabilities
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-__all__ = ["fit_isotonic", "expected_calibration_error", "reliability_table", "plot_reliability"]
+__all__ = ["fit_isotonic", "expected_calibration_error", "ece_interval", "reliability_table", "plot_reliability",
+           "ECE_STRATEGIES"]
+
+#: ECE binnings: equal-width bins on [0, 1], bins at the probability quantiles (ties kept
+#: together), and equal-mass bins (equal counts; the adaptive ECE).
+ECE_STRATEGIES: tuple[str, ...] = ("uniform", "quantile", "equal_mass")
 
 
 def fit_isotonic(scores: np.ndarray, y: np.ndarray) -> IsotonicRegression:
@@ -69,9 +76,25 @@ def _bin_ids(prob: np.ndarray, n_bins: int, strategy: str) -> tuple[np.ndarray, 
         edges = np.linspace(0.0, 1.0, n_bins + 1)
     elif strategy == "quantile":
         edges = np.percentile(prob, np.linspace(0, 1, n_bins + 1) * 100)
+    elif strategy == "equal_mass":
+        return _equal_mass_ids(prob, n_bins)
     else:
-        raise ValueError(f"strategy: must be 'uniform' or 'quantile', got {strategy!r}")
+        raise ValueError(f"strategy: must be one of {list(ECE_STRATEGIES)}, got {strategy!r}")
     return np.searchsorted(edges[1:-1], prob), edges
+
+
+def _equal_mass_ids(prob: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    # Adaptive ECE (Nixon et al. 2019): rows sorted by probability (stable), cut into n_bins runs
+    # whose sizes differ by at most one, so equal probabilities may straddle two bins, unlike
+    # 'quantile', whose edges put ties together and can leave bins unequal or empty.
+    order = np.argsort(prob, kind="mergesort")
+    sizes = np.array([len(a) for a in np.array_split(order, n_bins)])
+    ids = np.empty(len(prob), dtype=np.int64)
+    ids[order] = np.repeat(np.arange(n_bins), sizes)
+    p_sorted = prob[order]
+    ends = np.maximum(np.cumsum(sizes) - 1, 0)
+    edges = np.concatenate([[p_sorted[0]], p_sorted[ends]]) if len(prob) else np.zeros(n_bins + 1)
+    return ids, edges
 
 
 def reliability_table(y: np.ndarray, prob: np.ndarray, *, n_bins: int = 10,
@@ -86,9 +109,11 @@ def reliability_table(y: np.ndarray, prob: np.ndarray, *, n_bins: int = 10,
         Predicted probabilities.
     n_bins : int
         Number of bins.
-    strategy : {'uniform', 'quantile'}
+    strategy : {'uniform', 'quantile', 'equal_mass'}
         ``'uniform'``: equal-width bins on [0, 1]; ``'quantile'``: edges at the quantiles of
-        ``prob`` (equal counts up to ties). Bins are right-closed ``(lower, upper]`` with the
+        ``prob`` (equal counts up to ties); ``'equal_mass'``: the rows sorted by probability cut
+        into runs of equal size (counts differ by at most one; ``lower``/``upper`` are the
+        lowest and highest probability of the run). Bins are right-closed ``(lower, upper]`` with the
         first bin also holding ``lower`` (the convention of
         :func:`sklearn.calibration.calibration_curve`).
 
@@ -132,6 +157,38 @@ def expected_calibration_error(y: np.ndarray, prob: np.ndarray, *, n_bins: int =
     """
     t = reliability_table(y, prob, n_bins=n_bins, strategy=strategy)
     return float((t["weight"] * t["abs_gap"]).sum())
+
+
+def ece_interval(y: np.ndarray, prob: np.ndarray, *, n_bins: int = 10, strategy: str = "uniform",
+                 n_boot: int = 1000, seed: int, ci: float = 0.95) -> tuple[float, float, float]:
+    """ECE with a percentile bootstrap interval: ``(ece, low, high)``.
+
+    The resamples are the project's one bootstrap (:func:`clinops.bootstrap.resample_weights`,
+    the same rows as the AUROC interval for the same ``n_boot`` and ``seed``). Each row keeps
+    the bin the full sample gave it (for ``equal_mass`` and ``quantile`` the edges are not
+    recomputed per resample), so the interval is that of the calibration gap over fixed bins.
+    The ECE is biased upwards (an absolute value of noise), most where bins are small.
+
+    Examples
+    --------
+    >>> y = np.array([0, 0, 1, 0, 1, 1])
+    >>> p = np.array([0.1, 0.2, 0.3, 0.6, 0.7, 0.9])
+    >>> ece, lo, hi = ece_interval(y, p, n_bins=2, n_boot=200, seed=0)
+    >>> round(ece, 4), bool(0.0 <= lo <= hi <= 1.0)
+    (0.1, True)
+    """
+    y = binary_labels(y)
+    p = probabilities(prob, len(y), like="y")
+    if not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ValueError(f"n_boot: must be a positive integer, got {n_boot!r}")
+    ids, _ = _bin_ids(p, n_bins, strategy)
+    onehot = np.zeros((len(y), n_bins))
+    onehot[np.arange(len(y)), ids] = 1.0
+    gap_columns = onehot * (y - p)[:, None]  # per bin: sum of (outcome - probability)
+    samples = np.concatenate([np.abs(w @ gap_columns).sum(axis=1) / w.sum(axis=1)
+                              for w in resample_weights(len(y), int(n_boot), seed)])
+    lo, hi, _ = percentile_interval(samples[:, None], ci)
+    return expected_calibration_error(y, p, n_bins=n_bins, strategy=strategy), float(lo[0]), float(hi[0])
 
 
 def plot_reliability(y: np.ndarray, probs: np.ndarray | Mapping[str, np.ndarray], *,

@@ -39,7 +39,7 @@ from scipy import stats
 from clinops.labels import binary_labels
 from clinops.settings import CONFORMAL_MODES
 
-__all__ = ["fit_conformal", "conformal_threshold", "conformal_sets", "sets_from_probability",
+__all__ = ["fit_conformal", "conformal_threshold", "lac_threshold", "conformal_sets", "sets_from_probability",
            "class_conditional_thresholds", "class_conditional_sets", "sets_for_mode",
            "coverage_table", "SET_TOLERANCE", "CONFORMAL_MODES"]
 
@@ -104,6 +104,41 @@ def conformal_threshold(conformal: SplitConformalClassifier, *, confidence_level
     alpha = float(Decimal("1") - Decimal(str(confidence_level)))
     q = LACConformityScore().get_conformity_score_quantiles(
         conformal.conformity_scores, np.array([alpha]), cv="prefit")
+    return float(np.asarray(q).ravel()[0])
+
+
+def lac_threshold(prob: np.ndarray, y: np.ndarray, *, confidence_level: float) -> float:
+    """The marginal LAC quantile q from probabilities and labels of conformalization rows.
+
+    What :func:`conformal_threshold` reads from MAPIE, computed from the scores ``1 - p_y``
+    directly (MAPIE's own quantile rule), for probabilities that no single prefit model gives:
+    the cross-fitted (out-of-fold) calibrated probabilities of ``modeling.calibration:
+    cross_fit``. Cross-conformal in Vovk's sense: every training row contributes one score from
+    models that did not see it. Guarantee: none in finite samples for the refitted model (the
+    CV+ / jackknife+ bound of Barber et al. 2021 is 1 - 2 alpha, and holds for the ensemble of
+    fold models, not a refit); in practice coverage is close to the level when the fold models
+    and the refit score alike, and, as for split conformal, only under exchangeability, which
+    a temporal split does not give.
+
+    Examples
+    --------
+    >>> p = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9, 0.35, 0.65])
+    >>> y = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 0])
+    >>> lac_threshold(p, y, confidence_level=0.8)
+    0.65
+    """
+    if not 0.0 < confidence_level < 1.0:
+        raise ValueError(f"confidence_level: must be in (0, 1), got {confidence_level}")
+    labels = binary_labels(y, "y")
+    p1 = np.asarray(prob, dtype=np.float64).reshape(-1)
+    if len(p1) != len(labels):
+        raise ValueError(f"prob: must have {len(labels)} values (one per label), got {len(p1)}")
+    n_min = math.ceil(1 / (1 - confidence_level)) - 1
+    if len(labels) < n_min:
+        raise ValueError(f"y: {len(labels)} rows cannot give {confidence_level:.0%} coverage (need at least {n_min})")
+    alpha = float(Decimal("1") - Decimal(str(confidence_level)))
+    scores = np.where(labels == 1, 1.0 - p1, p1)  # 1 - p_y
+    q = LACConformityScore().get_conformity_score_quantiles(scores[:, None], np.array([alpha]), cv="prefit")
     return float(np.asarray(q).ravel()[0])
 
 
