@@ -69,7 +69,8 @@ def fairness_outputs(build, reports):
 
 
 def drift_outputs(build, reports):
-    return dict(tables=tables(f"{reports}/drift", "scenario", "detection", "evidently_psi", "governance_events"),
+    return dict(tables=tables(f"{reports}/drift", "scenario", "detection", "evidently_psi", "governance_events",
+                              "cbpe", "benchmark", "scenario_strength"),
                 other=[f"{reports}/drift/evidently_psi.json", f"{reports}/drift/evidently_psi.html",
                        f"{reports}/drift/score_stream.png",
                        f"{reports}/drift/psi_over_time.png"],

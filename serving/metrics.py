@@ -59,6 +59,16 @@ class ServingMetrics:
         self.live_outcomes = Gauge("clinops_live_outcomes", "Linked outcomes in the sliding window", registry=r)
         self.live_ece = Gauge("clinops_live_ece", "Expected calibration error over linked outcomes", registry=r)
         self.live_auroc = Gauge("clinops_live_auroc", "AUROC over linked outcomes", registry=r)
+        # CBPE (clinops.drift.cbpe): what the calibrated probabilities imply, before outcomes arrive
+        self.cbpe_auroc = Gauge(
+            "clinops_cbpe_auroc", "AUROC expected from the calibrated probabilities of the drift window (CBPE: "
+            "assumes calibration holds; blind to a concept shift), before any outcome", registry=r)
+        self.cbpe_event_rate = Gauge(
+            "clinops_cbpe_event_rate", "Event rate expected from the calibrated probabilities of the drift window "
+            "(CBPE)", registry=r)
+        self.live_cbpe_auroc = Gauge(
+            "clinops_live_cbpe_auroc", "AUROC expected (CBPE) from the probabilities of the linked-outcome window: "
+            "compare with clinops_live_auroc, realised on the same predictions", registry=r)
         self.live_group_auroc = Gauge(
             "clinops_live_group_auroc", "AUROC over linked outcomes per group", ["attribute", "group"], registry=r)
         # Signals the Prometheus rules of serving/ops need (clinops.ops.prometheus).

@@ -11,9 +11,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clinops.drift.detectors import DETECTORS, StreamDetector, build_detectors
+from clinops.drift.cbpe import expected_auroc
+from clinops.drift.detectors import DETECTORS, StreamDetector
 from clinops.drift.policy import DriftPolicy
 from clinops.drift.psi import PsiReference
+from clinops.drift.streams import SCORE, FeatureStream, build_planned, feature_streams_from, plan_detectors, \
+    stream_label
 
 __all__ = ["MonitorEvent", "StreamMonitor", "PsiStates"]
 
@@ -45,9 +48,18 @@ class MonitorEvent:
 
     @property
     def message(self) -> str:
-        what = f"PSI of {self.feature} = {self.value:.3f}" if self.detector == "psi" else \
-            f"{self.detector} change in the score stream (value {self.value:.4f})"
+        if self.detector == "psi":
+            what = f"PSI of {self.feature} = {self.value:.3f}"
+        else:
+            what = f"{self.detector} change in the {self.feature or 'score'} stream (value {self.value:.4f})"
         return f"t = {self.t_hours:.2f} h: {self.kind}: {what}"
+
+    @property
+    def label(self) -> str:
+        """The report's name: ``psi_drift`` / ``psi_watch``, ``adwin`` (score), ``cusum[mech_vent]``."""
+        if self.detector == "psi":
+            return f"psi_{self.kind}"
+        return stream_label(self.detector, self.feature or SCORE)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,6 +128,14 @@ class StreamMonitor:
     psi_window, psi_watch, psi_alert, psi_hysteresis : PSI settings (admissions, PSI units)
     on_event : callable(MonitorEvent), optional
         Called for every alarm (e.g. to notify governance / write the audit log).
+    feature_detectors : mapping (feature, name) -> StreamDetector, optional
+        Detectors on feature streams (:mod:`clinops.drift.streams`); an alarm names the
+        feature. Each admission's value of the feature, through ``feature_streams[feature]``,
+        is fed to them in arrival order (missing values are skipped).
+    feature_streams : mapping feature -> FeatureStream, required with ``feature_detectors``
+
+    Each evaluation also records ``cbpe_auroc``: the AUROC expected from the last
+    ``psi_window`` scores if they are calibrated (:func:`clinops.drift.cbpe.expected_auroc`).
 
     Examples
     --------
@@ -131,7 +151,9 @@ class StreamMonitor:
     def __init__(self, reference: PsiReference, detectors: Mapping[str, StreamDetector] | None = None, *,
                  eval_minutes: float = 15.0, psi_window: int = 500, psi_watch: float = 0.1,
                  psi_alert: float = 0.2, psi_hysteresis: float = 0.02,
-                 on_event: Callable[[MonitorEvent], None] | None = None):
+                 on_event: Callable[[MonitorEvent], None] | None = None,
+                 feature_detectors: Mapping[tuple[str, str], StreamDetector] | None = None,
+                 feature_streams: Mapping[str, FeatureStream] | None = None):
         if not (eval_minutes > 0):
             raise ValueError(f"eval_minutes: must be > 0, got {eval_minutes}")
         if not (isinstance(psi_window, (int, np.integer)) and psi_window >= 10):
@@ -141,13 +163,19 @@ class StreamMonitor:
             raise ValueError(f"detectors: {unknown} not in clinops.drift.detectors.DETECTORS")
         self.reference = reference
         self.detectors = dict(detectors or {})
+        self.feature_detectors = dict(feature_detectors or {})
+        self.feature_streams = dict(feature_streams or {})
+        missing = sorted({f for f, _ in self.feature_detectors} - set(self.feature_streams))
+        if missing:
+            raise ValueError(f"feature_streams: no stream for the feature detectors of {missing}")
+        self._stream_names = sorted({f for f, _ in self.feature_detectors})
         self.eval_hours = float(eval_minutes) / 60.0
         self.psi_window = int(psi_window)
         self._psi = PsiStates(reference.features, watch=psi_watch, alert=psi_alert, hysteresis=psi_hysteresis)
         self.psi_watch, self.psi_alert, self.psi_hysteresis = self._psi.watch, self._psi.alert, self._psi.hysteresis
         self.on_event = on_event
         self._lock = threading.Lock()
-        self._pending: list[tuple[float, float, np.ndarray]] = []
+        self._pending: list[tuple[float, float, np.ndarray, np.ndarray]] = []
         self._codes: deque[np.ndarray] = deque(maxlen=self.psi_window)
         self._scores: deque[float] = deque(maxlen=self.psi_window)
         self._next_eval = self.eval_hours
@@ -158,18 +186,30 @@ class StreamMonitor:
 
     @classmethod
     def from_policy(cls, policy: DriftPolicy, reference: PsiReference, *, reference_scores: Any,
-                    eval_minutes: float = 15.0, on_event: Callable[[MonitorEvent], None] | None = None
-                    ) -> "StreamMonitor":
-        """Build from a :class:`DriftPolicy`: its PSI settings and its enabled detectors.
+                    eval_minutes: float = 15.0, on_event: Callable[[MonitorEvent], None] | None = None,
+                    reference_features: pd.DataFrame | None = None) -> "StreamMonitor":
+        """Build from a :class:`DriftPolicy`: its PSI settings and its detectors.
 
         ``reference_scores`` (n,): predicted probabilities on reference data (e.g. the training
         or calibration set), from which detectors turn scale-free settings into numbers
-        (Page-Hinkley: the score SD).
+        (Page-Hinkley: the score SD). ``reference_features`` (n, p), encoded features of
+        reference rows: with the policy's ``monitor.feature_streams`` each feature of
+        ``reference`` gets its detectors (:func:`clinops.drift.streams.plan_detectors`, which
+        also applies the false-alarm budget).
         """
-        detectors = build_detectors(policy.detector_settings, reference_scores=reference_scores)
-        return cls(reference, detectors, eval_minutes=eval_minutes, psi_window=policy.psi_window,
+        streams = feature_streams_from(reference_features, reference.features) if policy.monitor.feature_streams else {}
+        plan = plan_detectors(policy, streams)
+        built = build_planned(plan, reference_scores=reference_scores, feature_streams=streams)
+        return cls(reference, {name: d for (stream, name), d in built.items() if stream == SCORE},
+                   eval_minutes=eval_minutes, psi_window=policy.psi_window,
                    psi_watch=policy.psi_watch, psi_alert=policy.psi_alert, psi_hysteresis=policy.psi_hysteresis,
-                   on_event=on_event)
+                   on_event=on_event, feature_detectors={k: d for k, d in built.items() if k[0] != SCORE},
+                   feature_streams=streams)
+
+    @property
+    def labels(self) -> list[str]:
+        """Every detector's report name: the score's, then each feature's (``cusum[mech_vent]``)."""
+        return [*self.detectors, *(stream_label(name, f) for f, name in self.feature_detectors)]
 
     @property
     def is_fresh(self) -> bool:
@@ -195,13 +235,16 @@ class StreamMonitor:
         if len(t) and (not np.isfinite(s).all() or (np.diff(t) < 0).any() or not np.isfinite(t).all()):
             raise ValueError("t_hours must be finite and non-decreasing and scores finite")
         codes = self.reference.codes(X) if len(X) else np.empty((0, len(self.reference.features)), dtype=np.int64)
+        values = np.column_stack([self.feature_streams[f].transform(X[f]) if f in X else np.full(len(X), np.nan)
+                                  for f in self._stream_names]) if self._stream_names and len(X) else \
+            np.empty((len(X), len(self._stream_names)))
         events: list[MonitorEvent] = []
         with self._lock:
             if len(t) and t[0] < self._last_t:
                 raise ValueError(f"t_hours: {t[0]} is earlier than the last admission ({self._last_t})")
             for i in range(len(t)):
                 events += self._run_due(t[i], inclusive=False)
-                self._pending.append((t[i], s[i], codes[i]))
+                self._pending.append((t[i], s[i], codes[i], values[i]))
                 self._last_t = t[i]
         return events
 
@@ -232,19 +275,30 @@ class StreamMonitor:
         out: list[MonitorEvent] = []
         batch, self._pending = self._pending, []
         hits = {name: False for name in self.detectors}
-        for _, score, code in batch:
+        feature_hits = {key: False for key in self.feature_detectors}
+        column = {f: j for j, f in enumerate(self._stream_names)}
+        for _, score, code, values in batch:
             self.n_seen += 1
             for name, detector in self.detectors.items():
                 hits[name] |= bool(detector.update(score).drift_detected)
+            for (feature, name), detector in self.feature_detectors.items():
+                v = values[column[feature]]
+                if v == v:  # not NaN: a missing value says nothing about the feature's distribution
+                    feature_hits[(feature, name)] |= bool(detector.update(float(v)).drift_detected)
             self._codes.append(code)
             self._scores.append(score)
         batch_mean = float(np.mean([b[1] for b in batch])) if batch else np.nan
         for name, detector in self.detectors.items():
             if hits[name]:
                 self._emit(MonitorEvent(T, name, "drift", float(detector.alarm_value(batch_mean)), self.n_seen), out)
+        for (feature, name), hit in feature_hits.items():
+            if hit:
+                mean = float(np.nanmean([b[3][column[feature]] for b in batch]))
+                self._emit(MonitorEvent(T, name, "drift", mean, self.n_seen, feature), out)
         row: dict[str, Any] = {"t_hours": T, "n_seen": self.n_seen, "n_batch": len(batch),
                                "score_mean_batch": batch_mean,
-                               "score_mean_window": float(np.mean(self._scores)) if self._scores else np.nan}
+                               "score_mean_window": float(np.mean(self._scores)) if self._scores else np.nan,
+                               "cbpe_auroc": expected_auroc(list(self._scores)) if self._scores else np.nan}
         for detector in self.detectors.values():
             row.update(detector.state())
         for name, detector in self.detectors.items():
@@ -284,5 +338,5 @@ class StreamMonitor:
         with self._lock:
             cols = ["t_hours", "detector", "kind", "value", "n_seen", "feature"]
             frame = pd.DataFrame([e.to_dict() for e in self.events], columns=cols)
-        frame.attrs["detectors"] = list(self.detectors)
+        frame.attrs["detectors"] = self.labels
         return frame

@@ -1,6 +1,7 @@
 """The drift policy (``params/policies/drift.yaml``): PSI levels and one section per detector.
 
-The sections are ``psi`` (:class:`PsiSettings`) and one per entry of
+The sections are ``psi`` (:class:`PsiSettings`), ``monitor`` (:class:`MonitorSettings`: the
+false-alarm budget and the feature streams) and one per entry of
 :data:`clinops.drift.detectors.DETECTORS`, whose ``Settings`` class states its fields and
 defaults: the policy model is built from the registry, so a new detector's section needs no
 edit here. A detector runs when its section's ``enabled`` is true (its class's default when the
@@ -17,7 +18,7 @@ from clinops.drift.detectors import DETECTORS, DetectorSettings
 from clinops.drift.psi import PSI_EPS
 from clinops.policy import PolicyError, PolicyModel
 
-__all__ = ["DriftPolicy", "PsiSettings", "PolicyError"]
+__all__ = ["DriftPolicy", "MonitorSettings", "PsiSettings", "PolicyError"]
 
 
 class PsiSettings(PolicyModel):
@@ -39,10 +40,26 @@ class PsiSettings(PolicyModel):
         return self
 
 
+class MonitorSettings(PolicyModel):
+    """``monitor:`` in ``drift.yaml``: the false-alarm budget and the feature-stream detectors.
+
+    With ``false_alarms_per_30_days`` set, every detector's threshold is computed from it
+    (:mod:`clinops.drift.thresholds`, Bonferroni over all detectors the monitor runs) instead of
+    being read from its section; ``null`` keeps the sections' values (bundles written before
+    the budget existed).
+    """
+
+    false_alarms_per_30_days: float | int | None = Field(None, gt=0, description="budget of the whole monitor")
+    admissions_per_hour: float | int = Field(10, gt=0, description="arrival rate the budget is stated at")
+    feature_streams: bool = Field(False, description="run detectors on every feature stream as well as the score")
+    feature_odds_ratio: float | int = Field(2.0, gt=1, description="binary features: CUSUM designed for this odds change, both ways")
+
+
 # One field per registered detector, typed by its own Settings (default: its defaults).
 _Sections = create_model(
     "_Sections", __base__=PolicyModel,
     psi=(PsiSettings, Field(default_factory=PsiSettings)),
+    monitor=(MonitorSettings, Field(default_factory=MonitorSettings)),
     **{name: (cls.Settings, Field(default_factory=cls.Settings)) for name, cls in DETECTORS.items()},
 )
 
@@ -65,6 +82,9 @@ class DriftPolicy(_Sections):  # type: ignore[misc, valid-type]
     ['adwin', 'page_hinkley', 'cusum']
     >>> DriftPolicy(**with_cusum.to_dict()) == with_cusum        # the flat form round-trips
     True
+    >>> budgeted = DriftPolicy.from_mapping({"monitor": {"false_alarms_per_30_days": 1, "feature_streams": True}})
+    >>> DriftPolicy(**budgeted.to_dict()) == budgeted
+    True
     >>> DriftPolicy.from_mapping({"psi": {"watch": 0.3}}, where="drift.yaml")
     Traceback (most recent call last):
     ...
@@ -77,7 +97,7 @@ class DriftPolicy(_Sections):  # type: ignore[misc, valid-type]
         """Accept the flat form (``psi_bins=10, adwin_delta=...``) beside the nested sections."""
         if not isinstance(data, Mapping):
             return data
-        prefixes = {"psi_": "psi", **{c.flat_prefix: name for name, c in DETECTORS.items()}}
+        prefixes = {"psi_": "psi", "monitor_": "monitor", **{c.flat_prefix: name for name, c in DETECTORS.items()}}
         nested: dict[str, Any] = {}
         for key, value in data.items():
             prefix = next((p for p in prefixes if key.startswith(p)), None)
@@ -109,6 +129,8 @@ class DriftPolicy(_Sections):  # type: ignore[misc, valid-type]
         """The flat form the model bundle stores: ``psi_*``, then each enabled detector's settings
         under its prefix; ``<prefix>enabled`` only where it differs from the detector's default."""
         out: dict[str, Any] = {f"psi_{k}": v for k, v in self.psi.model_dump().items()}
+        out.update({f"monitor_{k}": v for k, v in self.monitor.model_dump().items()
+                    if v != MonitorSettings.model_fields[k].default})
         for name, cls in DETECTORS.items():
             settings, prefix = getattr(self, name), cls.flat_prefix
             if settings.enabled != cls.Settings.model_fields["enabled"].default:

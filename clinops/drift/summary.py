@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from clinops.drift.detectors import DETECTORS
+from clinops.drift.streams import stream_label
 
 __all__ = ["stream_summary"]
 
@@ -26,7 +27,9 @@ def stream_summary(alarms: pd.DataFrame, *, change_at_hours: float | None, durat
 
     Returns
     -------
-    DataFrame indexed by detector (the detectors, then 'psi_drift', 'psi_watch', 'any'):
+    DataFrame indexed by detector (the detectors, then 'psi_drift', 'psi_watch', 'any'; a
+    detector on a feature stream is named ``cusum[mech_vent]``; 'any' is the combined monitor:
+    every detector and the PSI alert, not the PSI watch level):
     ``false_alarms_before_change`` (all alarms when there is no change), ``detected``,
     ``delay_hours`` and ``delay_admissions`` of the first alarm after the change,
     ``features`` (PSI alarms: which features), ``false_alarms_per_30_days``.
@@ -38,7 +41,9 @@ def stream_summary(alarms: pd.DataFrame, *, change_at_hours: float | None, durat
     a = alarms.copy()
     if "after_change" not in a:
         a["after_change"] = False
-    a["label"] = np.where(a["detector"] == "psi", "psi_" + a["kind"].astype(str), a["detector"])
+    feature = a["feature"] if "feature" in a else pd.Series(None, index=a.index, dtype=object)
+    a["label"] = [f"psi_{k}" if d == "psi" else (d if f is None or f != f else stream_label(d, f))
+                  for d, k, f in zip(a["detector"], a["kind"], feature)]
     rows = []
     before_hours = change_at_hours if change_at_hours is not None else duration_hours
     for label in [*detectors, "psi_drift", "psi_watch", "any"]:

@@ -4,11 +4,16 @@
   probability). PSI of every feature over the last ``window`` predictions against the
   bundle's training bins, re-evaluated every tenth of a window once the window is full; and
   the drift policy's stream detectors (:data:`clinops.drift.detectors.DETECTORS`: the same
-  ones, with the same settings, that the workflow's :class:`clinops.drift.StreamMonitor` runs)
-  on the score. A feature newly at the alert level, or a detection, is reported to governance
-  (``on_drift``: a review item; a drift alarm alone never suspends).
+  ones, with the same settings and false-alarm budget, that the workflow's
+  :class:`clinops.drift.StreamMonitor` runs, :func:`clinops.drift.plan_detectors`) on the score
+  and, with the policy's ``monitor.feature_streams``, on every feature stream. A feature newly at
+  the alert level, or a detection, is reported to governance (``on_drift``: a review item; a
+  drift alarm alone never suspends). With every PSI evaluation the AUROC and event rate the
+  window's calibrated probabilities imply (CBPE, :mod:`clinops.drift.cbpe`) are estimated,
+  before any outcome.
 - :class:`OutcomeWindow`: live ECE, AUROC and per-group AUROC over the most recent linked
-  outcomes, and the degradation and fairness rules on them.
+  outcomes (beside the CBPE estimate on the same probabilities), and the degradation and fairness
+  rules on them.
 
 Several server processes can share one state: what they must agree on (which features
 already drifted, the last PSI and live metrics, which fairness alerts were raised) goes through
@@ -28,7 +33,10 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from clinops.drift import DriftPolicy, PsiReference, psi_status
-from clinops.drift.detectors import StreamDetector, build_detectors
+from clinops.drift.cbpe import expected_auroc, expected_event_rate
+from clinops.drift.detectors import StreamDetector
+from clinops.drift.streams import SCORE, FeatureStream, PlannedDetector, build_planned, feature_streams_from, \
+    plan_detectors, stream_label
 from clinops.fairness import FairnessPolicy, age_groups, fairness_alerts, subgroup_table
 from clinops.features import FeatureManifest
 from clinops.uncertainty import expected_calibration_error
@@ -73,13 +81,15 @@ class LiveDriftMonitor:
         Which features already drifted and the last PSI, agreed between processes.
     window : int, optional
         Predictions per PSI evaluation (default: the policy's ``psi.window``). The stream
-        detectors take the first ``window`` served scores as their reference scores (a server
-        has no training scores): they run from the next prediction on. A detector whose
-        reference cannot be used (no spread) waits for a newer one.
+        detectors take the first ``window`` served predictions (scores and encoded features) as
+        their reference (the bundle holds no training scores or rows): they run from the next
+        prediction on. A detector whose reference cannot be used (no spread) waits for a newer one.
     run_later : callable(job), optional
         Runs evaluations and alarm reports off the request path (default: at once).
     on_psi : callable(psi: dict, window: int), optional
         Called with every PSI evaluation (e.g. to export it as metrics).
+    on_estimate : callable(estimate: dict), optional
+        Called with every CBPE estimate (``cbpe_auroc``, ``cbpe_event_rate``, ``window``).
 
     Examples
     --------
@@ -101,7 +111,8 @@ class LiveDriftMonitor:
     def __init__(self, reference: PsiReference, policy: DriftPolicy, *, manifest: FeatureManifest,
                  sink: DriftSink, shared: SharedState, window: int | None = None,
                  run_later: Callable[[Callable[[], Any]], None] | None = None,
-                 on_psi: Callable[[dict[str, float], int], None] | None = None):
+                 on_psi: Callable[[dict[str, float], int], None] | None = None,
+                 on_estimate: Callable[[dict[str, float]], None] | None = None):
         self.reference, self.policy, self.manifest = reference, policy, manifest
         self.sink, self.shared = sink, shared
         self.window = int(window or policy.psi_window)
@@ -109,6 +120,7 @@ class LiveDriftMonitor:
             raise ValueError(f"window: must be >= 1, got {window}")
         self.run_later = run_later or _inline
         self.on_psi = on_psi
+        self.on_estimate = on_estimate
         self._lock = threading.Lock()
         # The window lives in memory only and is binned when evaluated (every tenth of a
         # window), which keeps pandas out of the per-request path.
@@ -118,14 +130,17 @@ class LiveDriftMonitor:
         # (a reference with no spread, e.g. one record served again and again, cannot scale
         # Page-Hinkley: it is retried every tenth of a window on the newer scores).
         self._reference_scores: deque[float] = deque(maxlen=self.window)
+        self._window_scores: deque[float] = deque(maxlen=self.window)
         self._since_build = 0
-        self._waiting = list(policy.enabled_detectors)
-        self._detectors: dict[str, StreamDetector] = {}
+        self._waiting: list[PlannedDetector] | None = None   # planned once the first window is in
+        self._detectors: dict[tuple[str, str], StreamDetector] = {}
+        self._streams: dict[str, FeatureStream] = {}
+        self._column = {name: j for j, name in enumerate(self.manifest.names)}
         self.n_scored = 0
 
     @property
     def detectors(self) -> list[str]:
-        """The stream detectors this monitor runs (the policy's enabled ones)."""
+        """The score-stream detectors this monitor runs (the policy's enabled ones)."""
         return list(self.policy.enabled_detectors)
 
     def observe(self, features: Mapping[str, Any], score: float) -> None:
@@ -134,53 +149,69 @@ class LiveDriftMonitor:
         detections: list[tuple[str, float]] = []
         with self._lock:
             self._rows.append(row)
+            self._window_scores.append(float(score))
             self._since_eval += 1
             due = len(self._rows) == self.window and self._since_eval >= max(1, self.window // 10)
             if due:
                 self._since_eval = 0
-                rows = list(self._rows)
-            for name, detector in self._detectors.items():
-                if detector.update(float(score)).drift_detected:
-                    detections.append((name, float(detector.alarm_value(float(score)))))
+                rows, scores = list(self._rows), list(self._window_scores)
+            for (stream, name), detector in self._detectors.items():
+                value = float(score) if stream == SCORE else \
+                    float(self._streams[stream].transform(row[self._column[stream]]))
+                if value == value and detector.update(value).drift_detected:  # NaN: a missing feature value
+                    detections.append((stream_label(name, stream), value))
             if self._detectors:
                 self.n_scored += 1
-            if self._waiting:
+            if self._waiting is None or self._waiting:
                 self._reference_scores.append(float(score))
                 self._since_build += 1
                 if len(self._reference_scores) == self.window and self._since_build >= max(1, self.window // 10):
                     self._since_build = 0
-                    self._build_waiting()
+                    self._build_waiting(list(self._rows))
         if due:
-            self.run_later(lambda: self.evaluate_psi(pd.DataFrame(rows, columns=self.manifest.names)))
+            self.run_later(lambda: self.evaluate_psi(pd.DataFrame(rows, columns=self.manifest.names), scores))
         for name, value in detections:
             self.run_later(lambda name=name, value=value: self._report_detection(name, value))
 
-    def _build_waiting(self) -> None:
-        for name in list(self._waiting):
+    def _build_waiting(self, rows: list[list[float]]) -> None:
+        if self._waiting is None:  # the plan (and the budget's thresholds) is fixed by the first window's features
+            reference = pd.DataFrame(rows, columns=self.manifest.names)
+            self._streams = feature_streams_from(reference, self.reference.features) \
+                if self.policy.monitor.feature_streams else {}
+            self._waiting = plan_detectors(self.policy, self._streams)
+        for planned in list(self._waiting):
             try:
-                built = build_detectors({name: self.policy.detector_settings[name]},
-                                        reference_scores=list(self._reference_scores))
+                built = build_planned([planned], reference_scores=list(self._reference_scores),
+                                      feature_streams=self._streams)
             except ValueError as exc:
-                log.info("drift detector %s not started yet: %s", name, exc)
+                log.info("drift detector %s not started yet: %s", planned.label, exc)
                 continue
             self._detectors.update(built)
-            self._waiting.remove(name)
+            self._waiting.remove(planned)
 
     @property
     def running(self) -> list[str]:
-        """The detectors running now (the others still wait for a usable reference)."""
+        """The detectors running now, by report name (the others still wait for a usable reference)."""
         with self._lock:
-            return list(self._detectors)
+            return [stream_label(name, stream) for stream, name in self._detectors]
 
-    def evaluate_psi(self, window: pd.DataFrame) -> dict[str, float]:
+    def evaluate_psi(self, window: pd.DataFrame, scores: Sequence[float] | None = None) -> dict[str, float]:
         """PSI of every feature over ``window`` (encoded features, one row per prediction).
 
         A feature that newly reaches the alert level (newly: across every process sharing
-        :attr:`shared`) is reported to the sink as ``psi:<feature>``.
+        :attr:`shared`) is reported to the sink as ``psi:<feature>``. With the window's
+        ``scores``, the CBPE estimate goes to ``on_estimate`` and ``shared['cbpe']``.
         """
         psi = {name: float(v) for name, v in self.reference.psi(window).items()}
         if self.on_psi is not None:
             self.on_psi(psi, len(window))
+        if scores:
+            estimate = {"cbpe_auroc": expected_auroc(scores), "cbpe_event_rate": expected_event_rate(scores),
+                        "window": len(scores)}
+            if self.on_estimate is not None:
+                self.on_estimate(estimate)
+            with self.shared.transaction() as shared:
+                shared.set("cbpe", estimate)
         drifted = {n for n, v in psi.items()
                    if psi_status(v, watch=self.policy.psi_watch, alert=self.policy.psi_alert) == "drift"}
         with self.shared.transaction() as shared:  # processes agree on which features newly drifted
@@ -241,7 +272,8 @@ class OutcomeWindow:
 
         Call inside ``shared.transaction()`` so that alerts are decided on a consistent window;
         stores the result as ``shared['live']`` and returns it (``n``, ``min_outcomes``, then,
-        with enough outcomes, ``ece``, ``auroc``, ``group_auroc``, ``fairness_alerts``).
+        with enough outcomes, ``ece``, ``cbpe_auroc`` (the AUROC the window's probabilities
+        imply if calibrated), ``auroc``, ``group_auroc``, ``fairness_alerts``).
         """
         prob = np.array([w[0] for w in window])
         y = np.array([w[1] for w in window])
@@ -250,6 +282,7 @@ class OutcomeWindow:
             shared.set("live", live)
             return live
         live["ece"] = expected_calibration_error(y, prob)
+        live["cbpe_auroc"] = expected_auroc(prob)   # what the probabilities promised, beside the realised AUROC
         if 0 < y.sum() < len(y):
             live["auroc"] = float(roc_auc_score(y, prob))
             if self.reference_auroc is not None:

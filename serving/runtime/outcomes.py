@@ -1,4 +1,5 @@
-"""Linked outcomes: the live metrics of :class:`clinops.monitoring.OutcomeWindow`, exported."""
+"""Linked outcomes: the live metrics of :class:`clinops.monitoring.OutcomeWindow`, exported; and the
+CBPE estimate of the served window (performance before outcomes), exported beside them."""
 from __future__ import annotations
 
 from typing import Any
@@ -35,6 +36,12 @@ class Outcomes:
         return {"prediction_id": prediction_id, "linked": True, "window_size": len(window), "live": live,
                 "governance_state": self.governance.state.value, "audit_record_id": record_id}
 
+    def _export_estimate(self, estimate: dict[str, Any]) -> None:
+        """The CBPE estimate of the drift window (:class:`clinops.monitoring.LiveDriftMonitor`) as gauges."""
+        if estimate["cbpe_auroc"] == estimate["cbpe_auroc"]:  # NaN when every probability is the same
+            self.metrics.cbpe_auroc.set(estimate["cbpe_auroc"])
+        self.metrics.cbpe_event_rate.set(estimate["cbpe_event_rate"])
+
     @property
     def live(self) -> dict[str, Any]:
         """Live metrics over the linked-outcome window, as last evaluated by any worker."""
@@ -47,6 +54,8 @@ class Outcomes:
             self.metrics.live_ece.set(live["ece"])
         if "auroc" in live:
             self.metrics.live_auroc.set(live["auroc"])
+        if live.get("cbpe_auroc") == live.get("cbpe_auroc") and "cbpe_auroc" in live:  # not NaN
+            self.metrics.live_cbpe_auroc.set(live["cbpe_auroc"])
         for attribute, groups in live.get("group_auroc", {}).items():
             for group, auroc in groups.items():
                 self.metrics.live_group_auroc.labels(attribute, group).set(auroc)

@@ -167,7 +167,7 @@ class ServingRuntime(Scoring, AuditActions, Review, Outcomes, Governance, Erasur
         self.drift_monitor = LiveDriftMonitor(self.psi_reference, self.drift_policy, manifest=self.manifest,
                                               sink=self.governance, shared=self.outcomes, window=psi_window,
                                               run_later=lambda job: self._background.submit("drift", job),
-                                              on_psi=self._export_psi)
+                                              on_psi=self._export_psi, on_estimate=self._export_estimate)
         self.psi_window = self.drift_monitor.window
         self._refresh_state_metrics()
         with file_lock(self.state_dir / "serving.lock"):  # one worker restores, the others see it

@@ -1,4 +1,4 @@
-"""Stream detectors on the predicted score, one file each, behind river's small contract.
+"""Stream detectors on the predicted score and on feature streams, one file each, behind river's small contract.
 
 Every detector has ``update(x) -> self`` and ``drift_detected`` (see
 :mod:`clinops.drift.detectors.base`). :data:`DETECTORS` is the one registry: the drift policy
@@ -11,7 +11,7 @@ file when it should run).
 Examples
 --------
 >>> sorted(DETECTORS)
-['adwin', 'cusum', 'page_hinkley']
+['adwin', 'cusum', 'ks_window', 'page_hinkley']
 >>> [name for name, cls in DETECTORS.items() if cls.Settings().enabled]   # run by default
 ['adwin', 'page_hinkley']
 """
@@ -22,17 +22,19 @@ from typing import Any
 
 from clinops.drift.detectors.adwin import ADWIN
 from clinops.drift.detectors.base import DetectorSettings, StreamDetector
-from clinops.drift.detectors.cusum import BernoulliCUSUM
+from clinops.drift.detectors.cusum import BernoulliCUSUM, kl_bernoulli
+from clinops.drift.detectors.ks_window import KSWindow
 from clinops.drift.detectors.page_hinkley import PageHinkley
 
-__all__ = ["DETECTORS", "ADWIN", "BernoulliCUSUM", "DetectorSettings", "PageHinkley", "StreamDetector",
-           "build_detectors"]
+__all__ = ["DETECTORS", "ADWIN", "BernoulliCUSUM", "DetectorSettings", "KSWindow", "PageHinkley", "StreamDetector",
+           "build_detectors", "kl_bernoulli"]
 
 #: name (the policy section and the alarm's ``detector``) -> detector class, in report order.
 DETECTORS: dict[str, type[StreamDetector]] = {
     "adwin": ADWIN,
     "page_hinkley": PageHinkley,
     "cusum": BernoulliCUSUM,
+    "ks_window": KSWindow,
 }
 
 
