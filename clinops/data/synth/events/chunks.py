@@ -83,6 +83,7 @@ def plan_chunks(pop, visits: dict, caregivers: np.ndarray, providers: tuple, see
     pat = a["pat"]
     adm_all = {"hadm_id": a["hadm_id"], "subject_id": p["subject_id"][pat], "kind": a["kind"],
                "admittime": a["admittime"], "dischtime": a["dischtime"], "icu_in1": a["icu_in1"],
+               "ed": a["ed"], "edregtime": a["edregtime"],
                "instability": a["w_instability"], "ckd": c["c_renal"][pat],
                "dialysis": c["c_dialysis"][pat], "anticoag": c["anticoag"][pat],
                "male": p["male"][pat], "anemia": c["anemia"][pat],
