@@ -40,7 +40,7 @@ STAY_FIELDS = ("subject_id", "hadm_id", "stay_id", "intime", "outtime", "death_t
                "grp", "z", "circ", "resp", "neuro", "renal", "liver", "coag", "infl",
                "vent_window", "vent_start_h", "vent_end_h", "vaso_start_h", "vaso_end_h",
                "vaso_drug1", "vaso_drug2", "artline", "device", "missing", "artifacts",
-               "weight", "temp_f", "hamilton", "vent_documented", "first_in_hadm", "anticoag")
+               "weight", "temp_f", "hamilton", "vent_documented", "first_in_hadm", "anticoag", "category")
 
 
 def _ward_latent(pop, seed: int) -> dict[str, np.ndarray]:

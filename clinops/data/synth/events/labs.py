@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import reference as ref
-from ..population.constants import DAY, H, MISS_BIT
+from ..population.constants import CAT_SPARSE, DAY, H, MISS_BIT
 from ..population.sampling import to_minute
 from ..schema import NULL_INT, Text
 from .vocabulary import (ChunkSpec, ID_SPACE, LAB_FLAGS, LAB_ITEMS, LAB_UNITS, LATENT, PANELS, PRIORITIES,
@@ -126,6 +126,13 @@ def labevents(spec: ChunkSpec, rng: np.random.Generator) -> dict:
     t_draw = np.concatenate([d[2] for d in draws]).astype(np.int64)
     panels = np.concatenate([d[3] for d in draws]).astype(np.int64)
     stat = np.concatenate([d[4] for d in draws]).astype(np.int64)
+    # Sparse-documentation stays (cohort step 8 exclusions) are patients whose labs before the
+    # ICU were drawn elsewhere (transfers from a referring hospital): no pre-ICU draw here, so the
+    # lab pre-window cannot fill them and step 8 excludes them under either window.
+    sparse_adm = np.zeros(A, bool)
+    sparse_adm[adm_of_stay[first & (s["category"] == CAT_SPARSE)]] = True
+    drawn_here = ~(sparse_adm[adm_i] & (stay_i == -1) & (t_draw < a["icu_in1"][adm_i]))
+    adm_i, stay_i, t_draw, panels, stat = (x[drawn_here] for x in (adm_i, stay_i, t_draw, panels, stat))
     # outpatient labs (no hadm_id) on clinic days
     v = spec.visits
     vi = np.flatnonzero(v["labs"])
