@@ -237,8 +237,9 @@ def _edge_duplicate_and_text_rows(s: dict, stay, ct, itemid, valuenum, code):
     """Rows real chartevents has and the hourly grid lacks (issue 15), added from kept rows only,
     so a feature missing in the window stays missing and no worst value changes:
 
-    - window edges: a copy of the first hourly heart rate exactly at ``intime`` and of the last
-      one before ``intime + 24 h`` exactly at ``intime + 24 h`` (both ends are in the window);
+    - window edges: copies of the heart rates of the first hour exactly at ``intime`` and of the
+      last hour exactly at ``intime + 24 h`` (both ends are in the window; copies of in-window
+      values, so no worst value moves);
     - duplicates: a vital sign charted twice at one charttime with the same value;
     - text in a numeric item: ``UNABLE TO ASSESS`` / ``Pt refused`` 7 minutes after a vital
       sign, valuenum NULL.
