@@ -133,7 +133,8 @@ if MIMIC_SOURCE:
             table=f"{PRIMARY_B}/task_table.parquet",
             sources=f"{PRIMARY_B}/task_table.sources.json",
             flow=f"{PRIMARY_B}/cohort_flow_final.parquet",
-            tables=tables(f"{R}/features", "missingness", "manifest", "split_summary") + tables(f"{R}/cohort", "flow_final"),
+            tables=(tables(f"{R}/features", "missingness", "missingness_prewindow", "manifest", "split_summary")
+                    + tables(f"{R}/cohort", "flow_final")),
             values=comparison("features"),
         log: f"{LOGS}/features.log"
         shell: notebook("02_features", "features")

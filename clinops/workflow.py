@@ -131,7 +131,8 @@ def stage_fingerprints(P: Params) -> dict[str, dict[str, Any]]:
         "code": {"sha256": code_sha256()},
         "data": data_fingerprint(P),
         "cohort": {"cohort": c, "label": P.get("label")},
-        "features": {k: c.get(k) for k in ("window_hours", "max_missing_fraction")},
+        "features": {**{k: c.get(k) for k in ("window_hours", "max_missing_fraction")},
+                     "features": P.get("features")},
         "report": {"name": P.name, "source": P.source, "data_label": P.data_label,
                    "reports_dir": str(P.reports_dir)},
     }

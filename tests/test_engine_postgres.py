@@ -30,7 +30,7 @@ from tests.fixtures.engines import (TINY_SCALE, TINY_SEED, assert_same_table, pa
 from tests.fixtures.params import tiny_raw, write_params  # noqa: E402
 
 TABLES = ["cohort", "flow", "prevalence", "features", "readmission_cohort", "readmission_flow",
-          "readmission_features"]
+          "readmission_features", "admission_proxies"]
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from tests.fixtures.engines import (TINY_SCALE, TINY_SEED, assert_same_table, pa
 
 MASTER = "local-cluster[2,1,1024]"
 TABLES = ["cohort", "flow", "prevalence", "features", "readmission_cohort", "readmission_flow",
-          "readmission_features"]
+          "readmission_features", "admission_proxies"]
 
 
 @pytest.fixture(scope="module")

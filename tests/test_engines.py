@@ -26,6 +26,7 @@ PARAMS = dict(
     seq_num=1, service="MED", excluded_locations=[], planned_types=["ELECTIVE"], horizon_days=30,
     principal_only=False, itemid=50912, range_lo=0.0, range_hi=10.0, range_lo_closed=True,
     range_hi_closed=True, part=1, scale=1.0, lookback_days=365, result_name="Blood Pressure")
+PARAMS.update(lab_prewindow_hours=6.0, lab_time="charttime")  # features_window / features_lab_aggregate
 
 
 def test_every_file_is_covered_by_the_parameter_table():

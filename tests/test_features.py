@@ -163,8 +163,8 @@ def test_labs_join_on_subject_and_window_and_drop_outliers(tmp_path):
         lab(1, 2, 50813, 3.1), lab(1, 2, 50885, 0.8),
         # creatinine 150 kept (closed cap), and subject 2's values never reach subject 1
         lab(2, 2, 50912, 150.0), lab(2, 2, 50813, 9.0),
-        # subject 1 lactate before intime: outside the window
-        lab(1, -0.5, 50813, 8.0),
+        # subject 1 lactate 6.5 h before intime: before the 6 h lab pre-window, not counted
+        lab(1, -6.5, 50813, 8.0),
     ]
     f, _ = run(tmp_path, [301, 302], hosp_labevents=labs,
                hosp_patients=[patient(1), patient(2)])
@@ -203,15 +203,16 @@ def test_ventilation_flag_mimic_code_rules(tmp_path):
         ce(302, 2, 226732, None, "Nasal cannula"),               # oxygen only -> 0
         ce(302, 30, 226732, None, "Endotracheal tube"),          # ... after the window
         ce(303, 2, 226732, None, "Endotracheal tube"),           # ETT device -> 1
-        # trach has priority over the invasive mode at the same charttime -> Tracheostomy, 0
+        # trach has priority over the invasive mode at the same charttime -> Tracheostomy, but
+        # with an invasive mode it is a ventilated tracheostomy -> 1
         ce(304, 2, 226732, None, "Tracheostomy tube"), ce(304, 2, 223849, None, "CMV"),
         ce(305, 2, 229314, None, "ASV"),                         # Hamilton invasive -> 1
         ce(306, 2, 226732, None, "Bipap mask "),                 # NIV (trailing space) -> 0
         # without the trailing space 'Trach mask' is not Tracheostomy, so the invasive mode
         # at the same time wins -> 1
         ce(308, 2, 226732, None, "Trach mask"), ce(308, 2, 223849, None, "SIMV"),
-        # 'Trach mask ' (exact string) beats the invasive mode -> 0
-        ce(309, 2, 226732, None, "Trach mask "), ce(309, 2, 223849, None, "SIMV"),
+        # 'Trach mask ' (exact string) alone: Tracheostomy without a ventilator mode -> 0
+        ce(309, 2, 226732, None, "Trach mask "),
     ]
     procedures = [  # stay 307: no charted row, invasive ventilation procedure overlapping
         {**ids(307), "starttime": ts(-10), "endtime": ts(0.5), "storetime": ts(1),
@@ -225,7 +226,7 @@ def test_ventilation_flag_mimic_code_rules(tmp_path):
                hosp_patients=[patient(s - 300) for s in stays])
     got = f["mech_vent"].to_dict()
     assert got[301] == 1 and got[303] == 1 and got[305] == 1 and got[307] == 1
-    assert got[302] == 0 and got[304] == 0 and got[306] == 0
+    assert got[302] == 0 and got[304] == 1 and got[306] == 0
     assert got[308] == 1 and got[309] == 0
     assert math.isnan(got[310])
 
@@ -320,16 +321,20 @@ def test_manifest_is_the_architecture_list():
                               "albumin", "bilirubin", "platelets", "inr", "vasopressor",
                               "mech_vent"]
     worst_min = {"gcs", "map", "spo2", "albumin", "platelets"}
-    worst_max = {"heart_rate", "resp_rate", "temperature", "creatinine", "lactate",
-                 "bilirubin", "inr"}
+    worst_max = {"resp_rate", "creatinine", "lactate", "bilirubin", "inr"}
+    farthest = {"heart_rate": [70, 109], "temperature": [36.0, 38.4]}  # APACHE II zero points
     for s in MANIFEST.specs:
         assert s.justification and s.unit and s.source.get("method")
         if s.name in worst_min:
             assert s.aggregate == "min"
         if s.name in worst_max:
             assert s.aggregate == "max"
-    assert MANIFEST["vasopressor"].source["itemids"] == [221906, 221289, 221662, 221653,
-                                                          221749, 222315, 221986]
+        if s.name in farthest:
+            assert s.aggregate == "farthest_from_normal"
+            assert s.source["normal_range"] == farthest[s.name]
+    # vasopressors only: no dobutamine (221653) or milrinone (221986)
+    assert MANIFEST["vasopressor"].source["itemids"] == [221906, 221289, 221662, 221749, 222315]
+    assert "after discharge" in MANIFEST["dx_chapter"].source["note"]
 
 
 def test_validate_record():

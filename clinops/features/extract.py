@@ -1,5 +1,9 @@
 """Feature extraction: the manifest's features in the window [intime, intime + 24 h], in SQL.
 
+Laboratory values start ``lab_prewindow_hours`` (default 6) before ``intime``, as mimic-code's
+``first_day_lab``; vital signs, GCS and the flags keep ``[intime, intime + 24 h]`` (both ends
+included).
+
 Everything runs inside DuckDB over the MIMIC-IV views (no pandas over whole tables):
 
 0. ``features_window.sql``: the cohort's stays and windows (a small temp table);
@@ -29,141 +33,27 @@ import numpy as np
 import pandas as pd
 
 from clinops.data.mimic import MimicDatabase, install_macros, sql_text
-from clinops.features.manifest import FeatureManifest, FeatureSpec, ManifestError
+from clinops.features.items import (METHODS, REQUIRED_COLUMNS, chart_itemids, int_list, item_rows,
+                                    method_of, required_columns, role_itemid)
+from clinops.features.manifest import FeatureManifest, ManifestError
 
-__all__ = ["REQUIRED_COLUMNS", "METHODS", "extract_features", "feature_sql_sha256",
+__all__ = ["REQUIRED_COLUMNS", "METHODS", "LAB_TIMES", "check_lab_options", "extract_features",
+           "feature_sql_sha256",
            "required_columns", "FEATURE_SQL_FILES", "icd_chapter"]
 
 log = logging.getLogger(__name__)
-
-#: Tables and columns each extraction method reads.
-METHODS: dict[str, dict[str, list[str]]] = {
-    "age": {"mimiciv_hosp.patients": ["subject_id", "anchor_age", "anchor_year"]},
-    "sex": {"mimiciv_hosp.patients": ["subject_id", "gender"]},
-    "icd_chapter": {"mimiciv_hosp.diagnoses_icd": ["hadm_id", "seq_num", "icd_code",
-                                                   "icd_version"]},
-    "chart_aggregate": {"mimiciv_icu.chartevents": ["stay_id", "charttime", "storetime",
-                                                    "itemid", "value", "valuenum"]},
-    "gcs": {"mimiciv_icu.chartevents": ["stay_id", "charttime", "storetime", "itemid", "value",
-                                        "valuenum"]},
-    "ventilation": {
-        "mimiciv_icu.chartevents": ["stay_id", "charttime", "storetime", "itemid", "value",
-                                    "valuenum"],
-        "mimiciv_icu.procedureevents": ["stay_id", "starttime", "endtime", "itemid"],
-    },
-    "lab_aggregate": {"mimiciv_hosp.labevents": ["subject_id", "charttime", "itemid",
-                                                 "valuenum"]},
-    "vasoactive_overlap": {"mimiciv_icu.inputevents": ["stay_id", "starttime", "endtime",
-                                                       "itemid"]},
-}
 
 #: SQL files whose text defines the training table (hashed by :func:`feature_sql_sha256`).
 FEATURE_SQL_FILES: tuple[str, ...] = (
     "macros.sql", "icu_cohort.sql", "features_window.sql", "features_chart_stage.sql",
     "features_chart_aggregate.sql", "features_lab_aggregate.sql", "features_gcs.sql",
     "features_ventilation.sql", "features_vasoactive.sql", "features_demographics.sql",
-    "features_diagnosis.sql",
+    "features_diagnosis.sql", "features_admission_proxies.sql",
 )
 
 _COHORT_COLUMNS = ["stay_id", "subject_id", "hadm_id", "intime"]
 _TEMP_TABLES = ("clinops_fx_cohort", "clinops_fx_window", "clinops_fx_chart",
                 "clinops_fx_chart_itemids", "clinops_fx_items")
-
-
-def required_columns(manifest: FeatureManifest) -> dict[str, list[str]]:
-    """Tables and columns extracting ``manifest`` reads (union over its methods)."""
-    out: dict[str, list[str]] = {}
-    for s in manifest.specs:
-        for table, cols in METHODS[_method(s)].items():
-            have = out.setdefault(table, [])
-            have += [c for c in cols if c not in have]
-    return out
-
-
-def _method(s: FeatureSpec) -> str:
-    method = s.source.get("method")
-    if method not in METHODS:
-        raise ManifestError(f"feature {s.name!r}: source.method must be one of "
-                            f"{sorted(METHODS)}, got {method!r}")
-    return method
-
-
-#: What the packaged mortality manifest needs (checked before any work starts).
-REQUIRED_COLUMNS: dict[str, list[str]] = {}
-for _cols in METHODS.values():
-    for _t, _c in _cols.items():
-        REQUIRED_COLUMNS.setdefault(_t, [])
-        REQUIRED_COLUMNS[_t] += [c for c in _c if c not in REQUIRED_COLUMNS[_t]]
-
-
-def _int_list(s: FeatureSpec, key: str, value) -> list[int]:
-    vals = value if isinstance(value, list) else [value]
-    if not vals or not all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
-        raise ManifestError(f"feature {s.name!r}: source.{key} must be integer item id(s), "
-                            f"got {value!r}")
-    return [int(v) for v in vals]
-
-
-def _item_rows(manifest: FeatureManifest) -> pd.DataFrame:
-    """clinops_fx_items: one row per (feature, itemid) of chart/lab aggregate features."""
-    rows = []
-    for s in manifest.specs:
-        method = _method(s)
-        if method not in ("chart_aggregate", "lab_aggregate"):
-            continue
-        agg = s.aggregate
-        if agg not in ("min", "max"):
-            raise ManifestError(f"feature {s.name!r}: aggregate must be 'min' or 'max' for "
-                                f"{method}, got {agg!r}")
-        lo, hi = s.plausible_range if s.plausible_range else (-math.inf, math.inf)
-        fahrenheit = set(_int_list(s, "fahrenheit_itemids", s.source["fahrenheit_itemids"])
-                         ) if "fahrenheit_itemids" in s.source else set()
-        round_digits = s.source.get("round_digits")
-        for itemid in _int_list(s, "itemids", s.source.get("itemids")):
-            if itemid in fahrenheit:
-                f_lo, f_hi = s.source.get("fahrenheit_range", [None, None])
-                if f_lo is None or f_hi is None:
-                    raise ManifestError(f"feature {s.name!r}: source.fahrenheit_range "
-                                        "[lo, hi] is required with fahrenheit_itemids")
-                # mimic-code vitalsign.sql: strict bounds on the Fahrenheit value.
-                row_range = (float(f_lo), float(f_hi), False, False)
-            else:
-                row_range = (lo, hi, *s.range_closed)
-            rows.append({"method": method, "feature": s.name,
-                         "feature_id": manifest.names.index(s.name), "itemid": itemid, "agg": agg,
-                         "lo": row_range[0], "hi": row_range[1], "lo_closed": row_range[2],
-                         "hi_closed": row_range[3], "fahrenheit": itemid in fahrenheit,
-                         "round_digits": round_digits})
-    cols = ["method", "feature", "feature_id", "itemid", "agg", "lo", "hi", "lo_closed",
-            "hi_closed", "fahrenheit", "round_digits"]
-    df = pd.DataFrame(rows, columns=cols)
-    dup = df.duplicated(["method", "itemid"])
-    if dup.any():
-        raise ManifestError(f"item id(s) {df.loc[dup, 'itemid'].tolist()} are used by two "
-                            "features; each item may feed one feature")
-    return df.astype({"itemid": "int32", "feature_id": "int16", "lo": "float64",
-                      "hi": "float64", "round_digits": "Int32"})
-
-
-def _chart_itemids(manifest: FeatureManifest, items: pd.DataFrame
-                   ) -> tuple[list[int], list[int]]:
-    """(every chartevents item id to stage, the ones whose text ``value`` is read)."""
-    ids = set(items.loc[items["method"] == "chart_aggregate", "itemid"].tolist())
-    text: set[int] = set()
-    for s in manifest.specs:
-        m = _method(s)
-        if m in ("gcs", "ventilation"):
-            src = s.source.get("itemids")
-            if not isinstance(src, dict):
-                raise ManifestError(f"feature {s.name!r}: source.itemids must map roles to "
-                                    "item ids for method " + m)
-            for role, v in src.items():
-                ids.update(_int_list(s, f"itemids.{role}", v))
-            # GCS reads the text only of the verbal item ('No Response-ETT'); ventilation
-            # classifies the text of all its items
-            text.update([_role(s, "verbal")] if m == "gcs" else
-                        [i for r, v in src.items() for i in _int_list(s, f"itemids.{r}", v)])
-    return sorted(ids), sorted(text)
 
 
 def _statements(sql: str) -> list[str]:
@@ -176,15 +66,32 @@ def _statements(sql: str) -> list[str]:
                         for line in st.strip().splitlines())]
 
 
-def _role(s: FeatureSpec, role: str) -> int:
-    try:
-        return _int_list(s, f"itemids.{role}", s.source["itemids"][role])[0]
-    except (KeyError, TypeError):
-        raise ManifestError(f"feature {s.name!r}: source.itemids.{role} is required") from None
+#: When a laboratory value counts as known (``features.lab_time``).
+LAB_TIMES = ("charttime", "storetime")
+
+
+def check_lab_options(lab_prewindow_hours: float, lab_time: str) -> None:
+    """Raise ValueError naming the parameter when a laboratory window option is invalid.
+
+    Examples
+    --------
+    >>> check_lab_options(6, "charttime")
+    >>> check_lab_options(-1, "charttime")
+    Traceback (most recent call last):
+    ...
+    ValueError: features.lab_prewindow_hours: must be a number >= 0 (hours before intime), got -1
+    """
+    if not (isinstance(lab_prewindow_hours, numbers.Real) and not isinstance(lab_prewindow_hours, bool)
+            and math.isfinite(lab_prewindow_hours) and lab_prewindow_hours >= 0):
+        raise ValueError("features.lab_prewindow_hours: must be a number >= 0 (hours before intime), "
+                         f"got {lab_prewindow_hours!r}")
+    if lab_time not in LAB_TIMES:
+        raise ValueError(f"features.lab_time: must be one of {list(LAB_TIMES)}, got {lab_time!r}")
 
 
 def extract_features(db: MimicDatabase, cohort: pd.DataFrame, *, manifest: FeatureManifest,
                      window_hours: float = 24, max_missing_fraction: float = 0.5,
+                     lab_prewindow_hours: float = 6.0, lab_time: str = "charttime",
                      progress: Callable[[str], None] | None = None,
                      ) -> tuple[pd.DataFrame, dict]:
     """Extract the manifest's features for every stay of a cohort and drop sparse stays.
@@ -203,6 +110,14 @@ def extract_features(db: MimicDatabase, cohort: pd.DataFrame, *, manifest: Featu
     max_missing_fraction : float
         Stays with more than this fraction of the manifest's features missing are excluded
         (0.5 with 17 features: at most 8 missing).
+    lab_prewindow_hours : float
+        Laboratory values count from this many hours before ``intime`` (mimic-code's
+        ``first_day_lab``: 6, so a lactate drawn in the emergency department counts); vital
+        signs, GCS and the flags keep ``[intime, intime + window]``. 0 = the paper's window.
+    lab_time : {'charttime', 'storetime'}
+        ``charttime`` (mimic-code): a lab counts when drawn in the window; ``storetime``: it
+        must also be resulted (``storetime``) by the end of the window, as a model served at
+        24 h would see it (a NULL storetime never counts).
     progress : callable(str), optional
         Called with a short message before each stage.
 
@@ -224,6 +139,7 @@ def extract_features(db: MimicDatabase, cohort: pd.DataFrame, *, manifest: Featu
     if not (isinstance(max_missing_fraction, numbers.Real)
             and 0 <= max_missing_fraction <= 1):
         raise ValueError(f"max_missing_fraction: must be in [0, 1], got {max_missing_fraction!r}")
+    check_lab_options(lab_prewindow_hours, lab_time)
     missing = [c for c in _COHORT_COLUMNS if c not in cohort.columns]
     if missing:
         raise ValueError(f"cohort: missing column(s) {missing}")
@@ -233,9 +149,9 @@ def extract_features(db: MimicDatabase, cohort: pd.DataFrame, *, manifest: Featu
     if cohort["intime"].isna().any():
         raise ValueError("cohort.intime: must not be missing")
     db.require(required_columns(manifest))
-    items = _item_rows(manifest)
-    chart_ids, text_ids = _chart_itemids(manifest, items)
-    gcs_specs = [s for s in manifest.specs if _method(s) == "gcs"]
+    items = item_rows(manifest)
+    chart_ids, text_ids = chart_itemids(manifest, items)
+    gcs_specs = [s for s in manifest.specs if method_of(s) == "gcs"]
     lookback = max([float(s.source.get("carry_forward_hours", 6)) for s in gcs_specs] + [0.0])
 
     def step(msg: str) -> None:
@@ -267,7 +183,8 @@ def extract_features(db: MimicDatabase, cohort: pd.DataFrame, *, manifest: Featu
                     "SELECT * FROM clinops_fx_items_df")
         con.execute("CREATE OR REPLACE TEMP TABLE clinops_fx_chart_itemids AS "
                     "SELECT * FROM clinops_fx_chart_itemids_df")
-        con.execute(sql_text("features_window.sql"), {"window_hours": float(window_hours)})
+        con.execute(sql_text("features_window.sql"), {
+            "window_hours": float(window_hours), "lab_prewindow_hours": float(lab_prewindow_hours)})
         step(f"chartevents pass: {len(chart_ids)} item ids, {len(cohort)} stays")
         for statement in _statements(sql_text("features_chart_stage.sql")):
             con.execute(statement, {"lookback_hours": lookback})
@@ -275,41 +192,41 @@ def extract_features(db: MimicDatabase, cohort: pd.DataFrame, *, manifest: Featu
         def run(sql_file: str, params: dict | None = None) -> pd.DataFrame:
             return con.execute(sql_text(sql_file), params or {}).df()
 
-        methods = {_method(s) for s in manifest.specs}
+        methods = {method_of(s) for s in manifest.specs}
         if "chart_aggregate" in methods:
             step("vital signs")
             long_parts.append(run("features_chart_aggregate.sql"))
         if "lab_aggregate" in methods:
             step("laboratory values")
-            long_parts.append(run("features_lab_aggregate.sql"))
+            long_parts.append(run("features_lab_aggregate.sql", {"lab_time": lab_time}))
         if methods & {"age", "sex"}:
             step("demographics")
-            age = next((s.name for s in manifest.specs if _method(s) == "age"), None)
-            sex = next((s.name for s in manifest.specs if _method(s) == "sex"), None)
+            age = next((s.name for s in manifest.specs if method_of(s) == "age"), None)
+            sex = next((s.name for s in manifest.specs if method_of(s) == "sex"), None)
             long_parts.append(run("features_demographics.sql",
                                   {"age_feature": age, "sex_feature": sex}))
         for s in manifest.specs:
-            m = _method(s)
+            m = method_of(s)
             if m == "gcs":
                 step(f"{s.name}: GCS")
                 long_parts.append(run("features_gcs.sql", {
-                    "feature": s.name, "eye_itemid": _role(s, "eye"),
-                    "verbal_itemid": _role(s, "verbal"), "motor_itemid": _role(s, "motor"),
+                    "feature": s.name, "eye_itemid": role_itemid(s, "eye"),
+                    "verbal_itemid": role_itemid(s, "verbal"), "motor_itemid": role_itemid(s, "motor"),
                     "carry_forward_hours": float(s.source.get("carry_forward_hours", 6))}))
             elif m == "ventilation":
                 step(f"{s.name}: ventilation")
                 long_parts.append(run("features_ventilation.sql", {
-                    "feature": s.name, "mode_itemid": _role(s, "ventilator_mode"),
-                    "mode_hamilton_itemid": _role(s, "ventilator_mode_hamilton"),
-                    "o2_device_itemid": _role(s, "o2_device"),
+                    "feature": s.name, "mode_itemid": role_itemid(s, "ventilator_mode"),
+                    "mode_hamilton_itemid": role_itemid(s, "ventilator_mode_hamilton"),
+                    "o2_device_itemid": role_itemid(s, "o2_device"),
                     "procedure_itemids": (
-                        _int_list(s, "procedure_itemids", s.source["procedure_itemids"])
+                        int_list(s, "procedure_itemids", s.source["procedure_itemids"])
                         if s.source.get("procedure_itemids") else [])}))
             elif m == "vasoactive_overlap":
                 step(f"{s.name}: vasoactive infusions")
                 long_parts.append(run("features_vasoactive.sql", {
                     "feature": s.name,
-                    "itemids": _int_list(s, "itemids", s.source.get("itemids"))}))
+                    "itemids": int_list(s, "itemids", s.source.get("itemids"))}))
             elif m == "icd_chapter":
                 step(f"{s.name}: primary diagnosis chapter")
                 cat_parts.append(run("features_diagnosis.sql", {

@@ -14,6 +14,7 @@ from clinops.pipeline.context import dataset_sha256, open_database, progress, ta
 from clinops.report import record_values, write_table
 from clinops.task_table import write_task_table
 from clinops.tasks.mortality import cohort as cohort_sql
+from clinops.tasks.mortality.proxies import admission_proxies
 
 
 def manifest_table(manifest: feat.FeatureManifest) -> pd.DataFrame:
@@ -44,9 +45,12 @@ def run_features(P: Params) -> SimpleNamespace:
     flow = pd.read_parquet(task.build_dir / "cohort_flow.parquet")
     manifest = task.manifest()
     db = open_database(P, task.task)
+    fx = P.get("features") or {}
+    lab_options = {"lab_prewindow_hours": float(fx.get("lab_prewindow_hours", 6)),
+                   "lab_time": fx.get("lab_time", "charttime")}
     X, step = feat.extract_features(db, cohort, manifest=manifest, window_hours=P["cohort"]["window_hours"],
                                     max_missing_fraction=P["cohort"]["max_missing_fraction"],
-                                    progress=progress("features"))
+                                    progress=progress("features"), **lab_options)
     flow = cohort_sql.append_flow_step(flow, step)
     kept = cohort.set_index("stay_id").loc[X.index]
     table = X.copy()
@@ -56,6 +60,10 @@ def run_features(P: Params) -> SimpleNamespace:
     groups = _age_sex_frame(kept)
     table["sensitive_sex"] = groups["sex"].to_numpy()
     table["sensitive_age"] = groups["age"].to_numpy()
+    # at-admission proxies of dx_chapter for the sensitivity model (not manifest features)
+    proxies = admission_proxies(db, kept.reset_index()[["stay_id", "hadm_id"]])
+    for column in proxies.columns:
+        table[column] = proxies[column].to_numpy()
     table = table.reset_index(drop=True)
     write_task_table(table, task.table_path, sources=dataset_sha256(P))
     flow.to_parquet(task.build_dir / "cohort_flow_final.parquet")
@@ -64,6 +72,14 @@ def run_features(P: Params) -> SimpleNamespace:
     is_train = table["split"].eq("train").to_numpy()
     missing = feat.missingness_table(table.set_index("id")[manifest.names], is_train)
     write_table(missing, out / "missingness", title="Missing in the first 24 h (training years)",
+                data_label=P.data_label)
+    train_stays = kept.reset_index().loc[is_train, ["stay_id", "subject_id", "hadm_id", "intime"]]
+    prewindow = feat.lab_missingness_by_prewindow(
+        db, train_stays, manifest=manifest, window_hours=P["cohort"]["window_hours"],
+        prewindow_hours=lab_options["lab_prewindow_hours"], lab_time=lab_options["lab_time"])
+    write_table(prewindow, out / "missingness_prewindow",
+                title=(f"Lab values missing without and with the {lab_options['lab_prewindow_hours']:g} h "
+                       "pre-window before ICU intime (training years, kept stays)"),
                 data_label=P.data_label)
     write_table(flow, P.reports_dir / "cohort" / "flow_final", title="ICU cohort flow (all criteria)",
                 data_label=P.data_label)
@@ -78,4 +94,5 @@ def run_features(P: Params) -> SimpleNamespace:
 
     if task.comparison:
         record_values(P.build_dir, "features", paper_mapping.features_values(table, missing, is_train))
-    return SimpleNamespace(table=table, flow=flow, missingness=missing, manifest_table=mt, summary=summary)
+    return SimpleNamespace(table=table, flow=flow, missingness=missing, manifest_table=mt, summary=summary,
+                           missingness_prewindow=prewindow)

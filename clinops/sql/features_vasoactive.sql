@@ -1,9 +1,10 @@
--- Vasopressor flag (method vasoactive_overlap): 1 when an inputevents row of a vasoactive item
--- (mimic-code vasoactive_agent: norepinephrine, epinephrine, dopamine, dobutamine,
--- phenylephrine, vasopressin, milrinone) overlaps the window [intime, intime + window]; 0 when
--- the stay has inputevents rows overlapping the window but none of those items; no row (NULL,
--- missing) when the stay has no inputevents row in the window. inputevents rows with a NULL
--- stay_id cannot be attributed to a stay and are not used.
+-- Vasopressor flag (method vasoactive_overlap): 1 when an inputevents row of one of $itemids
+-- overlaps the window [intime, intime + window] (both ends included); 0 when the stay has
+-- inputevents rows overlapping the window but none of those items; no row (NULL, missing) when
+-- the stay has no inputevents row in the window. The manifest names the items: the paper's
+-- "vasopressor" (norepinephrine, epinephrine, dopamine, phenylephrine, vasopressin), not the
+-- inotropes dobutamine and milrinone that mimic-code's vasoactive_agent also lists.
+-- inputevents rows with a NULL stay_id cannot be attributed to a stay and are not used.
 -- Needs clinops_fx_window. Parameters: $feature VARCHAR, $itemids INTEGER[].
 -- Output: stay_id, feature, value.
 SELECT

@@ -5,9 +5,14 @@
 -- O2 devices per charttime are ranked as mimic-code oxygen_delivery.sql (latest storetime,
 -- then value descending); device 1 decides Tracheostomy / InvasiveVent / HFNC / O2 / None,
 -- and NIV looks at all four device slots (current mimic-code HEAD).
--- Flag: 1 when any charttime in the window is InvasiveVent or a procedureevents item in
+-- Flag: 1 when any charttime in the window is InvasiveVent, or is Tracheostomy with an invasive
+-- ventilator mode charted at that charttime (a ventilated tracheostomy: mimic-code's
+-- Tracheostomy status means "with or without positive pressure ventilation" and outranks
+-- InvasiveVent, so its own mode rows tell the two apart; a trach mask or a capped tube without a
+-- ventilator mode is not mechanical ventilation), or a procedureevents item in
 -- $procedure_itemids overlaps the window; 0 when ventilation rows exist in the window but none
 -- is invasive; no row (NULL, missing) when neither source has anything in the window.
+-- Window [intime, intime + window], both ends included.
 -- Needs clinops_fx_chart, clinops_fx_window. Parameters: $feature VARCHAR, $mode_itemid,
 -- $mode_hamilton_itemid, $o2_device_itemid INTEGER, $procedure_itemids INTEGER[].
 -- Output: stay_id, feature, value.
@@ -41,13 +46,10 @@ tm AS (
     UNION
     SELECT stay_id, charttime FROM modes
 ),
-status AS (
+evidence AS (
     SELECT
         tm.stay_id, tm.charttime,
-        CASE
-            WHEN d.device_1 IN ('Tracheostomy tube', 'Trach mask ') THEN 'Tracheostomy'
-            WHEN d.device_1 = 'Endotracheal tube'
-              OR m.ventilator_mode IN (
+        coalesce(m.ventilator_mode IN (
                     '(S) CMV', 'APRV', 'APRV/Biphasic+ApnPress', 'APRV/Biphasic+ApnVol',
                     'APV (cmv)', 'Ambient', 'Apnea Ventilation', 'CMV', 'CMV/ASSIST',
                     'CMV/ASSIST/AutoFlow', 'CMV/AutoFlow', 'CPAP/PPS', 'CPAP/PSV',
@@ -55,27 +57,38 @@ status AS (
                     'MMV/AutoFlow', 'MMV/PSV', 'MMV/PSV/AutoFlow', 'P-CMV', 'PCV+', 'PCV+/PSV',
                     'PCV+Assist', 'PRES/AC', 'PRVC/AC', 'PRVC/SIMV', 'PSV/SBT', 'SIMV',
                     'SIMV/AutoFlow', 'SIMV/PRES', 'SIMV/PSV', 'SIMV/PSV/AutoFlow', 'SIMV/VOL',
-                    'SYNCHRON MASTER', 'SYNCHRON SLAVE', 'VOL/AC')
-              OR m.ventilator_mode_hamilton IN (
+                    'SYNCHRON MASTER', 'SYNCHRON SLAVE', 'VOL/AC'), false)
+          OR coalesce(m.ventilator_mode_hamilton IN (
                     'APRV', 'APV (cmv)', 'Ambient', '(S) CMV', 'P-CMV', 'SIMV', 'APV (simv)',
-                    'P-SIMV', 'VS', 'ASV')
-                THEN 'InvasiveVent'
-            WHEN coalesce(d.niv_device, false)
-              OR m.ventilator_mode_hamilton IN ('DuoPaP', 'NIV', 'NIV-ST')
-                THEN 'NonInvasiveVent'
-            WHEN d.device_1 = 'High flow nasal cannula' THEN 'HFNC'
-            WHEN d.device_1 IN ('Non-rebreather', 'Face tent', 'Aerosol-cool', 'Venti mask ',
-                                'Medium conc mask ', 'Ultrasonic neb', 'Vapomist', 'Oxymizer',
-                                'High flow neb', 'Nasal cannula')
-                THEN 'SupplementalOxygen'
-            WHEN d.device_1 = 'None' THEN 'None'
-        END AS ventilation_status
+                    'P-SIMV', 'VS', 'ASV'), false) AS invasive_mode,
+        d.device_1, d.niv_device, m.ventilator_mode_hamilton
     FROM tm
     LEFT JOIN devices AS d ON d.stay_id = tm.stay_id AND d.charttime = tm.charttime
     LEFT JOIN modes AS m ON m.stay_id = tm.stay_id AND m.charttime = tm.charttime
 ),
+status AS (
+    SELECT
+        stay_id, charttime, invasive_mode,
+        CASE
+            WHEN device_1 IN ('Tracheostomy tube', 'Trach mask ') THEN 'Tracheostomy'
+            WHEN device_1 = 'Endotracheal tube' OR invasive_mode THEN 'InvasiveVent'
+            WHEN coalesce(niv_device, false)
+              OR ventilator_mode_hamilton IN ('DuoPaP', 'NIV', 'NIV-ST')
+                THEN 'NonInvasiveVent'
+            WHEN device_1 = 'High flow nasal cannula' THEN 'HFNC'
+            WHEN device_1 IN ('Non-rebreather', 'Face tent', 'Aerosol-cool', 'Venti mask ',
+                                'Medium conc mask ', 'Ultrasonic neb', 'Vapomist', 'Oxymizer',
+                                'High flow neb', 'Nasal cannula')
+                THEN 'SupplementalOxygen'
+            WHEN device_1 = 'None' THEN 'None'
+        END AS ventilation_status
+    FROM evidence
+),
 charted AS (
-    SELECT stay_id, bool_or(ventilation_status = 'InvasiveVent') AS invasive
+    SELECT
+        stay_id,
+        bool_or(ventilation_status = 'InvasiveVent'
+                OR (ventilation_status = 'Tracheostomy' AND invasive_mode)) AS invasive
     FROM status
     GROUP BY stay_id
 ),

@@ -11,7 +11,13 @@ from ..population.sampling import to_minute
 from ..schema import NULL_INT, Text
 from .vocabulary import (CHART_TEXT, CHART_UNITS, CHART_UOM_CODE, CT, ChunkSpec, DEVICE_CODE,
                          FEATURE_CHART_ITEMS, GCS_EYE_CODE, GCS_MOTOR_CODE, GCS_SPLIT, GCS_VERBAL_CODE,
-                         HAMILTON_CODE, MODE_CODE, MODE_P, RHYTHM_CODE, SITE_CODE, ar1_noise, time_course)
+                         HAMILTON_CODE, MODE_CODE, MODE_P, NUMERIC_ITEM_TEXT, RHYTHM_CODE, SITE_CODE,
+                         TRACH_MASK, TRACH_TUBE, ar1_noise, time_course, unit_hash)
+
+#: Share of stays that arrive with a tracheostomy (ventilated through it while ventilated, on a
+#: trach mask otherwise), of stays with a heart-rate row copied exactly to each window edge, and
+#: of vital-sign rows charted twice or with a text entry beside them (issue 15 traps).
+TRACH_SHARE, EDGE_SHARE, DUPLICATE_SHARE, TEXT_SHARE = 0.04, 0.10, 0.005, 0.003
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,6 +143,10 @@ def chartevents(spec: ChunkSpec, rng: np.random.Generator) -> dict:
     resp_rows = every(4, 4) | vent_begins
     dev = np.where(vent, CT[ref.DEVICE_ETT],
                    np.where(extubated, CT["Nasal cannula"], DEVICE_CODE[s["device"][r]]))
+    # a tracheostomy: mimic-code's Tracheostomy status whether or not the ventilator runs; the
+    # ventilator modes below are still charted, so a ventilated trach stays invasive
+    trach = (unit_hash(s["stay_id"], 21) < TRACH_SHARE)[r]
+    dev = np.where(trach, np.where(vent, CT[TRACH_TUBE], CT[TRACH_MASK]), dev)
     emit(resp_rows, 226732, None, dev)
     ham = s["hamilton"][r]
     mode = np.where(ham, HAMILTON_CODE[(s["stay_id"] % len(HAMILTON_CODE))[r]],
@@ -200,6 +210,8 @@ def chartevents(spec: ChunkSpec, rng: np.random.Generator) -> dict:
         valuenum = np.r_[valuenum, np.concatenate([a[3] for a in art_rows])]
         code = np.r_[code, np.full(sum(len(a[0]) for a in art_rows), -1)]
 
+    stay, ct, itemid, valuenum, code = _edge_duplicate_and_text_rows(s, stay, ct, itemid, valuenum, code)
+
     order = np.lexsort((itemid, ct, stay))
     stay, ct, itemid, valuenum, code = (x[order] for x in (stay, ct, itemid, valuenum, code))
     m = len(stay)
@@ -219,3 +231,33 @@ def chartevents(spec: ChunkSpec, rng: np.random.Generator) -> dict:
                                                      valuenum, np.nan), valuenum),
             "valueuom": Text(CHART_UOM_CODE[itemid], CHART_UNITS),
             "warning": warning.astype(np.int64)}
+
+
+def _edge_duplicate_and_text_rows(s: dict, stay, ct, itemid, valuenum, code):
+    """Rows real chartevents has and the hourly grid lacks (issue 15), added from kept rows only,
+    so a feature missing in the window stays missing and no worst value changes:
+
+    - window edges: copies of the heart rates of the first hour exactly at ``intime`` and of the
+      last hour exactly at ``intime + 24 h`` (both ends are in the window; copies of in-window
+      values, so no worst value moves);
+    - duplicates: a vital sign charted twice at one charttime with the same value;
+    - text in a numeric item: ``UNABLE TO ASSESS`` / ``Pt refused`` 7 minutes after a vital
+      sign, valuenum NULL.
+    """
+    intime = s["intime"][stay]
+    sid = s["stay_id"][stay]
+    hr = itemid == 220045
+    edge = unit_hash(s["stay_id"], 22) < EDGE_SHARE
+    first_hr = hr & edge[stay] & (ct > intime) & (ct <= intime + H)
+    last_hr = hr & edge[stay] & (ct > intime + 23 * H) & (ct < intime + 24 * H)
+    row_key = sid.astype(np.int64) * 1_000_003 + ct // 60
+    vital = np.isin(itemid, (220045, 220277, 220181, 220052))
+    dup = vital & (unit_hash(row_key, 23) < DUPLICATE_SHARE)
+    text = vital & (unit_hash(row_key, 24) < TEXT_SHARE)
+    text_code = np.array([CT[t] for t in NUMERIC_ITEM_TEXT])[(unit_hash(row_key, 25) < 0.5).astype(int)]
+    new_ct = np.r_[intime[first_hr], intime[last_hr] + 24 * H, ct[dup], ct[text] + 7 * 60]
+    pick = np.r_[np.flatnonzero(first_hr), np.flatnonzero(last_hr), np.flatnonzero(dup), np.flatnonzero(text)]
+    new_code = np.r_[code[first_hr], code[last_hr], code[dup], text_code[text]]
+    new_val = np.r_[valuenum[first_hr], valuenum[last_hr], valuenum[dup], np.full(int(text.sum()), np.nan)]
+    return (np.r_[stay, stay[pick]], np.r_[ct, new_ct], np.r_[itemid, itemid[pick]],
+            np.r_[valuenum, new_val], np.r_[code, new_code])

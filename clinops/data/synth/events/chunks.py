@@ -40,7 +40,7 @@ STAY_FIELDS = ("subject_id", "hadm_id", "stay_id", "intime", "outtime", "death_t
                "grp", "z", "circ", "resp", "neuro", "renal", "liver", "coag", "infl",
                "vent_window", "vent_start_h", "vent_end_h", "vaso_start_h", "vaso_end_h",
                "vaso_drug1", "vaso_drug2", "artline", "device", "missing", "artifacts",
-               "weight", "temp_f", "hamilton", "vent_documented", "first_in_hadm", "anticoag")
+               "weight", "temp_f", "hamilton", "vent_documented", "first_in_hadm", "anticoag", "category")
 
 
 def _ward_latent(pop, seed: int) -> dict[str, np.ndarray]:
@@ -83,6 +83,7 @@ def plan_chunks(pop, visits: dict, caregivers: np.ndarray, providers: tuple, see
     pat = a["pat"]
     adm_all = {"hadm_id": a["hadm_id"], "subject_id": p["subject_id"][pat], "kind": a["kind"],
                "admittime": a["admittime"], "dischtime": a["dischtime"], "icu_in1": a["icu_in1"],
+               "ed": a["ed"], "edregtime": a["edregtime"],
                "instability": a["w_instability"], "ckd": c["c_renal"][pat],
                "dialysis": c["c_dialysis"][pat], "anticoag": c["anticoag"][pat],
                "male": p["male"][pat], "anemia": c["anemia"][pat],

@@ -6,11 +6,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import reference as ref
-from ..population.constants import DAY, H, MISS_BIT
+from ..population.constants import CAT_SPARSE, DAY, H, MISS_BIT
 from ..population.sampling import to_minute
 from ..schema import NULL_INT, Text
 from .vocabulary import (ChunkSpec, ID_SPACE, LAB_FLAGS, LAB_ITEMS, LAB_UNITS, LATENT, PANELS, PRIORITIES,
-                         time_course, scramble)
+                         time_course, scramble, unit_hash)
+
+#: Issue 15 traps. ED_LAB_SHARE: first ICU stays admitted through the emergency department with
+#: a blood gas (lactate), chemistry and blood count drawn there in the 6 h before ICU intime
+#: (mimic-code's first_day_lab pre-window counts them; the paper's window does not).
+#: EDGE_LAB_SHARE: first stays whose admission labs are drawn exactly at intime, and (another
+#: draw) whose chemistry is drawn exactly at intime + 24 h: both ends are in the window.
+#: LATE_RESULT_SHARE: results stored 2-30 h after the draw (add-on and send-out tests), so a
+#: lab drawn late in the window may be resulted after it (features.lab_time: storetime).
+ED_LAB_SHARE, EDGE_LAB_SHARE, LATE_RESULT_SHARE = 0.35, 0.05, 0.03
 
 
 # ---------------------------------------------------------------------------------------------
@@ -72,7 +81,17 @@ def labevents(spec: ChunkSpec, rng: np.random.Generator) -> dict:
     first = s["first_in_hadm"]
     st = np.arange(S)
     t_adm = s["intime"] + to_minute(rng.uniform(0.3, 2.5, S) * H)
+    t_adm = np.where(first & (unit_hash(s["stay_id"], 31) < EDGE_LAB_SHARE), s["intime"], t_adm)
     add(adm_of_stay, st, t_adm, np.where(first, window_panels, 0b111111 & ~P["alb"]), 1)
+    # emergency-department labs in the 6 h before ICU intime (after ED registration): outside
+    # [intime, intime + 24 h], so the window's missing flags above are untouched
+    t_ed = s["intime"] - to_minute((0.3 + 5.5 * unit_hash(s["stay_id"], 32)) * H)
+    ed_ok = (first & a["ed"][adm_of_stay] & (t_ed >= a["edregtime"][adm_of_stay])
+             & (unit_hash(s["stay_id"], 33) < ED_LAB_SHARE))
+    add(adm_of_stay[ed_ok], -1, t_ed[ed_ok], P["bg"] | P["chem"] | P["cbc"], 1)
+    # a chemistry drawn exactly at intime + 24 h for stays whose window has creatinine
+    edge_end = first & have["creatinine"] & (unit_hash(s["stay_id"], 34) < EDGE_LAB_SHARE)
+    add(adm_of_stay[edge_end], st[edge_end], s["intime"][edge_end] + 24 * H, P["chem"], 0)
     # a morning draw inside the window
     morning = (t_adm // DAY) * DAY + to_minute(rng.uniform(4.5, 6.5, S) * H)
     morning = np.where(morning < t_adm + 3 * H, morning + DAY, morning)
@@ -107,6 +126,13 @@ def labevents(spec: ChunkSpec, rng: np.random.Generator) -> dict:
     t_draw = np.concatenate([d[2] for d in draws]).astype(np.int64)
     panels = np.concatenate([d[3] for d in draws]).astype(np.int64)
     stat = np.concatenate([d[4] for d in draws]).astype(np.int64)
+    # Sparse-documentation stays (cohort step 8 exclusions) are patients whose labs before the
+    # ICU were drawn elsewhere (transfers from a referring hospital): no pre-ICU draw here, so the
+    # lab pre-window cannot fill them and step 8 excludes them under either window.
+    sparse_adm = np.zeros(A, bool)
+    sparse_adm[adm_of_stay[first & (s["category"] == CAT_SPARSE)]] = True
+    drawn_here = ~(sparse_adm[adm_i] & (stay_i == -1) & (t_draw < a["icu_in1"][adm_i]))
+    adm_i, stay_i, t_draw, panels, stat = (x[drawn_here] for x in (adm_i, stay_i, t_draw, panels, stat))
     # outpatient labs (no hadm_id) on clinic days
     v = spec.visits
     vi = np.flatnonzero(v["labs"])
@@ -249,11 +275,15 @@ def labevents(spec: ChunkSpec, rng: np.random.Generator) -> dict:
     prov = np.where(rng.random(m) < 0.45, -1, prov)
     st_all = stat_all[d]
     charttime = t_all[d]
+    storetime = charttime + 60 * np.round(20 + 100 * rng.random(m)).astype(np.int64)
+    # drawn after every other value, so the rows' values and times above are unchanged
+    late = rng.random(m) < LATE_RESULT_SHARE
+    storetime = storetime + np.where(late, 60 * rng.integers(2 * 60, 30 * 60, m), 0)
     return {"labevent_id": labevent_id, "subject_id": subj_all[d], "hadm_id": hadm_all[d],
             "specimen_id": specimen_id, "itemid": item,
             "order_provider_id": Text(prov.astype(np.int32), spec.providers),
             "charttime": charttime,
-            "storetime": charttime + 60 * np.round(20 + 100 * rng.random(m)).astype(np.int64),
+            "storetime": storetime,
             "value": value, "valuenum": valuenum,
             "valueuom": Text(uom.astype(np.int32), LAB_UNITS),
             "ref_range_lower": lo, "ref_range_upper": hi,

@@ -14,6 +14,13 @@ CHART_TEXT = tuple(dict.fromkeys(
     [*ref.GCS_EYE.values(), *ref.GCS_VERBAL.values(), ref.GCS_VERBAL_ETT, *ref.GCS_MOTOR.values(),
      *ref.VENT_MODES, *ref.VENT_MODES_HAMILTON, ref.DEVICE_ETT, *ref.O2_DEVICES,
      *ref.HEART_RHYTHMS, *ref.ECTOPY_TYPES, *ref.TEMP_SITES]))
+# Issue 15 traps, appended so the codes above keep their values: the two tracheostomy devices of
+# mimic-code's Tracheostomy status (exact strings, one with a trailing space) and text charted
+# under numeric items (value text, valuenum NULL).
+TRACH_TUBE, TRACH_MASK = "Tracheostomy tube", "Trach mask "
+NUMERIC_ITEM_TEXT = ("UNABLE TO ASSESS", "Pt refused")
+CHART_TEXT = CHART_TEXT + tuple(t for t in (TRACH_TUBE, TRACH_MASK, *NUMERIC_ITEM_TEXT)
+                                if t not in CHART_TEXT)
 CT = {v: i for i, v in enumerate(CHART_TEXT)}
 CHART_UNITS = tuple(dict.fromkeys(i.unitname for i in ref.CHART_ITEMS.values() if i.unitname))
 _MAX_ITEM = 230_000
@@ -84,6 +91,25 @@ def scramble(counter: np.ndarray, salt: int) -> np.ndarray:
     mult = (0x9E3779B1 + 2 * salt) | 1            # odd multiplier: a bijection modulo 2**26
     shifted = (counter.astype(np.uint64) + np.uint64(7_654_321)) % np.uint64(ID_SPACE)
     return ((shifted * np.uint64(mult)) % np.uint64(ID_SPACE)).astype(np.int64) + 1
+
+
+def unit_hash(keys: np.ndarray, salt: int) -> np.ndarray:
+    """A fixed pseudo-random number in [0, 1) per integer key (stay id, ...), drawn from no rng.
+
+    The issue 15 traps pick their stays and times with it, so adding them leaves every value
+    drawn from the tables' random streams as it was.
+
+    Examples
+    --------
+    >>> u = unit_hash(np.arange(10_000), salt=1)
+    >>> bool((u >= 0).all() and (u < 1).all()), round(float(u.mean()), 1)
+    (True, 0.5)
+    """
+    x = np.asarray(keys).astype(np.uint64) + np.uint64((salt * 0x632BE59BD9B4E019) % 2**64)
+    x = (x ^ (x >> np.uint64(31))) * np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(29))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(32))
+    return (x >> np.uint64(11)).astype(np.float64) / float(2**53)
 
 
 def ar1_noise(rng: np.random.Generator, n: int, phi: float = 0.8) -> np.ndarray:
