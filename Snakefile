@@ -99,12 +99,12 @@ rule data:
 
 
 if P.is_synthetic:
-    # The generator's calibration targets on the data this run generated; at paper scale also the
-    # slow tests of tests/test_synthetic_calibration.py.
+    # The generator's calibration targets and the real data's traps (one count per trap) on the
+    # data this run generated; at paper scale also the slow tests of tests/test_synthetic_calibration.py.
     PAPER_SCALE = float(P["data"].get("synthetic", {}).get("scale", 1.0)) == 1.0
     rule synthetic_calibration:
         input: rules.data.output, CODE
-        output: tables(f"{R}/synthetic", "calibration")
+        output: tables(f"{R}/synthetic", "calibration", "traps")
         log: f"{LOGS}/synthetic_calibration.log"
         shell:
             step("synthetic_calibration") + f" {PY} -m clinops pipeline calibration {P.path}"

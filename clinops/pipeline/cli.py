@@ -1,15 +1,16 @@
 """``clinops pipeline STEP PARAMS``: the workflow steps that are not notebooks (the Snakefile's).
 
 Steps: ``data`` (generate or check the data, hash it), ``calibration`` (synthetic generator
-targets), ``task-table`` (a hospital's own cohort table), ``governance`` (merge the stages'
-events), ``sensitivity`` (the sensitivity models of a task), ``compare`` (the paper comparison), and for the Makefile ``where``, ``registered``,
+targets and trap counts), ``task-table`` (a hospital's own cohort table), ``governance`` (merge the stages'
+events), ``sensitivity`` (the sensitivity models of a task), ``compare`` (the paper comparison), and for the
+Makefile ``where``, ``registered``,
 ``name``, ``build-dir``.
 """
 from __future__ import annotations
 
 import argparse
 
-from clinops.pipeline.calibration import run_synthetic_calibration
+from clinops.pipeline.calibration import run_synthetic_calibration, run_synthetic_traps
 from clinops.pipeline.context import ensure_data, load, synthetic_scale, task_config
 from clinops.pipeline.governance import merge_governance_events
 from clinops.pipeline.own_table import build_task_table
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.step == "calibration":
         table = run_synthetic_calibration(P)
         print(f"{int(table['within'].sum())} of {len(table)} calibration rows within tolerance")
+        traps = run_synthetic_traps(P)
+        print(f"{int((traps['count'] == 0).sum())} of {len(traps)} trap counts are 0")
     elif args.step == "task-table":
         print(f"wrote {build_task_table(P)}")
     elif args.step == "governance":

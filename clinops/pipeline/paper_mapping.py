@@ -83,7 +83,17 @@ def model_values(ids: PaperIds, *, candidates: pd.DataFrame | None, best: Mappin
 
 
 def fairness_values(ids: PaperIds, table2: pd.DataFrame, gaps: pd.DataFrame) -> dict[str, Any]:
-    """Fairness gaps the paper reports for the task, and (if it reports them) Table 2 cells."""
+    """Fairness gaps the paper reports for the task (with their 95% CIs where the paper gives
+    them), and (if it reports them) Table 2 cells.
+
+    Examples
+    --------
+    >>> from clinops.tasks import PaperIds
+    >>> gaps = pd.DataFrame({"attribute": ["sex"], "metric": ["equalized_odds_difference"],
+    ...                      "value": [0.05], "ci_lo": [0.01], "ci_hi": [0.09]})
+    >>> fairness_values(PaperIds(), pd.DataFrame(), gaps)
+    {'eod_sex': 0.05, 'eod_sex_ci_low': 0.01, 'eod_sex_ci_high': 0.09}
+    """
     values: dict[str, Any] = {}
     known_ids = {r["id"] for r in paper_values()}
     if {"attribute", "metric"} <= set(gaps.columns):
@@ -93,6 +103,9 @@ def fairness_values(ids: PaperIds, table2: pd.DataFrame, gaps: pd.DataFrame) -> 
                 key = f"{ids.gap_prefix}{short}_{a}"
                 if key in known_ids:  # the paper reports only some gaps for some tasks
                     values[key] = float(row["value"])
+                for bound, column in (("ci_low", "ci_lo"), ("ci_high", "ci_hi")):
+                    if f"{key}_{bound}" in known_ids and column in row:  # the paper's bootstrap CIs
+                        values[f"{key}_{bound}"] = float(row[column])
     if ids.table2:
         tb = table2.reset_index() if "attribute" not in table2.columns else table2
         for _, row in tb.iterrows():
