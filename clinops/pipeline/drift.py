@@ -14,6 +14,7 @@ import clinops.pipeline.paper_mapping as paper_mapping
 from clinops.pipeline.context import load_task_table, task_config, write_figure
 from clinops.pipeline.governance import fresh_state_machine
 from clinops.report import record_values, write_table
+from clinops.tasks.temporal_split import analysis_masks
 from clinops.uncertainty import RiskPredictor
 
 
@@ -38,7 +39,7 @@ def run_drift(P: Params, task: str = "primary") -> SimpleNamespace:
     policy = t.resolved.drift
     reference = drift.PsiReference.from_dict(bundle.reference, eps=policy.psi_eps)
     train_rows = load_task_table(t)
-    train_rows = train_rows[train_rows["split"].eq("train")]
+    train_rows = train_rows[analysis_masks(train_rows)[0]]  # in_analysis & split == 'train'
     ref_scores = predict(train_rows[manifest.names])
     rate = float(d["rate_per_hour"])
     unshifted = X_test.drop(index=scenario.X_shifted.index)

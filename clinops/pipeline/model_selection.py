@@ -2,7 +2,9 @@
 lineage and the one evaluation on the test years (notebook 03; notebook 06 for readmission)."""
 from __future__ import annotations
 
+import inspect
 from types import SimpleNamespace
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -12,6 +14,7 @@ import clinops.pipeline.paper_mapping as paper_mapping
 from clinops.pipeline.context import groups_for, progress, task_config, write_figure
 from clinops.report import record_values, write_table
 from clinops.task_table import read_task_table
+from clinops.tasks.temporal_split import analysis_masks
 
 
 #: Names of the two classes in the coverage table, per task (the label as text otherwise).
@@ -21,6 +24,12 @@ _CLASS_NAMES = {"mortality": {0: "survived", 1: "died"}, "readmission": {0: "not
 def _project_relative(P: Params, text: str) -> str:
     """A path (or URI) with the project root written as ``<project>``: reports name no machine's folders."""
     return text.replace(str(P.root.resolve()), "<project>")
+
+
+def _with_groups(fn: Callable, groups: Any) -> dict:
+    """``{'groups': groups}`` when ``fn`` takes subject groups (the grouped calibration holdout of
+    issue #18 adds them to ``split_for_calibration`` / ``fit_final``), else ``{}``."""
+    return {"groups": groups} if groups is not None and "groups" in inspect.signature(fn).parameters else {}
 
 
 def run_model_selection(P: Params, task: str = "primary") -> SimpleNamespace:
@@ -34,21 +43,25 @@ def run_model_selection(P: Params, task: str = "primary") -> SimpleNamespace:
     manifest = t.manifest()
     X = manifest.encode(table[manifest.names])
     y = table["label"].to_numpy(dtype=int)
-    train = table["split"].eq("train").to_numpy()
+    # the main analysis: in_analysis & split == 'train' / 'test' (ambiguous rows are neither)
+    train, test_rows = analysis_masks(table)
     X_train, y_train = X[train], y[train]
+    # one patient's rows never on both sides of a fold or of the calibration holdout
+    subjects = table.loc[train, "subject_id"].to_numpy() if "subject_id" in table.columns else None
 
     report(f"stage 1: {len(m.get('candidates', []))} candidates, {m['cv_folds']}-fold CV on {train.sum():,} rows")
     discrete = modeling.discrete_mask(manifest)
     candidates = modeling.cross_validate_candidates(
-        X_train, y_train, n_splits=m["cv_folds"], seed=seed, manifest=manifest,
+        X_train, y_train, n_splits=m["cv_folds"], seed=seed, manifest=manifest, groups=subjects,
         models={k: v for k, v in modeling.candidate_models(seed, discrete=discrete).items()
                 if k in m.get("candidates", [k])})
     report(f"stage 2: random search, {m['n_iter']} configurations")
     best, search = modeling.random_search_xgb(
-        X_train, y_train, n_iter=m["n_iter"], n_splits=m["cv_folds"], seed=seed, manifest=manifest,
+        X_train, y_train, n_iter=m["n_iter"], n_splits=m["cv_folds"], seed=seed, manifest=manifest, groups=subjects,
         progress=lambda i, n: report(f"configuration {i}/{n}") if i % 10 == 0 or i == n else None)
-    X_fit, X_cal, y_fit, y_cal = modeling.split_for_calibration(X_train, y_train, fraction=m["calibration_fraction"],
-                                                                seed=seed)
+    X_fit, X_cal, y_fit, y_cal = modeling.split_for_calibration(
+        X_train, y_train, fraction=m["calibration_fraction"], seed=seed,
+        **_with_groups(modeling.split_for_calibration, subjects))
     feature_hashes = t.feature_hashes(manifest)
     bundle = modeling.fit_final(X_fit, y_fit, X_cal, y_cal, params=best, manifest=manifest, seed=seed,
                                 settings=rs, lineage={"dataset_sha256": hashes, "feature_sha256": feature_hashes,
@@ -56,8 +69,8 @@ def run_model_selection(P: Params, task: str = "primary") -> SimpleNamespace:
 
     report("final evaluation on the test years (touched once)")
     predictor = uncertainty.RiskPredictor(bundle)
-    test = table[~train].reset_index(drop=True)
-    pred = predictor.predict_frame(X[~train].reset_index(drop=True), encoded=True)
+    test = table[test_rows].reset_index(drop=True)
+    pred = predictor.predict_frame(X[test_rows].reset_index(drop=True), encoded=True)
     y_test = test["label"].to_numpy(dtype=int)
     prob, raw = pred["probability"].to_numpy(), pred["raw_score"].to_numpy()
     metrics = modeling.evaluate(y_test, prob, threshold=rs.operating_threshold, n_boot=m["n_boot"], seed=seed)
@@ -80,7 +93,7 @@ def run_model_selection(P: Params, task: str = "primary") -> SimpleNamespace:
     run_id = lineage.log_training_run(
         bundle, project_root=P.root,
         params={"task": t.key, "seed": seed, "params_file": P.path.name, "params_sha256": P.sha256(),
-                "n_train": int(train.sum()), "n_test": int((~train).sum()), **{f"xgb_{k}": v for k, v in best.items()},
+                "n_train": int(train.sum()), "n_test": int(test_rows.sum()), **{f"xgb_{k}": v for k, v in best.items()},
                 **{f"modeling_{k}": v for k, v in m.items()}, **rs.flat(), "settings_sha256": rs.sha256},
         metrics={**{f"test_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))},
                  "test_ece": ece, "cv_best_mean_auroc": float(search["mean_auroc"].iloc[0]),
