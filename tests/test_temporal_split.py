@@ -17,6 +17,7 @@ from clinops.modeling.candidates import cross_validate_candidates
 from clinops.modeling.cv import stratified_folds
 from clinops.modeling.search import random_search_xgb
 from clinops.tasks.mortality.cohort import build_icu_cohort
+from clinops.tasks.own_table import CohortTableError, make_task_table
 from clinops.tasks.readmission.cohort import build_readmission_cohort
 from clinops.tasks.temporal_split import (analysis_masks, assign_split, parse_anchor_year_group,
                                           split_by_rule_table)
@@ -243,3 +244,33 @@ def test_candidates_and_search_use_the_grouped_folds(monkeypatch):
     _, results = random_search_xgb(X, y, n_iter=2, n_splits=3, seed=0, groups=subjects, n_jobs=1)
     assert len(seen) == 2 and all(g is subjects for g in seen)
     assert table["model"].tolist() == ["xgboost"] and len(results) == 2
+
+
+# --------------------------------------------------------------------------------------------
+# a hospital's own table: an optional patient column
+# --------------------------------------------------------------------------------------------
+OWN_SPEC = [{"name": "lactate", "kind": "numeric", "unit": "mmol/L", "plausible_range": [0, 30]}]
+
+
+def _own(patients):
+    return pd.DataFrame({"ref": ["a", "b", "c", "d"], "died": [0, 1, 0, 1], "lactate": [1.0, 2.5, None, 4.0],
+                         "part": ["train", "train", "test", "test"], "patient": patients})
+
+
+def test_own_table_subject_column_becomes_subject_id():
+    table = make_task_table(_own(["p1", "p1", "p2", " p3"]), id_column="ref", outcome_column="died",
+                            features=OWN_SPEC, split_column="part", subject_column="patient")
+    assert table["subject_id"].tolist() == ["p1", "p1", "p2", "p3"]
+    assert [m.tolist() for m in analysis_masks(table)] == [[True, True, False, False], [False, False, True, True]]
+    without = make_task_table(_own(["p1"] * 4), id_column="ref", outcome_column="died", features=OWN_SPEC,
+                              split_column="part")
+    assert "subject_id" not in without.columns
+
+
+def test_own_table_subject_column_rules():
+    with pytest.raises(CohortTableError, match="patient.*subject id missing in 1 row"):
+        make_task_table(_own(["p1", None, "p2", "p3"]), id_column="ref", outcome_column="died",
+                        features=OWN_SPEC, split_column="part", subject_column="patient")
+    with pytest.raises(CohortTableError, match="column.s. missing from the cohort table: \\['mrn'\\]"):
+        make_task_table(_own(["p1"] * 4), id_column="ref", outcome_column="died", features=OWN_SPEC,
+                        split_column="part", subject_column="mrn")
