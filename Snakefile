@@ -119,7 +119,7 @@ if MIMIC_SOURCE:
             nb=nb_out("01_cohort"),
             cohort=f"{PRIMARY_B}/cohort.parquet",
             flow=f"{PRIMARY_B}/cohort_flow.parquet",
-            tables=tables(f"{R}/cohort", "flow", "label_ambiguity"),
+            tables=tables(f"{R}/cohort", "flow", "label_ambiguity", "split_by_real_year"),
             figure=f"{R}/cohort/flow.png",
         log: f"{LOGS}/cohort.log"
         shell: notebook("01_cohort", "cohort")
@@ -222,7 +222,7 @@ if READMISSION:
             summary=f"{READM_R}/summary.md",
             task_table=[f"{READM_B}/task_table.parquet", f"{READM_B}/task_table.sources.json",
                         f"{READM_B}/cohort.parquet"],
-            data=tables(f"{READM_R}/cohort", "flow", "outcomes") + tables(f"{READM_R}/features", "manifest", "missingness"),
+            data=tables(f"{READM_R}/cohort", "flow", "outcomes", "split_by_real_year") + tables(f"{READM_R}/features", "manifest", "missingness"),
             values=comparison("readmission_cohort", "model_readmission", "fairness_readmission"),
             fairness_events=fairness_outputs(READM_B, READM_R)["events"],
             fairness=fairness_outputs(READM_B, READM_R)["tables"] + fairness_outputs(READM_B, READM_R)["other"],

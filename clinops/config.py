@@ -195,6 +195,10 @@ def _semantic_checks(path: Path, raw: dict) -> None:
             raise ParamsError(f"{path}: data.table: give either split_column or time_column (+ time_cutoff)")
         if table.get("time_column") and table.get("time_cutoff") is None:
             raise ParamsError(f"{path}: data.table.time_cutoff: required with time_column")
+    cohort = raw.get("cohort") or {}
+    if cohort.get("split_rule") == "anchor_group" and cohort.get("ambiguous_split", "exclude") != "exclude":
+        raise ParamsError(f"{path}: cohort.ambiguous_split: only with cohort.split_rule real_year (the "
+                          "anchor_group rule has no ambiguous stays); leave it at exclude")
     for section in ("fairness",):
         edges = raw.get(section, {}).get("age_edges")
         if edges and list(edges) != sorted(edges):

@@ -152,7 +152,8 @@ def stage_fingerprints(P: Params) -> dict[str, dict[str, Any]]:
                                       "window_hours": c.get("window_hours")}
     if "readmission" in tasks:
         out["readmission-data"] = {"readmission": {k: v for k, v in readm.items() if k not in TASK_SECTIONS},
-                                   "train_groups": c.get("train_groups"), "test_groups": c.get("test_groups")}
+                                   **{k: c.get(k) for k in ("train_groups", "test_groups", "split_rule",
+                                                            "ambiguous_split")}}
     return out
 
 

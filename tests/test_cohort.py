@@ -86,16 +86,18 @@ def db(tmp_path_factory):
 
 def test_flow_counts_follow_the_architecture_steps(db):
     cohort, flow = build_icu_cohort(db)
-    assert flow["step"].tolist() == [1, 2, 3, 4, 5, 6, 7]
+    assert flow["step"].tolist() == [1, 2, 3, 4, 5, 6, 7, 8]
     # 12 stays; -2 children (2000, 10000); -1 repeat stay in hadm 100 (1001); -1 second
     # admission of subject 1 (1002); -1 group 2020-2022 (5000); -1 LOS 20 h (3000);
-    # -1 missing dischtime (4000)
-    assert flow["n_remaining"].tolist() == [12, 10, 9, 8, 7, 6, 5]
-    assert flow["n_excluded"].tolist() == [0, 2, 1, 1, 1, 1, 1]
+    # -1 missing dischtime (4000); step 8, the real-year split: no stay here is ambiguous
+    assert flow["n_remaining"].tolist() == [12, 10, 9, 8, 7, 6, 5, 5]
+    assert flow["n_excluded"].tolist() == [0, 2, 1, 1, 1, 1, 1, 0]
+    assert flow["criterion"].iloc[-1].startswith("temporal split by the real year")
     assert cohort["stay_id"].tolist() == [1000, 6000, 7000, 9000, 10001]
     assert list(cohort.columns) == ["subject_id", "hadm_id", "stay_id", "intime", "outtime",
-                                    "anchor_year_group", "split", "age", "gender", "label",
-                                    "death_time", "hospital_expire_flag"]
+                                    "anchor_year_group", "anchor_year", "real_year_min", "real_year_max",
+                                    "split_anchor_group", "split_real_year", "split", "in_analysis",
+                                    "age", "gender", "label", "death_time", "hospital_expire_flag"]
 
 
 def test_label_split_and_age(db):
@@ -108,6 +110,8 @@ def test_label_split_and_age(db):
     assert c["split"].to_dict() == {1000: "train", 6000: "test", 7000: "train",
                                     9000: "train", 10001: "train"}
     assert c.loc[10001, "age"] == 18 and c.loc[1000, "age"] == 60
+    # 10001 is in anchor_year + 1: real years [2009, 2011] of the group 2008 - 2010
+    assert c.loc[10001, ["real_year_min", "real_year_max"]].tolist() == [2009, 2011]
 
 
 def test_other_horizons_and_prevalence_table(db):
@@ -129,7 +133,7 @@ def test_parameters_change_the_flow(db):
     _, flow = build_icu_cohort(db, min_age=16, min_icu_los_hours=30)
     # min_age 16 keeps 2000 and 10000 (17), and 10000 is then subject 10's first ICU stay
     # (so 10001 goes at step 4); LOS >= 30 h also drops 6000 (29 h)
-    assert flow["n_remaining"].tolist() == [12, 12, 11, 9, 8, 6, 5]
+    assert flow["n_remaining"].tolist() == [12, 12, 11, 9, 8, 6, 5, 5]
 
 
 def test_bad_arguments_name_the_field(db):
@@ -152,13 +156,13 @@ def test_missing_column_is_reported_before_work(tmp_path):
 
 def test_append_flow_step_and_plot(db):
     _, flow = build_icu_cohort(db)
-    full = append_flow_step(flow, {"step": 8, "criterion": "features", "n_remaining": 4,
+    full = append_flow_step(flow, {"step": 9, "criterion": "features", "n_remaining": 4,
                                    "n_excluded": 1})
-    assert full["n_remaining"].tolist()[-2:] == [5, 4] and len(full) == 8
+    assert full["n_remaining"].tolist()[-2:] == [5, 4] and len(full) == 9
     with pytest.raises(ValueError, match="must equal the 5 stays remaining"):
-        append_flow_step(flow, {"step": 8, "criterion": "x", "n_remaining": 4,
+        append_flow_step(flow, {"step": 9, "criterion": "x", "n_remaining": 4,
                                 "n_excluded": 2})
     fig = plot_flow(full)
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert any("n = 12" in t for t in texts) and any("excluded\nn = 1" in t for t in texts)
-    assert sum("excluded" in t for t in texts) == 7
+    assert sum(t.startswith("excluded\n") for t in texts) == 8

@@ -128,9 +128,13 @@ def test_data_stage_hashes_every_source_file(P, cohort):
 
 def test_cohort_stage_flow_only_shrinks_and_is_written(P, cohort):
     remaining = cohort.flow["n_remaining"].tolist()
-    assert remaining == sorted(remaining, reverse=True) and remaining[-1] == len(cohort.cohort) > 0
-    assert set(cohort.cohort["split"]) == {"train", "test"}
-    for stem in ("flow", "label_ambiguity"):
+    # the last step is the temporal split: ambiguous stays stay in the cohort, out of the analysis
+    assert remaining == sorted(remaining, reverse=True) and remaining[-1] == int(cohort.cohort["in_analysis"].sum()) > 0
+    assert {"train", "test"} <= set(cohort.cohort["split"]) <= {"train", "test", "ambiguous"}
+    assert cohort.cohort["in_analysis"].equals(cohort.cohort["split"].isin(["train", "test"]))
+    by_rule = cohort.split_by_real_year.set_index(["rule", "verdict"])
+    assert by_rule.loc[("real_year", "ambiguous"), "n"] == (cohort.cohort["split"] == "ambiguous").sum()
+    for stem in ("flow", "label_ambiguity", "split_by_real_year"):
         assert (P.reports_dir / "cohort" / f"{stem}.csv").is_file()
     assert "(`label.horizon_hours` = 48)" in cohort.label_note
     assert "synthetic generator is calibrated" in cohort.label_note  # said only on synthetic data
@@ -141,13 +145,15 @@ def test_features_stage_writes_the_task_table(P, cohort, features):
     manifest = pipeline.task_config(P, "primary").manifest()
     assert list(table.columns[:1]) == ["id"] and table["id"].is_unique
     assert set(manifest.names) <= set(table.columns)
-    assert {"label", "split", "sensitive_sex", "sensitive_age"} <= set(table.columns)
+    assert {"label", "split", "sensitive_sex", "sensitive_age", "subject_id", "anchor_year", "real_year_min",
+            "real_year_max", "split_anchor_group", "split_real_year", "in_analysis"} <= set(table.columns)
     assert set(table["label"].unique()) <= {0, 1} and set(table["sensitive_sex"].dropna()) <= {"M", "F"}
     # the missing-feature exclusion can only remove stays
     assert len(table) <= len(cohort.cohort)
-    assert features.flow["n_remaining"].iloc[-1] == len(table)
+    used = int(table["in_analysis"].sum())
+    assert features.flow["n_remaining"].iloc[-1] == used
     values = comparison(P, "features")
-    assert values["cohort_n"] == len(table) and values["cohort_train_n"] + values["cohort_test_n"] == len(table)
+    assert values["cohort_n"] == used and values["cohort_train_n"] + values["cohort_test_n"] == used
     assert 0 <= values["missing_lactate"] <= 1
 
 
@@ -194,7 +200,9 @@ def test_governance_merge_joins_both_stages(P, fairness, drift):
 
 def test_readmission_task_is_the_same_stages_with_its_own_paper_ids(P, readmission):
     data, model = readmission
-    assert data.table["id"].is_unique and set(data.table["split"]) <= {"train", "test"}
+    assert data.table["id"].is_unique and set(data.table["split"]) <= {"train", "test", "ambiguous"}
+    assert {"subject_id", "split_real_year", "split_anchor_group", "in_analysis"} <= set(data.table.columns)
+    assert (P.reports_dir / "readmission" / "cohort" / "split_by_real_year.csv").is_file()
     assert comparison(P, "readmission_cohort")["readm_n_features"] == len(pipeline.task_config(P, "readmission")
                                                                         .manifest().names)
     values = comparison(P, "model_readmission")

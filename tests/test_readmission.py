@@ -222,8 +222,9 @@ def cohort_and_flow(mimic):
 def test_flow_counts_follow_each_criterion(cohort_and_flow):
     _, flow = cohort_and_flow
     assert list(flow.columns) == ["step", "criterion", "n_remaining", "n_excluded"]
-    assert flow["n_remaining"].tolist() == [26, 25, 24, 21, 20, 17, 16, 7]
-    assert flow["n_excluded"].tolist() == [0, 1, 1, 3, 1, 3, 1, 9]
+    # the last step, the real-year split: A1301 (2017 - 2019, anchor_year + 1) is test, none ambiguous
+    assert flow["n_remaining"].tolist() == [26, 25, 24, 21, 20, 17, 16, 7, 7]
+    assert flow["n_excluded"].tolist() == [0, 1, 1, 3, 1, 3, 1, 9, 0]
     assert "HOSPICE, AGAINST ADVICE, ACUTE HOSPITAL, DIED" in flow.loc[5, "criterion"]
     assert "MED" in flow.loc[7, "criterion"]
 
@@ -267,6 +268,8 @@ def test_age_split_and_times(cohort_and_flow):
     assert c.loc[101, "age"] == 60
     assert c["split"].to_dict() == {101: "train", 201: "train", 301: "train", 401: "test",
                                     802: "train", 1204: "train", 1301: "test"}
+    assert c.loc[1301, ["real_year_min", "real_year_max"]].tolist() == [2018, 2020]
+    assert c["in_analysis"].all()
     assert c.loc[101, "los_days"] == pytest.approx(4 + 4 / 24)
 
 

@@ -94,6 +94,7 @@ def cross_validate_candidates(
     manifest: Any = None,
     models: Mapping[str, Pipeline] | None = None,
     n_jobs: int = 2,
+    groups: Any = None,
 ) -> pd.DataFrame:
     """Stage 1: stratified k-fold CV AUROC of each candidate on the training years.
 
@@ -114,6 +115,9 @@ def cross_validate_candidates(
         Candidates to compare; default :func:`candidate_models` ``(seed, discrete=...)``.
     n_jobs : int
         Worker processes over (model, fold) fits.
+    groups : array of shape (n,), optional
+        Subject ids: folds keep each subject's rows together
+        (:func:`~clinops.modeling.cv.stratified_folds`).
 
     Returns
     -------
@@ -126,7 +130,7 @@ def cross_validate_candidates(
     discrete = check_manifest_columns(X, manifest)
     Xa, ya = check_xy(X, y)
     models = dict(candidate_models(seed, discrete=discrete) if models is None else models)
-    folds = stratified_folds(ya, n_splits, seed)
+    folds = stratified_folds(ya, n_splits, seed, groups=groups)
     tasks = [(name, k) for name in models for k in range(len(folds))]
     out = Parallel(n_jobs=n_jobs)(
         delayed(_fit_score_fold)(models[name], Xa, ya, *folds[k]) for name, k in tasks

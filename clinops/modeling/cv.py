@@ -1,4 +1,8 @@
-"""Cross-validation inputs: checked X and y, stratified folds, the fold imputer, t-intervals.
+"""Cross-validation inputs: checked X and y, stratified (grouped) folds, the fold imputer, t-intervals.
+
+Folds are grouped by patient when groups are given: a task where one subject has several rows
+(readmission: every eligible discharge is an index) must never have one patient on both sides
+of a fold, or the validation AUROC rewards remembering the patient.
 
 Inside cross-validation every model sees inputs imputed with values computed on the training
 fold only, by the rule of the final model's frozen medians
@@ -26,13 +30,13 @@ import pandas as pd
 from scipy import stats
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.utils.validation import check_array, check_consistent_length
 
 from clinops.features import FeatureManifest
 from clinops.labels import binary_labels
 
-__all__ = ["fold_imputer", "discrete_mask", "stratified_folds", "t_interval", "as_manifest",
+__all__ = ["fold_imputer", "discrete_mask", "stratified_folds", "check_groups", "t_interval", "as_manifest",
            "check_xy", "as_features", "check_manifest_columns"]
 
 
@@ -76,12 +80,65 @@ def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     return mean - float(half), mean + float(half)
 
 
-def stratified_folds(y: np.ndarray, n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Shuffled stratified k-fold ``(train_idx, val_idx)`` pairs."""
+def check_groups(groups: Any, n: int) -> np.ndarray | None:
+    """Subject ids as an array of length ``n`` without missing values, or None when not given.
+
+    Examples
+    --------
+    >>> check_groups([7, 7, 9], 3)
+    array([7, 7, 9])
+    >>> check_groups([7, None], 2)
+    Traceback (most recent call last):
+    ...
+    ValueError: groups: subject id missing in 1 row(s) (rule: every row names its subject)
+    """
+    if groups is None:
+        return None
+    arr = np.asarray(groups)
+    if arr.ndim != 1 or len(arr) != n:
+        raise ValueError(f"groups: must be one subject id per row ({n} rows), got shape {arr.shape}")
+    missing = int(pd.isna(pd.Series(arr)).sum())
+    if missing:
+        raise ValueError(f"groups: subject id missing in {missing} row(s) (rule: every row names its subject)")
+    return arr
+
+
+def stratified_folds(y: np.ndarray, n_splits: int, seed: int, *,
+                     groups: Any = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Shuffled stratified k-fold ``(train_idx, val_idx)`` pairs, grouped by subject when given.
+
+    Parameters
+    ----------
+    y : array of shape (n,)
+        Binary labels.
+    n_splits : int
+        Number of folds (>= 2).
+    seed : int
+        Seeds the shuffle.
+    groups : array of shape (n,), optional
+        Subject ids: with them the folds are :class:`~sklearn.model_selection.StratifiedGroupKFold`
+        (every subject's rows in one fold, outcome shares as even as the subjects allow);
+        without them :class:`~sklearn.model_selection.StratifiedKFold`.
+
+    Examples
+    --------
+    >>> y = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+    >>> subjects = np.array([1, 1, 2, 2, 3, 3, 4, 4])
+    >>> all(not set(subjects[tr]) & set(subjects[va])
+    ...     for tr, va in stratified_folds(y, 2, seed=0, groups=subjects))
+    True
+    """
     if n_splits < 2:
         raise ValueError(f"n_splits: must be at least 2, got {n_splits}")
-    skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    return list(skf.split(np.zeros(len(y)), y))
+    g = check_groups(groups, len(y))
+    if g is None:
+        skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        return list(skf.split(np.zeros(len(y)), y))
+    if len(np.unique(g)) < n_splits:
+        raise ValueError(f"groups: {len(np.unique(g))} subject(s) cannot fill {n_splits} folds "
+                         "(rule: at least one subject per fold)")
+    sgkf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    return list(sgkf.split(np.zeros(len(y)), y, g))
 
 
 def fold_imputer(discrete: Sequence[bool] | None = None) -> SimpleImputer | ColumnTransformer:

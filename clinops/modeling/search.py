@@ -123,6 +123,7 @@ def random_search_xgb(
     progress: Callable[[int, int], None] | None = None,
     n_jobs: int = 2,
     max_bin: int = DEFAULT_MAX_BIN,
+    groups: Any = None,
 ) -> tuple[dict, pd.DataFrame]:
     """Stage 2: random search over XGBoost hyperparameters with stratified k-fold CV.
 
@@ -155,6 +156,9 @@ def random_search_xgb(
         Histogram bins per feature of XGBoost's ``hist`` method (see
         :data:`~clinops.modeling.DEFAULT_MAX_BIN`); use the same value in
         :func:`~clinops.modeling.fit_final`.
+    groups : array of shape (n,), optional
+        Subject ids: folds keep each subject's rows together
+        (:func:`~clinops.modeling.cv.stratified_folds`).
 
     Returns
     -------
@@ -170,7 +174,7 @@ def random_search_xgb(
     Xa, ya = check_xy(X, y)
     max_bin = check_max_bin(max_bin)
     configs = sample_configurations(n_iter, seed, space)
-    folds = stratified_folds(ya, n_splits, seed)
+    folds = stratified_folds(ya, n_splits, seed, groups=groups)
     # Longest configurations first, in small chunks, so the workers finish together (longest
     # processing time first); results are put back in draw order, so scheduling never changes
     # them.

@@ -19,6 +19,7 @@ from clinops import drift
 from clinops.config import Params
 from clinops.modeling import ModelBundle
 from clinops.pipeline.context import load_task_table, task_config
+from clinops.tasks.temporal_split import analysis_masks
 from clinops.uncertainty import RiskPredictor
 
 __all__ = ["BENCHMARK_CHANGE_AT_HOURS", "DRIFT_DEFAULTS", "benchmark_scenarios", "drift_setup", "run_benchmark"]
@@ -76,7 +77,7 @@ def drift_setup(P: Params, task: str = "primary") -> SimpleNamespace:
     policy = t.resolved.drift
     reference = drift.PsiReference.from_dict(bundle.reference, eps=policy.psi_eps)
     train_rows = load_task_table(t)
-    train_rows = train_rows[train_rows["split"].eq("train")]
+    train_rows = train_rows[analysis_masks(train_rows)[0]]  # in_analysis & split == "train"
     ref_scores = predict(train_rows[manifest.names])
     # The PSI bins in the bundle were fixed on encoded training features (categories as codes).
     ref_features = manifest.encode(train_rows[manifest.names])

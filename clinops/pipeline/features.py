@@ -15,6 +15,11 @@ from clinops.report import record_values, write_table
 from clinops.task_table import write_task_table
 from clinops.tasks.mortality import cohort as cohort_sql
 from clinops.tasks.mortality.proxies import admission_proxies
+from clinops.tasks.temporal_split import analysis_masks
+
+#: Columns of the cohort every task table carries (the temporal split's contract).
+SPLIT_CONTRACT = ("subject_id", "anchor_year", "real_year_min", "real_year_max", "split_anchor_group",
+                  "split_real_year", "split", "in_analysis")
 
 
 def manifest_table(manifest: feat.FeatureManifest) -> pd.DataFrame:
@@ -51,12 +56,19 @@ def run_features(P: Params) -> SimpleNamespace:
     X, step = feat.extract_features(db, cohort, manifest=manifest, window_hours=P["cohort"]["window_hours"],
                                     max_missing_fraction=P["cohort"]["max_missing_fraction"],
                                     progress=progress("features"), **lab_options)
-    flow = cohort_sql.append_flow_step(flow, step)
+    # Features of every stay (a sensitivity step refits under the other split rules); the flow
+    # counts the exclusion among the stays the temporal split kept in the analysis.
+    analysis = set(cohort.loc[cohort["in_analysis"], "stay_id"])
+    kept_in_analysis = int(X.index.isin(list(analysis)).sum())
+    flow = cohort_sql.append_flow_step(flow, {**step, "step": int(flow["step"].iloc[-1]) + 1,
+                                              "n_remaining": kept_in_analysis,
+                                              "n_excluded": len(analysis) - kept_in_analysis})
     kept = cohort.set_index("stay_id").loc[X.index]
     table = X.copy()
     table.insert(0, "id", X.index.astype("int64"))
     table["label"] = kept["label"].astype(int).to_numpy()
-    table["split"] = kept["split"].to_numpy()
+    for col in SPLIT_CONTRACT:
+        table[col] = kept[col].to_numpy()
     groups = _age_sex_frame(kept)
     table["sensitive_sex"] = groups["sex"].to_numpy()
     table["sensitive_age"] = groups["age"].to_numpy()
@@ -69,7 +81,7 @@ def run_features(P: Params) -> SimpleNamespace:
     flow.to_parquet(task.build_dir / "cohort_flow_final.parquet")
 
     out = P.reports_dir / "features"
-    is_train = table["split"].eq("train").to_numpy()
+    is_train, is_test = analysis_masks(table)
     missing = feat.missingness_table(table.set_index("id")[manifest.names], is_train)
     write_table(missing, out / "missingness", title="Missing in the first 24 h (training years)",
                 data_label=P.data_label)
@@ -85,14 +97,16 @@ def run_features(P: Params) -> SimpleNamespace:
                 data_label=P.data_label)
     mt = manifest_table(manifest)
     write_table(mt, out / "manifest", title="Feature manifest (Layer 1: data minimisation)", data_label="manifest")
-    summary = (table.groupby("split")
+    used = table[is_train | is_test]
+    summary = (used.groupby("split")
                .agg(n=("id", "size"), deaths=("label", "sum"), prevalence=("label", "mean"),
                     age_median=("sensitive_age", "median"),
                     male_share=("sensitive_sex", lambda s: float((s == "M").mean())))
                .reset_index())
-    write_table(summary, out / "split_summary", title="Temporal split", data_label=P.data_label)
+    write_table(summary, out / "split_summary", title="Temporal split (stays in the analysis)", data_label=P.data_label)
 
     if task.comparison:
-        record_values(P.build_dir, "features", paper_mapping.features_values(table, missing, is_train))
+        record_values(P.build_dir, "features",
+                      paper_mapping.features_values(used.reset_index(drop=True), missing, is_train[is_train | is_test]))
     return SimpleNamespace(table=table, flow=flow, missingness=missing, manifest_table=mt, summary=summary,
                            missingness_prewindow=prewindow)

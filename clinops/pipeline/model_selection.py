@@ -12,6 +12,7 @@ import clinops.pipeline.paper_mapping as paper_mapping
 from clinops.pipeline.context import groups_for, progress, task_config, write_figure
 from clinops.report import paper_values, record_values, write_table
 from clinops.task_table import read_task_table
+from clinops.tasks.temporal_split import analysis_masks
 
 
 #: Names of the two classes in the coverage table, per task (the label as text otherwise).
@@ -34,31 +35,34 @@ def run_model_selection(P: Params, task: str = "primary") -> SimpleNamespace:
     manifest = t.manifest()
     X = manifest.encode(table[manifest.names])
     y = table["label"].to_numpy(dtype=int)
-    train = table["split"].eq("train").to_numpy()
+    # the main analysis: in_analysis & split == 'train' / 'test' (ambiguous rows are neither)
+    train, test_rows = analysis_masks(table)
     X_train, y_train = X[train], y[train]
+    # one patient's rows never on both sides of a fold or of the calibration holdout
+    subjects = table.loc[train, "subject_id"].to_numpy() if "subject_id" in table.columns else None
 
     report(f"stage 1: {len(m.get('candidates', []))} candidates, {m['cv_folds']}-fold CV on {train.sum():,} rows")
     discrete = modeling.discrete_mask(manifest)
     candidates = modeling.cross_validate_candidates(
-        X_train, y_train, n_splits=m["cv_folds"], seed=seed, manifest=manifest,
+        X_train, y_train, n_splits=m["cv_folds"], seed=seed, manifest=manifest, groups=subjects,
         models={k: v for k, v in modeling.candidate_models(seed, discrete=discrete).items()
                 if k in m.get("candidates", [k])})
     report(f"stage 2: random search, {m['n_iter']} configurations")
     best, search = modeling.random_search_xgb(
-        X_train, y_train, n_iter=m["n_iter"], n_splits=m["cv_folds"], seed=seed, manifest=manifest,
+        X_train, y_train, n_iter=m["n_iter"], n_splits=m["cv_folds"], seed=seed, manifest=manifest, groups=subjects,
         progress=lambda i, n: report(f"configuration {i}/{n}") if i % 10 == 0 or i == n else None)
     feature_hashes = t.feature_hashes(manifest)
     # modeling.calibration (split: the paper's held-out slice; cross_fit: out-of-fold scores of every
     # training row) and uncertainty.calibrator come from the settings (rs)
     bundle = modeling.fit_calibrated(X_train, y_train, params=best, manifest=manifest, seed=seed, settings=rs,
-                                     fraction=m["calibration_fraction"],
+                                     fraction=m["calibration_fraction"], groups=subjects,
                                      lineage={"dataset_sha256": hashes, "feature_sha256": feature_hashes,
                                               "data_source": P.data_label, "task": t.key, "params_file": P.path.name})
 
     report("final evaluation on the test years (touched once)")
     predictor = uncertainty.RiskPredictor(bundle)
-    test = table[~train].reset_index(drop=True)
-    X_test = X[~train].reset_index(drop=True)
+    test = table[test_rows].reset_index(drop=True)
+    X_test = X[test_rows].reset_index(drop=True)
     pred = predictor.predict_frame(X_test, encoded=True)
     y_test = test["label"].to_numpy(dtype=int)
     prob, raw = pred["probability"].to_numpy(), pred["raw_score"].to_numpy()
@@ -89,7 +93,7 @@ def run_model_selection(P: Params, task: str = "primary") -> SimpleNamespace:
     run_id = lineage.log_training_run(
         bundle, project_root=P.root,
         params={"task": t.key, "seed": seed, "params_file": P.path.name, "params_sha256": P.sha256(),
-                "n_train": int(train.sum()), "n_test": int((~train).sum()), **{f"xgb_{k}": v for k, v in best.items()},
+                "n_train": int(train.sum()), "n_test": int(test_rows.sum()), **{f"xgb_{k}": v for k, v in best.items()},
                 **{f"modeling_{k}": v for k, v in m.items()}, **rs.flat(), "settings_sha256": rs.sha256},
         metrics={**{f"test_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))},
                  **{f"test_raw_{k}": raw_metrics[k] for k in ("auroc", "auprc", "sensitivity", "specificity")},

@@ -18,6 +18,7 @@ from clinops.task_table import file_sha256, write_task_table
 from clinops.tasks.own_table import SPLITS, CohortTableError, task_table_from_params
 from clinops.tasks.own_table.rules import table_section
 from clinops.tasks.own_table.source import source_key
+from clinops.tasks.temporal_split import analysis_masks
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def build_task_table(P: Params) -> Path:
 
     dl, out = P.data_label, P.reports_dir
     min_group = task.resolved.fairness.min_group_size
-    is_train = table["split"].eq("train").to_numpy()
+    is_train = analysis_masks(table)[0]
     summary = (table.groupby("split", sort=False)
                .agg(n=("id", "size"), positives=("label", "sum"), prevalence=("label", "mean"))
                .reindex(list(SPLITS)).reset_index())
@@ -93,7 +94,7 @@ def sensitive_group_sizes(task_table: pd.DataFrame, *, age_edges: Sequence[float
     DataFrame with columns ``attribute, group, n_test, events_test, status``.
     """
 
-    test = task_table[task_table["split"].eq("test")]
+    test = task_table[analysis_masks(task_table)[1]]
     attrs: dict[str, pd.Series] = {}
     if test["sensitive_sex"].notna().any():
         attrs["sex"] = sex_groups(test["sensitive_sex"])

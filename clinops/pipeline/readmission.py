@@ -10,12 +10,14 @@ from clinops.config import Params
 from clinops.features import missingness_table
 import clinops.pipeline.paper_mapping as paper_mapping
 from clinops.pipeline.context import dataset_sha256, ensure_data, open_database, task_config
-from clinops.pipeline.features import manifest_table
+from clinops.pipeline.cohort import split_note
+from clinops.pipeline.features import SPLIT_CONTRACT, manifest_table
 from clinops.report import record_values, to_markdown, write_table
 from clinops.task_table import write_task_table
 from clinops.tasks.readmission.cohort import build_readmission_cohort, outcome_summary
 from clinops.tasks.readmission.extract import extract_readmission_features
 from clinops.tasks.readmission.leakage import leakage_check
+from clinops.tasks.temporal_split import analysis_masks, split_by_rule_table
 
 
 def run_readmission_data(P: Params) -> SimpleNamespace:
@@ -27,7 +29,8 @@ def run_readmission_data(P: Params) -> SimpleNamespace:
     c = P["cohort"]
     cohort, flow = build_readmission_cohort(
         db.con, min_age=ex.get("min_age", 18), service=ex.get("service", "MED"),
-        horizon_days=ex.get("horizon_days", 30), train_groups=c["train_groups"], test_groups=c["test_groups"])
+        horizon_days=ex.get("horizon_days", 30), train_groups=c["train_groups"], test_groups=c["test_groups"],
+        split_rule=c["split_rule"], ambiguous_split=c["ambiguous_split"])
     manifest = t.manifest()
     X = extract_readmission_features(db.con, cohort, manifest=manifest)
     # Fails the run (LeakageError naming the feature) if any source reads data after discharge.
@@ -36,7 +39,9 @@ def run_readmission_data(P: Params) -> SimpleNamespace:
     table = X.reset_index(drop=True)
     table.insert(0, "id", X.index.astype("int64"))
     table["label"] = idx["label"].astype(int).to_numpy()
-    table["split"] = idx["split"].to_numpy()
+    # every index admission stays in the table (ambiguous ones too); in_analysis selects the main analysis
+    for col in SPLIT_CONTRACT + (("excluded_reason",) if "excluded_reason" in idx.columns else ()):
+        table[col] = idx[col].to_numpy()
     table["sensitive_sex"] = idx["gender"].astype("string").to_numpy()
     table["sensitive_age"] = idx["age"].astype(float).to_numpy()
     t.build_dir.mkdir(parents=True, exist_ok=True)
@@ -45,19 +50,22 @@ def run_readmission_data(P: Params) -> SimpleNamespace:
 
     outcomes = outcome_summary(cohort)
     mt = manifest_table(manifest)
-    is_train = table["split"].eq("train").to_numpy()
+    is_train, is_test = analysis_masks(table)
     missing = missingness_table(table.set_index("id")[manifest.names], is_train)
     out = t.reports_dir / "cohort"
     write_table(flow, out / "flow", title="Readmission cohort flow", data_label=P.data_label)
+    by_rule = split_by_rule_table(cohort)
+    write_table(by_rule, out / "split_by_real_year", title="Temporal split of the index admissions: the paper's "
+                "anchor-group rule vs the admission's real year", data_label=P.data_label, note=split_note(P, by_rule))
     write_table(outcomes, out / "outcomes", title="30-day outcomes of the index admissions", data_label=P.data_label)
     write_table(mt, t.reports_dir / "features" / "manifest", title="Readmission feature manifest", data_label="manifest")
     write_table(missing, t.reports_dir / "features" / "missingness", title="Missing values (training years)",
                 data_label=P.data_label)
     if t.comparison:
         record_values(P.build_dir, "readmission_cohort",
-                      paper_mapping.readmission_cohort_values(table, len(manifest.names)))
+                      paper_mapping.readmission_cohort_values(table[is_train | is_test], len(manifest.names)))
     return SimpleNamespace(cohort=cohort, flow=flow, outcomes=outcomes, manifest_table=mt, missingness=missing,
-                           table=table)
+                           table=table, split_by_real_year=by_rule)
 
 
 def readmission_summary(P: Params) -> str:
@@ -66,6 +74,7 @@ def readmission_summary(P: Params) -> str:
     rd = t.reports_dir
     parts = [f"# 30-day readmission: summary\n\nData: **{P.data_label}**.\n"]
     for title, rel in (("Cohort flow", "cohort/flow.csv"), ("Outcomes", "cohort/outcomes.csv"),
+                       ("Temporal split by real year", "cohort/split_by_real_year.csv"),
                        ("Test metrics", "model/test_metrics.csv"), ("Chosen configuration", "model/chosen_configuration.csv"),
                        ("Fairness gaps", "fairness/fairness_gaps.csv"), ("Drift scenario", "drift/scenario.csv")):
         path = rd / rel

@@ -3,13 +3,12 @@
 -- (7 = in the analysis cohort); each step ranks/filters only the stays that passed the one
 -- before it, so the flow table is last_step >= k counted for k = 1..7.
 -- Needs macros.sql. Parameters (bound, never formatted in):
---   $min_age DOUBLE, $min_icu_los_hours DOUBLE, $study_groups VARCHAR[],
---   $train_groups VARCHAR[], $test_groups VARCHAR[], $window_hours DOUBLE,
+--   $min_age DOUBLE, $min_icu_los_hours DOUBLE, $study_groups VARCHAR[], $window_hours DOUBLE,
 --   $horizon_hours DOUBLE (NULL = any in-hospital death).
 WITH s1 AS (  -- 1. all ICU stays
     SELECT
         i.subject_id, i.hadm_id, i.stay_id, i.intime, i.outtime,
-        p.anchor_year_group, p.gender,
+        p.anchor_year_group, p.anchor_year, p.gender,
         clinops_age(p.anchor_age, p.anchor_year, i.intime) AS age,
         (epoch(i.outtime) - epoch(i.intime)) / 3600.0 AS icu_los_hours,
         a.dischtime, a.hospital_expire_flag,
@@ -40,10 +39,10 @@ s7 AS (  -- 7. outcome label available
 )
 SELECT
     s1.subject_id, s1.hadm_id, s1.stay_id, s1.intime, s1.outtime, s1.anchor_year_group,
-    CASE
-        WHEN list_contains($train_groups, s1.anchor_year_group) THEN 'train'
-        WHEN list_contains($test_groups, s1.anchor_year_group) THEN 'test'
-    END AS split,
+    -- the split is assigned in clinops/tasks/temporal_split.py from the group and k = the
+    -- stay's (shifted) year - anchor_year: the stay happened in [group start + k, group end + k]
+    s1.anchor_year,
+    CAST(extract(YEAR FROM s1.intime) AS INTEGER) AS event_year,
     s1.age, s1.gender,
     clinops_mortality_label(s1.intime, s1.death_time, s1.hospital_expire_flag,
                             $window_hours, $horizon_hours) AS label,

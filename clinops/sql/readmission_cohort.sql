@@ -7,8 +7,6 @@
 --
 -- Bound parameters:
 --   $study_groups      LIST(VARCHAR)  anchor_year_group values of the study period (train + test)
---   $train_groups      LIST(VARCHAR)  groups labelled split = 'train'
---   $test_groups       LIST(VARCHAR)  groups labelled split = 'test'
 --   $min_age           DOUBLE         minimum age at admission, years
 --   $service           VARCHAR        required discharging service (services.curr_service)
 --   $excluded_locations LIST(VARCHAR) discharge_location values that cannot be index discharges
@@ -26,6 +24,7 @@ WITH adm AS (
         a.hospital_expire_flag,
         p.gender,
         p.anchor_year_group,
+        p.anchor_year,
         p.dod,
         -- mimic-code age: calendar-year difference from the anchor year
         p.anchor_age + (extract(YEAR FROM a.admittime) - p.anchor_year) AS age
@@ -90,10 +89,10 @@ SELECT
     adm.admittime,
     adm.dischtime,
     adm.anchor_year_group,
-    CASE
-        WHEN list_contains($train_groups, adm.anchor_year_group) THEN 'train'
-        WHEN list_contains($test_groups, adm.anchor_year_group) THEN 'test'
-    END AS split,
+    -- the split is assigned in clinops/tasks/temporal_split.py from the group and k = the
+    -- admission's (shifted) year - anchor_year
+    adm.anchor_year,
+    CAST(extract(YEAR FROM adm.admittime) AS INTEGER) AS event_year,
     adm.age,
     adm.gender,
     adm.admission_type,

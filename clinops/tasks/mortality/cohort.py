@@ -15,6 +15,7 @@ from typing import Sequence
 import pandas as pd
 
 from clinops.data.mimic import MimicDatabase, install_macros, sql_text
+from clinops.tasks.temporal_split import assign_split, split_flow_step
 
 __all__ = [
     "REQUIRED_COLUMNS",
@@ -39,7 +40,8 @@ TRAIN_GROUPS: tuple[str, ...] = ("2008 - 2010", "2011 - 2013", "2014 - 2016")
 TEST_GROUPS: tuple[str, ...] = ("2017 - 2019",)
 
 COHORT_COLUMNS = ["subject_id", "hadm_id", "stay_id", "intime", "outtime", "anchor_year_group",
-                  "split", "age", "gender", "label", "death_time", "hospital_expire_flag"]
+                  "anchor_year", "real_year_min", "real_year_max", "split_anchor_group", "split_real_year",
+                  "split", "in_analysis", "age", "gender", "label", "death_time", "hospital_expire_flag"]
 FLOW_COLUMNS = ["step", "criterion", "n_remaining", "n_excluded"]
 
 
@@ -64,6 +66,7 @@ def build_icu_cohort(db: MimicDatabase, *, min_age: float = 18, min_icu_los_hour
                      window_hours: float = 24, horizon_hours: float | None = 48,
                      train_groups: Sequence[str] = TRAIN_GROUPS,
                      test_groups: Sequence[str] = TEST_GROUPS,
+                     split_rule: str = "real_year", ambiguous_split: str = "exclude",
                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Select the ICU cohort, label it and split it in time.
 
@@ -82,16 +85,24 @@ def build_icu_cohort(db: MimicDatabase, *, min_age: float = 18, min_icu_los_hour
         in-hospital death (``hospital_expire_flag = 1``).
     train_groups, test_groups : sequence of str
         ``anchor_year_group`` values of each split; their union is the study period (step 5).
+    split_rule : {'real_year', 'anchor_group'}
+        The temporal split (:mod:`clinops.tasks.temporal_split`): by the stay's real-year
+        interval (default) or by the patient's ``anchor_year_group`` (the paper's rule).
+    ambiguous_split : {'exclude', 'train', 'test'}
+        Where a stay whose real-year interval straddles the boundary goes.
 
     Returns
     -------
     cohort : pandas.DataFrame
-        One row per ICU stay (n_stays rows), columns ``subject_id, hadm_id, stay_id, intime,
-        outtime, anchor_year_group, split ('train'/'test'), age (years), gender, label (0/1),
+        One row per ICU stay passing steps 1-7 (n_stays rows, ambiguous ones included), columns
+        ``subject_id, hadm_id, stay_id, intime, outtime, anchor_year_group, anchor_year,
+        real_year_min, real_year_max, split_anchor_group, split_real_year, split
+        ('train'/'test'/'ambiguous'), in_analysis (bool), age (years), gender, label (0/1),
         death_time, hospital_expire_flag``, sorted by ``stay_id``.
     flow : pandas.DataFrame
-        Seven rows ``step, criterion, n_remaining, n_excluded`` (ICU stays), in the order of
-        clinops/docs/architecture.md.
+        Eight rows ``step, criterion, n_remaining, n_excluded`` (ICU stays), in the order of
+        clinops/docs/architecture.md; step 8 is the temporal split (ambiguous stays leave the
+        analysis there when ``ambiguous_split`` is 'exclude').
 
     Raises
     ------
@@ -120,7 +131,7 @@ def build_icu_cohort(db: MimicDatabase, *, min_age: float = 18, min_icu_los_hour
     install_macros(con)
     stays = con.execute(sql_text("icu_cohort.sql"), {
         "min_age": min_age, "min_icu_los_hours": min_icu_los_hours,
-        "study_groups": train + test, "train_groups": train, "test_groups": test,
+        "study_groups": train + test,
         "window_hours": window_hours, "horizon_hours": horizon_hours,
     }).df()
 
@@ -140,7 +151,11 @@ def build_icu_cohort(db: MimicDatabase, *, min_age: float = 18, min_icu_los_hour
         "n_remaining": remaining,
         "n_excluded": [0] + [a - b for a, b in zip(remaining, remaining[1:])],
     })
-    cohort = stays.loc[stays["last_step"] == 7, COHORT_COLUMNS].reset_index(drop=True)
+    cohort = assign_split(stays.loc[stays["last_step"] == 7], train_groups=train, test_groups=test,
+                          rule=split_rule, ambiguous=ambiguous_split)
+    flow = append_flow_step(flow, split_flow_step(cohort, step=8, rule=split_rule, ambiguous=ambiguous_split,
+                                                  train_groups=train, test_groups=test))
+    cohort = cohort[COHORT_COLUMNS].reset_index(drop=True)
     cohort = cohort.astype({"label": "int64", "hospital_expire_flag": "int64", "age": "int64"})
     return cohort, flow
 

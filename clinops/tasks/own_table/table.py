@@ -49,13 +49,15 @@ def task_table_from_params(P: "Params") -> tuple[pd.DataFrame, dict]:
     edges = sens.get("age_edges") or (P.get("fairness") or {}).get("age_edges") or [18, 45, 65, 80]
     others = list(sens.get("other_columns") or [])
     columns = [t["id_column"], t["outcome_column"], t.get("split_column") or t.get("time_column"),
-               *[f["name"] for f in manifest["features"]], sens.get("sex_column"), sens.get("age_column"), *others]
-    raw = read_cohort_table(P.resolve(t["path"]), columns=[c for c in columns if c],
-                            string_columns=[t["id_column"]])
+               *[f["name"] for f in manifest["features"]], sens.get("sex_column"), sens.get("age_column"), *others,
+               t.get("subject_column")]
+    raw = read_cohort_table(P.resolve(t["path"]), columns=list(dict.fromkeys(c for c in columns if c)),
+                            string_columns=[c for c in (t["id_column"], t.get("subject_column")) if c])
     cv_folds = int((P.get("modeling") or {}).get("cv_folds", 5))
     table = make_task_table(raw, id_column=t["id_column"], outcome_column=t["outcome_column"],
                             features=manifest["features"], split_column=t.get("split_column"),
                             time_column=t.get("time_column"), time_cutoff=t.get("time_cutoff"),
                             sex_column=sens.get("sex_column"), age_column=sens.get("age_column"), age_edges=edges,
-                            other_columns=others, min_class_count=cv_folds, drift=P.get("drift"))
+                            other_columns=others, min_class_count=cv_folds, drift=P.get("drift"),
+                            subject_column=t.get("subject_column"))
     return table, {"manifest": manifest, "age_edges": edges}

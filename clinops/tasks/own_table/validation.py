@@ -51,6 +51,14 @@ def _ids(col: pd.Series, name: str, problems: list) -> pd.Series:
     return ids
 
 
+def _subjects(col: pd.Series, name: str, problems: list) -> pd.Series:
+    # One patient may have several stays; the CV folds keep a patient's stays together.
+    if col.isna().any():
+        problems.append((name, f"subject id missing in {int(col.isna().sum())} row(s) (rule: every stay names "
+                               "its patient when subject_column is given)"))
+    return col.astype("string").str.strip()
+
+
 def _outcome(col: pd.Series, name: str, problems: list) -> pd.Series | None:
     if pd.api.types.is_bool_dtype(col):
         return col.astype("int64")
@@ -230,7 +238,8 @@ def make_task_table(table: pd.DataFrame, *, id_column: str, outcome_column: str,
                     split_column: str | None = None, time_column: str | None = None, time_cutoff: Any = None,
                     sex_column: str | None = None, age_column: str | None = None,
                     age_edges: Sequence[float] = (18, 45, 65, 80), other_columns: Sequence[str] = (),
-                    min_class_count: int = 1, drift: Mapping | None = None) -> pd.DataFrame:
+                    min_class_count: int = 1, drift: Mapping | None = None,
+                    subject_column: str | None = None) -> pd.DataFrame:
     """Validate a one-row-per-stay table and turn it into the pipeline's task table.
 
     Parameters
@@ -258,6 +267,9 @@ def make_task_table(table: pd.DataFrame, *, id_column: str, outcome_column: str,
     drift : mapping, optional
         The ``drift`` section: its feature must be declared, binary with a target prevalence
         or numeric with a shift.
+    subject_column : str, optional
+        The patient of each stay (several stays per patient allowed): becomes ``subject_id``
+        and groups the CV folds by patient.
 
     Returns
     -------
@@ -265,7 +277,8 @@ def make_task_table(table: pd.DataFrame, *, id_column: str, outcome_column: str,
         ``id``, the features in raw units (NaN = missing; categories as strings), ``label``
         (int 0/1), ``split`` ('train'/'test'), ``sensitive_sex`` ('M', 'F', 'unknown' (missing),
         'other' (any other value); NA without a sex column),
-        ``sensitive_age`` (years or NaN), ``group_<column>`` (str).
+        ``sensitive_age`` (years or NaN), ``group_<column>`` (str); ``subject_id`` (str) with
+        ``subject_column``.
 
     Raises
     ------
@@ -291,11 +304,14 @@ def make_task_table(table: pd.DataFrame, *, id_column: str, outcome_column: str,
         if col in ("sex", "age_group", "overall"):
             problems.append((col, "'sex', 'age_group' and 'overall' name built-in fairness attributes: rename "
                                   "the column"))
+    if subject_column is not None and "subject_id" in names:
+        problems.append(("subject_id", "the name 'subject_id' is the task table's patient column when "
+                                       "subject_column is given: rename the feature"))
     _check_drift(features, drift, problems)
     raise_all(problems)
 
     required = [id_column, outcome_column, split_column or time_column, *names, sex_column, age_column,
-                *other_columns]
+                *other_columns, subject_column]
     missing = list(dict.fromkeys(c for c in required if c is not None and c not in table.columns))
     if missing:
         raise CohortTableError(", ".join(missing), f"column(s) missing from the cohort table: {missing}")
@@ -326,6 +342,8 @@ def make_task_table(table: pd.DataFrame, *, id_column: str, outcome_column: str,
     out["sensitive_age"] = _age(table[age_column], age_column, edges, problems) if age_column else np.nan
     for col in other_columns:
         out[f"group_{col}"] = table[col].map(lambda v: "unknown" if pd.isna(v) else category_text(v)).astype(str)
+    if subject_column is not None:
+        out["subject_id"] = _subjects(table[subject_column], subject_column, problems)
     raise_all(problems)
 
     # Cross-column rules, once every column is valid.

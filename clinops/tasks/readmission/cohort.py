@@ -6,7 +6,9 @@ Definitions (clinops/docs/architecture.md, "Readmission cohort"):
   service (the last ``services.curr_service`` at or before ``dischtime``) is ``MED``, with no
   ICU stay, a valid discharge time, and a discharge_location other than ``HOSPICE``,
   ``AGAINST ADVICE``, ``ACUTE HOSPITAL`` or ``DIED``. Every eligible discharge is an index
-  admission (CMS convention). Same temporal split as the mortality task (``anchor_year_group``).
+  admission (CMS convention). Same temporal split as the mortality task
+  (:mod:`clinops.tasks.temporal_split`: by the admission's real year by default); ambiguous
+  admissions stay in the cohort with ``in_analysis`` False when they are excluded.
 * **Outcome**: the patient has another admission with ``admittime`` in
   ``(dischtime, dischtime + 30 d]`` whose ``admission_type`` is unplanned, i.e. not
   ``ELECTIVE`` and not ``SURGICAL SAME DAY ADMISSION``. Unplanned are therefore ``EW EMER.``,
@@ -26,6 +28,7 @@ from typing import Any
 import pandas as pd
 
 from clinops.tasks.readmission.sql import bind, connection, read_sql
+from clinops.tasks.temporal_split import assign_split, split_flow_step
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +55,18 @@ _FLOW_STEPS: tuple[tuple[str, str], ...] = (
     ("discharged_by_service", "discharging service {service} (last service change at or before dischtime)"),
 )
 
-#: Columns of the cohort frame (one row per index admission).
-COHORT_COLUMNS: tuple[str, ...] = (
-    "subject_id", "hadm_id", "admittime", "dischtime", "anchor_year_group", "split", "age",
-    "gender", "admission_type", "discharge_location", "discharge_service", "los_days", "dod",
+#: Columns the cohort SQL is read with: ids, times, the year inputs of the temporal split, the label.
+_SQL_COLUMNS: tuple[str, ...] = (
+    "subject_id", "hadm_id", "admittime", "dischtime", "anchor_year_group", "anchor_year", "event_year",
+    "age", "gender", "admission_type", "discharge_location", "discharge_service", "los_days", "dod",
     "label", "readmission_hadm_id", "readmission_admission_type", "days_to_readmission",
     "planned_readmission_within_horizon", "died_within_horizon",
+)
+#: Columns of the cohort frame (one row per index admission): the SQL's, with the split of
+#: :func:`clinops.tasks.temporal_split.assign_split` in place of the event year.
+COHORT_COLUMNS: tuple[str, ...] = (
+    tuple(c for c in _SQL_COLUMNS if c != "event_year")
+    + ("real_year_min", "real_year_max", "split_anchor_group", "split_real_year", "split", "in_analysis")
 )
 
 
@@ -82,6 +91,8 @@ def build_readmission_cohort(
     planned_admission_types: Sequence[str] = DEFAULT_PLANNED_ADMISSION_TYPES,
     train_groups: Sequence[str] = DEFAULT_TRAIN_GROUPS,
     test_groups: Sequence[str] = DEFAULT_TEST_GROUPS,
+    split_rule: str = "real_year",
+    ambiguous_split: str = "exclude",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Index admissions for 30-day readmission, their outcome, and the flow table.
 
@@ -105,12 +116,19 @@ def build_readmission_cohort(
         ``admission_type`` values of a planned readmission, which never counts as the outcome.
     train_groups, test_groups : sequence of str
         ``anchor_year_group`` values of the training and temporal test sets (disjoint).
+    split_rule : {'real_year', 'anchor_group'}
+        The temporal split (:func:`clinops.tasks.temporal_split.assign_split`).
+    ambiguous_split : {'exclude', 'train', 'test'}
+        Where an admission whose real-year interval straddles the boundary goes.
 
     Returns
     -------
     cohort : pandas.DataFrame
-        One row per index admission (n_index rows), sorted by ``hadm_id``, columns
-        ``COHORT_COLUMNS``: ids, times, ``split`` ('train'/'test'), ``age`` (years),
+        One row per index admission (n_index rows, ambiguous ones included), sorted by
+        ``hadm_id``, columns ``COHORT_COLUMNS`` plus the split columns of
+        :func:`~clinops.tasks.temporal_split.assign_split` (``real_year_min/max``,
+        ``split_anchor_group``, ``split_real_year``, ``split`` ('train'/'test'/'ambiguous'),
+        ``in_analysis``): ids, times, ``age`` (years),
         ``gender``, ``los_days`` (days), ``label`` (0/1 unplanned readmission in the horizon),
         ``readmission_hadm_id`` / ``readmission_admission_type`` / ``days_to_readmission``
         of the first unplanned readmission (NaN/None without one),
@@ -118,7 +136,8 @@ def build_readmission_cohort(
         ``died_within_horizon`` (0/1: ``patients.dod`` within the horizon, day resolution).
     flow : pandas.DataFrame
         Columns ``step`` (1-based), ``criterion``, ``n_remaining``, ``n_excluded``: step 1 is
-        every admission, each later step applies one criterion to what remains.
+        every admission, each later step applies one criterion to what remains; the last step
+        is the temporal split.
 
     Raises
     ------
@@ -143,7 +162,7 @@ def build_readmission_cohort(
     db = connection(con)
     sql = read_sql("readmission_cohort")
     params = {
-        "study_groups": train + test, "train_groups": train, "test_groups": test,
+        "study_groups": train + test,
         "min_age": float(min_age), "service": service, "excluded_locations": excluded,
         "planned_types": planned, "horizon_days": int(horizon_days),
     }
@@ -156,7 +175,7 @@ def build_readmission_cohort(
             counts_sql.append(f"count(*) FILTER (WHERE {' AND '.join(conjunction)})")
         counts = db.execute(f"SELECT {', '.join(counts_sql)} FROM readmission_candidates").fetchone()
         cohort = db.execute(
-            f"SELECT {', '.join(COHORT_COLUMNS)} FROM readmission_candidates "
+            f"SELECT {', '.join(_SQL_COLUMNS)} FROM readmission_candidates "
             f"WHERE {' AND '.join(conjunction)} ORDER BY hadm_id"
         ).df()
     finally:
@@ -176,6 +195,11 @@ def build_readmission_cohort(
     })
     for col in ("label", "planned_readmission_within_horizon", "died_within_horizon"):
         cohort[col] = cohort[col].astype("int64")
+    cohort = assign_split(cohort, train_groups=train, test_groups=test, rule=split_rule,
+                          ambiguous=ambiguous_split)[list(COHORT_COLUMNS)]
+    step = split_flow_step(cohort, step=len(flow) + 1, rule=split_rule, ambiguous=ambiguous_split,
+                           train_groups=train, test_groups=test, unit="admission")
+    flow = pd.concat([flow, pd.DataFrame([step])], ignore_index=True)
     log.info("readmission cohort: %d index admissions, %d readmitted", len(cohort), int(cohort["label"].sum()))
     return cohort, flow
 
