@@ -99,3 +99,10 @@ def test_extraction_counts_ed_lactate_and_ventilated_trach(data_dir, con, tmp_pa
                                  AND d.charttime BETWEEN f.intime AND f.intime + INTERVAL 24 HOUR"""
                             ).df()["stay_id"]) & set(stays["stay_id"])
     assert trach and (with_pre.loc[sorted(trach), "mech_vent"] == 1).all()
+
+
+def test_some_icu_intimes_fall_on_the_hour(con):
+    # minute-resolution intimes: about 1 in 60 on the hour (the generator no longer moves them off it)
+    n, total = con.execute("""SELECT count(*) FILTER (WHERE minute(intime) = 0 AND second(intime) = 0), count(*)
+                              FROM firsts""").fetchone()
+    assert 0 < n < total * 0.05

@@ -230,8 +230,10 @@ def _finalise(seed: int, pat: dict, comorb: dict, adm: dict, idx_course: dict,
     ia = np.flatnonzero(is_icu_adm)
     intime1 = adm["admittime"][ia] + (src["pre_adm_h"][ia] * H).astype(np.int64)
     intime1 = to_minute(intime1)
-    # ICU intimes never fall on the hour, so hourly charting never ties with the window edges
-    intime1 = np.where(intime1 % H == 0, intime1 + 60 * rng.integers(1, 59, len(ia)), intime1)
+    # An intime on the hour (about 1 in 60 at minute resolution) is kept: hourly charting then
+    # falls exactly on both window edges, a trap of the real data the feature SQL must handle
+    # (issue 15). The draw that used to move them off the hour stays, so later draws are unchanged.
+    rng.integers(1, 59, len(ia))
     los1 = src["los_h"][ia]
     outtime1 = to_minute(intime1 + (los1 * H).astype(np.int64))
     death_abs = np.where(adm["died"][ia], to_minute(intime1 + (np.nan_to_num(src["death_h"][ia]) * H).astype(np.int64)), NULL_INT)
