@@ -259,7 +259,9 @@ rule paper_comparison:
                + rules.fairness.output.values + rules.drift.output.values
                + (rules.readmission.output.values if READMISSION else []),
         paper=f"{ROOT}/clinops/paper_values.yaml",
-        data=rules.data.output,  # its SYNTHETIC.json provenance decides what holds by construction
+        # the data stamp: its SYNTHETIC.json provenance decides what holds by construction (an own
+        # cohort has no comparison and reads no stamp)
+        data=rules.data.output if COMPARISON else [],
         report=FP["report"], code=CODE,
     output: [f"{R}/paper_comparison.md"] + ([f"{R}/paper_comparison.csv"] + tables(R, "paper_consistency") if COMPARISON else [])
     log: f"{LOGS}/paper_comparison.log"
