@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)  # this checkout's clinops, whichever one the .venv installed
 from clinops.config import load_params
+from clinops.tasks.readmission.cms_planned import CODE_LIST as CMS_CODE_LIST
 from clinops.workflow import manifest_file, sql_files, write_fingerprints
 
 PARAMS_FILE = config.get("params") or (workflow.configfiles[0] if workflow.configfiles else "params/default.yaml")
@@ -217,12 +218,13 @@ if READMISSION:
             rules.data.output, FP["readmission-data"], FP["model-readmission"], FP["fairness-readmission"],
             FP["drift-readmission"], CODE, f"{NB}/06_readmission.ipynb",
             [str(p) for p in sql_files("readmission")], str(manifest_file("readmission")),
+            str(CMS_CODE_LIST),  # the planned-readmission code lists (data, not in CODE)
         output:
             nb=nb_out("06_readmission"),
             summary=f"{READM_R}/summary.md",
             task_table=[f"{READM_B}/task_table.parquet", f"{READM_B}/task_table.sources.json",
                         f"{READM_B}/cohort.parquet"],
-            data=tables(f"{READM_R}/cohort", "flow", "outcomes", "split_by_real_year") + tables(f"{READM_R}/features", "manifest", "missingness"),
+            data=tables(f"{READM_R}/cohort", "flow", "outcomes", "split_by_real_year", "definitions") + tables(f"{READM_R}/features", "manifest", "missingness"),
             values=comparison("readmission_cohort", "model_readmission", "fairness_readmission"),
             fairness_events=fairness_outputs(READM_B, READM_R)["events"],
             fairness=fairness_outputs(READM_B, READM_R)["tables"] + fairness_outputs(READM_B, READM_R)["other"],

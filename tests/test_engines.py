@@ -24,6 +24,8 @@ PARAMS = dict(
     verbal_itemid=223900, motor_itemid=223901, carry_forward_hours=6.0, mode_itemid=223849,
     mode_hamilton_itemid=229314, o2_device_itemid=226732, procedure_itemids=[225792], itemids=[221906],
     seq_num=1, service="MED", excluded_locations=[], planned_types=["ELECTIVE"], horizon_days=30,
+    uncounted_types=["AMBULATORY OBSERVATION"], last_data_year=2019, pr1_procedures=["9:556"],
+    pr2_diagnoses=["10:Z5111"], pr3_procedures=["10:0FT4"], pr4_diagnoses=["10:K800"],
     principal_only=False, itemid=50912, range_lo=0.0, range_hi=10.0, range_lo_closed=True,
     range_hi_closed=True, part=1, scale=1.0, lookback_days=365, result_name="Blood Pressure")
 PARAMS.update(lab_prewindow_hours=6.0, lab_time="charttime")  # features_window / features_lab_aggregate

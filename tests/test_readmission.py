@@ -32,6 +32,8 @@ DDL = {
     "prev_service VARCHAR(10), curr_service VARCHAR(10)",
     "mimiciv_hosp.diagnoses_icd": "subject_id INTEGER NOT NULL, hadm_id INTEGER NOT NULL, seq_num INTEGER NOT NULL, "
     "icd_code CHAR(7), icd_version SMALLINT",
+    "mimiciv_hosp.procedures_icd": "subject_id INTEGER NOT NULL, hadm_id INTEGER NOT NULL, seq_num INTEGER NOT NULL, "
+    "chartdate DATE NOT NULL, icd_code VARCHAR(7), icd_version SMALLINT",
     "mimiciv_hosp.labevents": "labevent_id INTEGER NOT NULL, subject_id INTEGER NOT NULL, hadm_id INTEGER, "
     "specimen_id INTEGER NOT NULL, itemid INTEGER NOT NULL, order_provider_id VARCHAR(10), charttime TIMESTAMP, "
     "storetime TIMESTAMP, value VARCHAR(200), valuenum DOUBLE, valueuom VARCHAR(20), ref_range_lower DOUBLE, "
@@ -106,7 +108,8 @@ def build_tables(con: duckdb.DuckDBPyConnection) -> None:
         # 2: index; unplanned readmission 31 days after discharge -> label 0
         _adm(2, 201, "2150-01-10 08:00", "2150-01-12 08:00", discharge_location="HOME HEALTH CARE"),
         _adm(2, 202, "2150-02-12 08:00", "2150-02-14 08:00"),
-        # 3: index; ELECTIVE readmission at day 10 -> label 0, planned flag 1
+        # 3: index; ELECTIVE readmission at day 10 with a knee replacement (CMS PR3) for knee
+        #    osteoarthritis (not acute) -> planned by both rules: label 0
         _adm(3, 301, "2150-01-01 08:00", "2150-01-04 08:00", discharge_location="SKILLED NURSING FACILITY"),
         _adm(3, 302, "2150-01-14 08:00", "2150-01-16 08:00", "ELECTIVE"),
         # 4: index (test years); dies 20 days after discharge, no readmission -> label 0, died 1
@@ -200,6 +203,10 @@ def build_tables(con: duckdb.DuckDBPyConnection) -> None:
         _dx(2, 201, 1, "4280", 9),
         _dx(4, 401, 1, "J449", 10),
         _dx(12, 1204, 1, "N179", 10),
+        _dx(3, 302, 1, "M170", 10),
+    ])
+    _insert(con, "mimiciv_hosp.procedures_icd", [
+        dict(subject_id=3, hadm_id=302, seq_num=1, chartdate="2150-01-14", icd_code="0SRC0JZ", icd_version=10),
     ])
 
 
@@ -233,6 +240,7 @@ def test_index_admissions_and_exclusions(cohort_and_flow):
     cohort, _ = cohort_and_flow
     assert cohort["hadm_id"].tolist() == [101, 201, 301, 401, 802, 1204, 1301]
     assert list(cohort.columns) == list(readm_cohort.COHORT_COLUMNS)
+    assert set(readm_cohort.DEFINITION_COLUMNS) <= set(cohort.columns)
     excluded = {501, 502, 503,  # hospice, against advice, acute hospital
                 601,            # ICU stay
                 701, 102,       # surgical services
@@ -252,12 +260,16 @@ def test_label_known_answers(cohort_and_flow):
     assert math.isnan(c.loc[201, "days_to_readmission"])
     assert c.loc[1301, "readmission_hadm_id"] == 1303
     assert c.loc[1301, "days_to_readmission"] == pytest.approx(30.0)
-    # the ELECTIVE readmission is reported but is not the outcome
-    assert c.loc[301, "planned_readmission_within_horizon"] == 1
-    assert c["planned_readmission_within_horizon"].sum() == 1
-    # death 20 days after discharge without readmission: label 0, competing-risk flag 1;
-    # death 48 days after discharge: flag 0
+    # the ELECTIVE knee replacement is a planned first readmission (PR3, non-acute dx): outcome 0
+    assert c.loc[301, "readmission_planned"] == 1 and c.loc[301, "readmission_cms_category"] == "PR3"
+    assert c["readmission_planned"].sum() == 1
+    assert c["label_cms"].equals(c["label"]) and c["label_admission_type"].equals(c["label"])
+    # death 20 days after discharge without readmission: label 0, competing-risk flag 1 and
+    # excluded by default; death 48 days after discharge: flag 0
     assert c.loc[401, "died_within_horizon"] == 1 and c.loc[401, "label"] == 0
+    assert c.loc[401, "died_without_readmission"] == 1
+    assert c["excluded_reason"].to_dict() == {101: None, 201: None, 301: None, 401: "death_without_readmission",
+                                              802: None, 1204: None, 1301: None}
     assert c.loc[201, "died_within_horizon"] == 0
     assert c["died_within_horizon"].sum() == 1
 
@@ -269,7 +281,9 @@ def test_age_split_and_times(cohort_and_flow):
     assert c["split"].to_dict() == {101: "train", 201: "train", 301: "train", 401: "test",
                                     802: "train", 1204: "train", 1301: "test"}
     assert c.loc[1301, ["real_year_min", "real_year_max"]].tolist() == [2018, 2020]
-    assert c["in_analysis"].all()
+    # every split is decided; A401's death without readmission takes it out of the analysis
+    assert c["in_analysis"].to_dict() == {101: True, 201: True, 301: True, 401: False,
+                                          802: True, 1204: True, 1301: True}
     assert c.loc[101, "los_days"] == pytest.approx(4 + 4 / 24)
 
 
@@ -277,8 +291,9 @@ def test_parameters_change_the_answer(mimic):
     # a 31-day horizon makes A202 a readmission of A201
     c31 = readm_cohort.build_readmission_cohort(mimic, horizon_days=31)[0].set_index("hadm_id")
     assert c31.loc[201, "label"] == 1
-    # with no planned types, the ELECTIVE return of patient 3 counts
-    cnp = readm_cohort.build_readmission_cohort(mimic, planned_admission_types=())[0].set_index("hadm_id")
+    # with no planned types, the ELECTIVE return of patient 3 counts under the admission-type rule
+    cnp = readm_cohort.build_readmission_cohort(mimic, planned_admission_types=(),
+                                                planned_rule="admission_type")[0].set_index("hadm_id")
     assert cnp.loc[301, "label"] == 1
     # dropping the HOSPICE exclusion admits A501
     keep = [x for x in readm_cohort.DEFAULT_EXCLUDED_DISCHARGE_LOCATIONS if x != "HOSPICE"]
@@ -292,9 +307,11 @@ def test_outcome_summary(cohort_and_flow):
     s = readm_cohort.outcome_summary(cohort_and_flow[0]).set_index("split")
     assert s.loc["all", "n_index"] == 7 and s.loc["all", "n_readmitted"] == 2
     assert s.loc["train", "n_index"] == 5 and s.loc["test", "n_readmitted"] == 1
-    assert s.loc["all", "readmission_rate"] == pytest.approx(2 / 7)
+    # the death without readmission (A401) is excluded from the rate's denominator
+    assert s.loc["all", "readmission_rate"] == pytest.approx(2 / 6)
+    assert s.loc["all", "n_excluded"] == 1 and s.loc["test", "n_excluded"] == 1
     assert s.loc["all", "n_died_without_readmission"] == 1
-    assert s.loc["all", "n_planned_readmission_only"] == 1
+    assert s.loc["all", "n_planned_first_readmission"] == 1
 
 
 @pytest.mark.parametrize("kwargs, field", [
@@ -305,6 +322,10 @@ def test_outcome_summary(cohort_and_flow):
     ({"train_groups": ("2017 - 2019",), "test_groups": ("2017 - 2019",)}, "disjoint"),
     ({"test_groups": ()}, "test_groups"),
     ({"planned_admission_types": "ELECTIVE"}, "planned_admission_types"),
+    ({"planned_rule": "procedures"}, "planned_rule"),
+    ({"competing_deaths": "drop"}, "competing_deaths"),
+    ({"censoring": "ignore"}, "censoring"),
+    ({"last_data_year": "2019"}, "last_data_year"),
 ])
 def test_bad_arguments_name_the_field(mimic, kwargs, field):
     with pytest.raises((ValueError, TypeError), match=field):
@@ -475,7 +496,8 @@ def test_leakage_check_fails_on_codes_of_a_later_admission(mimic, cohort_and_flo
     source = readm_sources.FeatureSource("charlson_index", LEAKY_DIAGNOSES, method="charlson")
     with pytest.raises(readm_leakage.LeakageError, match="charlson_index") as err:
         readm_leakage.leakage_check(mimic, cohort_and_flow[0], [source])
-    assert err.value.n_rows == 1  # A102's metastasis code, known only at A102's discharge
+    # A102's metastasis code and A302's knee osteoarthritis, known only at their discharges
+    assert err.value.n_rows == 2
 
 
 def test_extraction_fails_when_a_manifest_source_leaks(mimic, cohort_and_flow, tmp_path):

@@ -18,6 +18,9 @@ from clinops.data import synthetic
 from clinops.data.synth import events, population, schema
 from clinops.data.synth.calibration import connect
 from clinops.data.synth.reference import ANCHOR_YEAR_GROUPS, ICD10_START
+from clinops.data.mimic import open_mimic
+from clinops.tasks.readmission.cohort import build_readmission_cohort
+from clinops.tasks.readmission.definitions import definitions_table
 
 SCALE = 0.02
 SEED = 11
@@ -255,6 +258,34 @@ def test_ward_admissions_services_and_readmissions(con):
     # in-hospital deaths: deathtime is dischtime (or NULL), discharge_location DIED
     assert _one(con, """SELECT count(*) FROM hosp_admissions WHERE hospital_expire_flag = 1
                         AND (discharge_location <> 'DIED' OR deathtime <> dischtime)""") == 0
+
+
+def test_readmission_definition_cases_are_generated(data_dir, con):
+    """Each case the readmission definition handles occurs in the generated data (issue #15)."""
+    with open_mimic(data_dir) as db:
+        cohort, _ = build_readmission_cohort(db)
+    t = definitions_table(cohort).set_index("measure")["n"]
+    # planned by procedure / diagnosis code, and a PR3 procedure with an acute principal dx
+    assert t["first readmission planned: CMS PR2"] > 0 and t["first readmission planned: CMS PR3"] > 0
+    assert t["first readmission with a PR3 procedure and an acute principal diagnosis"] > 0
+    assert t["outcome differs between the two rules"] > 0
+    # observation stays of every type, the ambulatory one not counted
+    for kind in ("EU OBSERVATION", "OBSERVATION ADMIT", "DIRECT OBSERVATION"):
+        assert t[f"first readmission of type {kind}"] > 0, kind
+    assert t["index admissions with a return of an uncounted type"] > 0
+    # deaths within the horizon with and without a readmission, and censored follow-up
+    assert t["died within the horizon without a readmission"] > 0
+    assert ((cohort["died_within_horizon"] == 1) & cohort["readmission_hadm_id"].notna()).any()
+    assert t["follow-up censored (flag)"] > 0
+    # a planned return followed by an unplanned one within 30 days of the first discharge
+    assert _one(con, """SELECT count(*) FROM hosp_admissions a
+                        JOIN hosp_admissions b ON b.subject_id = a.subject_id AND b.admittime > a.dischtime
+                         AND b.admittime <= a.dischtime + INTERVAL 30 DAY
+                         AND b.admission_type IN ('ELECTIVE', 'SURGICAL SAME DAY ADMISSION')
+                        JOIN hosp_admissions c ON c.subject_id = a.subject_id AND c.admittime > b.dischtime
+                         AND c.admittime <= a.dischtime + INTERVAL 30 DAY
+                         AND c.admission_type NOT IN ('ELECTIVE', 'SURGICAL SAME DAY ADMISSION')
+                        WHERE a.hospital_expire_flag = 0""") > 0
 
 
 # ---------------------------------------------------------------------------------------------

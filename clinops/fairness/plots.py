@@ -47,6 +47,9 @@ def plot_subgroups(table: pd.DataFrame, *, metrics: Sequence[str] | None = None,
         hi = table[f"{m}_hi"].to_numpy(dtype=float)
         ok = np.isfinite(vals)
         xerr = np.vstack([np.where(np.isfinite(lo), vals - lo, 0), np.where(np.isfinite(hi), hi - vals, 0)])
+        # a percentile bootstrap interval need not contain the point estimate (small groups):
+        # the bar then ends at the point on that side (matplotlib refuses negative lengths)
+        xerr = np.maximum(np.nan_to_num(xerr), 0.0)
         ax.errorbar(vals[ok], ypos[ok], xerr=xerr[:, ok], fmt="o", color="k", ecolor="0.4", capsize=3, ms=4)
         if np.isfinite(vals[0]):
             ax.axvline(vals[0], ls="--", color="tab:blue", lw=1)

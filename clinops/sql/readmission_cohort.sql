@@ -11,7 +11,20 @@
 --   $service           VARCHAR        required discharging service (services.curr_service)
 --   $excluded_locations LIST(VARCHAR) discharge_location values that cannot be index discharges
 --   $planned_types     LIST(VARCHAR)  admission_type values that make a readmission planned
+--                                    (the admission-type rule, label_admission_type)
+--   $uncounted_types   LIST(VARCHAR)  admission_type values that are never a readmission
+--                                    (default AMBULATORY OBSERVATION: clinops/docs/readmission.md)
+--   $pr1_procedures    LIST(VARCHAR)  CMS always-planned procedures, '<icd_version>:<prefix>'
+--   $pr2_diagnoses     LIST(VARCHAR)  CMS always-planned principal diagnoses
+--   $pr3_procedures    LIST(VARCHAR)  CMS potentially planned procedures
+--   $pr4_diagnoses     LIST(VARCHAR)  CMS acute principal diagnoses (PR3 then is unplanned)
 --   $horizon_days      INTEGER        outcome window after discharge, days
+--   $last_data_year    INTEGER        last real year with admissions in the data (v2.2: 2019)
+--
+-- Outcome (CMS): only the FIRST readmission after an index counts; it is the outcome when it is
+-- unplanned (label_cms by the CMS Planned Readmission Algorithm v4.0 with the code lists of
+-- clinops/tasks/readmission/cms_planned.csv; label_admission_type by $planned_types). A planned
+-- first readmission makes the outcome 0 even if an unplanned one follows within the horizon.
 WITH adm AS (
     SELECT
         a.subject_id,
@@ -51,37 +64,87 @@ discharging_service AS (
 icu AS (
     SELECT DISTINCT hadm_id FROM mimiciv_icu.icustays
 ),
+code_lengths AS (
+    -- prefix lengths compared with the code lists (cms_planned.py: MIN_PREFIX..MAX_PREFIX)
+    SELECT n FROM (VALUES (3), (4), (5), (6), (7)) AS t(n)
+),
+procedure_class AS (
+    -- per admission: any always-planned (PR1) / potentially planned (PR3) procedure
+    SELECT
+        p.hadm_id,
+        max(CASE WHEN list_contains($pr1_procedures, concat(CAST(p.icd_version AS VARCHAR), ':',
+            left(trim(p.icd_code), l.n))) THEN 1 ELSE 0 END) AS pr1,
+        max(CASE WHEN list_contains($pr3_procedures, concat(CAST(p.icd_version AS VARCHAR), ':',
+            left(trim(p.icd_code), l.n))) THEN 1 ELSE 0 END) AS pr3
+    FROM mimiciv_hosp.procedures_icd AS p
+    JOIN code_lengths AS l ON length(trim(p.icd_code)) >= l.n
+    GROUP BY p.hadm_id
+),
+principal_class AS (
+    -- per admission: the principal diagnosis (seq_num = 1) always planned (PR2) / acute (PR4)
+    SELECT
+        d.hadm_id,
+        max(CASE WHEN list_contains($pr2_diagnoses, concat(CAST(d.icd_version AS VARCHAR), ':',
+            left(trim(d.icd_code), l.n))) THEN 1 ELSE 0 END) AS pr2,
+        max(CASE WHEN list_contains($pr4_diagnoses, concat(CAST(d.icd_version AS VARCHAR), ':',
+            left(trim(d.icd_code), l.n))) THEN 1 ELSE 0 END) AS pr4
+    FROM mimiciv_hosp.diagnoses_icd AS d
+    JOIN code_lengths AS l ON length(trim(d.icd_code)) >= l.n
+    WHERE d.seq_num = 1
+    GROUP BY d.hadm_id
+),
 readmission AS (
     -- admissions of the same patient starting in (dischtime, dischtime + horizon];
     -- rows with dischtime <= admittime (organ-donor and other invalid accounts) are not
-    -- admissions a patient returned for, so they never count
+    -- admissions a patient returned for, so they never count; nor do $uncounted_types
     SELECT
         i.hadm_id AS index_hadm_id,
         r.hadm_id,
         r.admittime,
         r.admission_type,
-        list_contains($planned_types, r.admission_type) AS planned
+        list_contains($planned_types, r.admission_type) AS planned_by_type,
+        -- CMS: PR1 procedure, else PR2 principal diagnosis, else PR3 procedure without an
+        -- acute (PR4) principal diagnosis; NULL = unplanned
+        CASE
+            WHEN coalesce(pc.pr1, 0) = 1 THEN 'PR1'
+            WHEN coalesce(dc.pr2, 0) = 1 THEN 'PR2'
+            WHEN coalesce(pc.pr3, 0) = 1 AND coalesce(dc.pr4, 0) = 0 THEN 'PR3'
+        END AS cms_planned_category,
+        CAST(coalesce(pc.pr3, 0) = 1 AND coalesce(dc.pr4, 0) = 1 AS INTEGER) AS pr3_with_acute_dx
     FROM adm AS i
     JOIN mimiciv_hosp.admissions AS r
         ON r.subject_id = i.subject_id
         AND r.hadm_id <> i.hadm_id
         AND r.admittime > i.dischtime
         AND r.admittime <= i.dischtime + to_days(CAST($horizon_days AS INTEGER))
-    WHERE r.dischtime IS NULL OR r.dischtime > r.admittime
+    LEFT JOIN procedure_class AS pc ON pc.hadm_id = r.hadm_id
+    LEFT JOIN principal_class AS dc ON dc.hadm_id = r.hadm_id
+    WHERE (r.dischtime IS NULL OR r.dischtime > r.admittime)
+        AND NOT list_contains($uncounted_types, r.admission_type)
 ),
-first_unplanned AS (
-    SELECT index_hadm_id, hadm_id, admittime, admission_type
+uncounted_return AS (
+    -- returns of an uncounted type within the horizon (reported, never the outcome)
+    SELECT i.hadm_id AS index_hadm_id, count(*) AS n_uncounted_returns
+    FROM adm AS i
+    JOIN mimiciv_hosp.admissions AS r
+        ON r.subject_id = i.subject_id
+        AND r.hadm_id <> i.hadm_id
+        AND r.admittime > i.dischtime
+        AND r.admittime <= i.dischtime + to_days(CAST($horizon_days AS INTEGER))
+    WHERE list_contains($uncounted_types, r.admission_type)
+    GROUP BY i.hadm_id
+),
+first_readmission AS (
+    -- CMS counts only the first readmission after an index
+    SELECT index_hadm_id, hadm_id, admittime, admission_type, planned_by_type, cms_planned_category,
+           pr3_with_acute_dx
     FROM (
         SELECT
             *,
             row_number() OVER (PARTITION BY index_hadm_id ORDER BY admittime, hadm_id) AS rn
         FROM readmission
-        WHERE NOT planned
     )
     WHERE rn = 1
-),
-any_planned AS (
-    SELECT DISTINCT index_hadm_id FROM readmission WHERE planned
 )
 SELECT
     adm.subject_id,
@@ -100,18 +163,35 @@ SELECT
     ds.curr_service AS discharge_service,
     epoch(adm.dischtime - adm.admittime) / 86400.0 AS los_days,
     adm.dod,
-    -- outcome: an unplanned admission within the horizon
-    CAST(fu.hadm_id IS NOT NULL AS INTEGER) AS label,
-    fu.hadm_id AS readmission_hadm_id,
-    fu.admission_type AS readmission_admission_type,
-    epoch(fu.admittime - adm.dischtime) / 86400.0 AS days_to_readmission,
-    CAST(ap.index_hadm_id IS NOT NULL AS INTEGER) AS planned_readmission_within_horizon,
+    -- outcomes of the first readmission within the horizon, by each rule
+    CAST(fr.hadm_id IS NOT NULL AND fr.cms_planned_category IS NULL AS INTEGER) AS label_cms,
+    CAST(fr.hadm_id IS NOT NULL AND NOT fr.planned_by_type AS INTEGER) AS label_admission_type,
+    fr.hadm_id AS readmission_hadm_id,
+    fr.admission_type AS readmission_admission_type,
+    epoch(fr.admittime - adm.dischtime) / 86400.0 AS days_to_readmission,
+    CAST(fr.planned_by_type AS INTEGER) AS readmission_planned_by_type,
+    fr.cms_planned_category AS readmission_cms_category,
+    fr.pr3_with_acute_dx AS readmission_pr3_acute_dx,
+    coalesce(ur.n_uncounted_returns, 0) AS n_uncounted_returns,
     -- competing risk: death (patients.dod, day resolution; hospital records plus the state
     -- registry) on a day in [discharge day, discharge day + horizon]
     CAST(coalesce(
         adm.dod >= CAST(adm.dischtime AS DATE)
         AND adm.dod <= CAST(adm.dischtime AS DATE) + CAST($horizon_days AS INTEGER),
         FALSE) AS INTEGER) AS died_within_horizon,
+    -- follow-up may run past the end of the data: the stay's real-year interval
+    -- [group start + k, group end + k] (k = shifted year - anchor_year) reaches $last_data_year
+    -- (at_risk), and (censored) the horizon crosses the end of the discharge's shifted year
+    CAST(coalesce(
+        CAST(left(adm.anchor_year_group, 4) AS INTEGER) + 2
+            + (extract(YEAR FROM adm.dischtime) - adm.anchor_year) >= $last_data_year,
+        FALSE) AS INTEGER) AS followup_at_risk,
+    CAST(coalesce(
+        CAST(left(adm.anchor_year_group, 4) AS INTEGER) + 2
+            + (extract(YEAR FROM adm.dischtime) - adm.anchor_year) >= $last_data_year
+        AND extract(YEAR FROM adm.dischtime + to_days(CAST($horizon_days AS INTEGER)))
+            > extract(YEAR FROM adm.dischtime),
+        FALSE) AS INTEGER) AS followup_censored,
     -- inclusion flags, in flow-table order
     coalesce(list_contains($study_groups, adm.anchor_year_group), FALSE) AS in_study_period,
     coalesce(adm.age >= $min_age, FALSE) AS is_adult,
@@ -129,5 +209,5 @@ SELECT
 FROM adm
 LEFT JOIN discharging_service AS ds ON ds.hadm_id = adm.hadm_id
 LEFT JOIN icu ON icu.hadm_id = adm.hadm_id
-LEFT JOIN first_unplanned AS fu ON fu.index_hadm_id = adm.hadm_id
-LEFT JOIN any_planned AS ap ON ap.index_hadm_id = adm.hadm_id
+LEFT JOIN first_readmission AS fr ON fr.index_hadm_id = adm.hadm_id
+LEFT JOIN uncounted_return AS ur ON ur.index_hadm_id = adm.hadm_id

@@ -280,6 +280,9 @@ DIAGNOSES: dict[str, Dx] = {
                           "Alcohol dependence with withdrawal, unspecified"),
     "lung_cancer": Dx("1629", "Malignant neoplasm of bronchus and lung, unspecified", "C3490",
                       "Malignant neoplasm of unspecified part of unspecified bronchus or lung"),
+    # principal diagnosis of a planned chemotherapy admission (CMS always-planned, PR2)
+    "chemo_maintenance": Dx("V5811", "Encounter for antineoplastic chemotherapy", "Z5111",
+                            "Encounter for antineoplastic chemotherapy"),
     "pancreatitis": Dx("5770", "Acute pancreatitis", "K8590",
                        "Acute pancreatitis without necrosis or infection, unspecified"),
     "aaa": Dx("4414", "Abdominal aneurysm without mention of rupture", "I714",
@@ -419,6 +422,9 @@ PROCEDURES: dict[str, Dx] = {
                         "Resection of Right Large Intestine, Open Approach"),
     "craniotomy": Dx("0124", "Other craniotomy", "00C40ZZ",
                      "Extirpation of Matter from Subdural Space, Open Approach"),
+    # CMS potentially planned (PR3, CCS 45): planned when the principal diagnosis is not acute
+    "ptca": Dx("3606", "Insertion of non-drug-eluting coronary artery stent(s)", "02703DZ",
+               "Dilation of Coronary Artery, One Artery with Intraluminal Device, Percutaneous Approach"),
     "transfusion": Dx("9904", "Transfusion of packed cells", "30233N1",
                       "Transfusion of Nonautologous Red Blood Cells into Peripheral Vein, "
                       "Percutaneous Approach"),
@@ -506,7 +512,7 @@ WARD_GROUPS: dict[str, WardGroup] = {
     "appendicitis": WardGroup("appendicitis", 0.02, (("SURG", 1.0),), 0.0, "lap_appy"),
     "cholecystitis": WardGroup("cholecystitis", 0.03, (("SURG", 1.0),), 0.3, "lap_chole"),
     "bowel_obstruction": WardGroup("bowel_obstruction", 0.02, (("SURG", 1.0),), 0.2, "hemicolectomy"),
-    "cad": WardGroup("cad", 0.02, (("CMED", 0.6), ("CSURG", 0.4)), 0.6),
+    "cad": WardGroup("cad", 0.02, (("CMED", 0.6), ("CSURG", 0.4)), 0.6, "ptca"),
     "depression_psych": WardGroup("depression_psych", 0.02, (("PSYCH", 1.0),), 0.0),
     "overdose": WardGroup("overdose", 0.01, (("MED", 1.0),), 0.0),
     "pancreatitis": WardGroup("pancreatitis", 0.02, (("MED", 1.0),), 0.0),

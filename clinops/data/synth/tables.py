@@ -258,9 +258,12 @@ def diagnoses_table(pop: Population, seed: int) -> dict:
     src = a["icu_src"]
     principal = np.where(icu, np.array([DX[ref.ICU_GROUPS[g].dx] for g in ICU_GROUP_NAMES])[np.where(icu, src["grp"], 0)],
                          np.array([DX[ref.WARD_GROUPS[g].dx] for g in WARD_GROUP_NAMES])[a["w_grp"]])
-    rows_adm = [np.arange(n)]
-    rows_key = [principal]
-    rows_rank = [np.zeros(n)]
+    # a planned lung-cancer return is a chemotherapy admission (CMS PR2); the cancer comes second
+    chemo = ~icu & a["planned_in"] & (a["w_grp"] == WARD_GROUP_NAMES.index("lung_cancer"))
+    principal = np.where(chemo, DX["chemo_maintenance"], principal)
+    rows_adm = [np.arange(n), np.flatnonzero(chemo)]
+    rows_key = [principal, np.full(int(chemo.sum()), DX["lung_cancer"])]
+    rows_rank = [np.zeros(n), np.full(int(chemo.sum()), 0.5)]
     sepsis = icu & (src["grp"] == ICU_GROUP_NAMES.index("sepsis"))
     acute = {"septic_shock": sepsis & src["vaso_window"],
              "severe_sepsis": sepsis & ~src["vaso_window"],

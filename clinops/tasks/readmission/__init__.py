@@ -22,6 +22,7 @@ REQUIRED_COLUMNS: dict[str, list[str]] = {
     "mimiciv_hosp.labevents": ["labevent_id", "subject_id", "itemid", "charttime", "valuenum"],
     "mimiciv_hosp.omr": ["subject_id", "chartdate", "seq_num", "result_name", "result_value"],
     "mimiciv_hosp.diagnoses_icd": ["hadm_id", "seq_num", "icd_code", "icd_version"],
+    "mimiciv_hosp.procedures_icd": ["hadm_id", "icd_code", "icd_version"],
 }
 
 READMISSION = Task(

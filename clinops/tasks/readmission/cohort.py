@@ -9,11 +9,23 @@ Definitions (clinops/docs/architecture.md, "Readmission cohort"):
   admission (CMS convention). Same temporal split as the mortality task
   (:mod:`clinops.tasks.temporal_split`: by the admission's real year by default); ambiguous
   admissions stay in the cohort with ``in_analysis`` False when they are excluded.
-* **Outcome**: the patient has another admission with ``admittime`` in
-  ``(dischtime, dischtime + 30 d]`` whose ``admission_type`` is unplanned, i.e. not
-  ``ELECTIVE`` and not ``SURGICAL SAME DAY ADMISSION``. Unplanned are therefore ``EW EMER.``,
-  ``DIRECT EMER.``, ``URGENT`` and the four observation types. Death within 30 days without
-  readmission is outcome 0 and is flagged (``died_within_horizon``) as a competing risk.
+* **Outcome** (clinops/docs/readmission.md): only the FIRST readmission after an index counts
+  (CMS): another admission with ``admittime`` in ``(dischtime, dischtime + 30 d]``, not of an
+  uncounted type (default ``AMBULATORY OBSERVATION``). The outcome is 1 when that first
+  readmission is unplanned: by the CMS Planned Readmission Algorithm v4.0 (``planned_rule='cms'``,
+  default; code lists in ``cms_planned.csv``, a documented subset) or by ``admission_type``
+  (``'admission_type'``: ``ELECTIVE`` and ``SURGICAL SAME DAY ADMISSION`` are planned). Both
+  labels are always computed (``label_cms``, ``label_admission_type``); ``label`` is the
+  configured one.
+* **Competing deaths**: a death within the horizon without a readmission is excluded
+  (``competing_deaths='exclude'``, default: ``excluded_reason='death_without_readmission'``),
+  labelled 0 (``'label_zero'``) or an event (``'composite'``: unplanned readmission or death).
+* **Censored follow-up**: a discharge whose real-year interval reaches the last year of the data
+  and whose horizon crosses the end of its shifted year is flagged ``followup_censored``;
+  reported (``censoring='report'``, default) or excluded (``'exclude'``).
+
+Excluded rows stay in the frame with their ``excluded_reason`` (a sensitivity step refits under
+the alternatives).
 
 The SQL is ``clinops/sql/readmission_cohort.sql``; parameters are bound, never formatted into
 the text.
@@ -23,10 +35,12 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from clinops.tasks.readmission.cms_planned import CODE_LIST, code_list_parameters
 from clinops.tasks.readmission.sql import bind, connection, read_sql
 from clinops.tasks.temporal_split import assign_split, split_flow_step
 
@@ -40,6 +54,15 @@ DEFAULT_EXCLUDED_DISCHARGE_LOCATIONS: tuple[str, ...] = (
 )
 #: admission_type values of a planned (scheduled) admission; every other type is unplanned.
 DEFAULT_PLANNED_ADMISSION_TYPES: tuple[str, ...] = ("ELECTIVE", "SURGICAL SAME DAY ADMISSION")
+#: admission_type values never counted as a readmission: observation after ambulatory surgery or
+#: a procedure is outpatient care (clinops/docs/readmission.md says why the other three
+#: observation types count).
+DEFAULT_UNCOUNTED_ADMISSION_TYPES: tuple[str, ...] = ("AMBULATORY OBSERVATION",)
+PLANNED_RULES: tuple[str, ...] = ("cms", "admission_type")
+COMPETING_DEATHS: tuple[str, ...] = ("exclude", "label_zero", "composite")
+CENSORING: tuple[str, ...] = ("report", "exclude")
+#: Last real year with admissions in MIMIC-IV v2.2.
+DEFAULT_LAST_DATA_YEAR = 2019
 DEFAULT_TRAIN_GROUPS: tuple[str, ...] = ("2008 - 2010", "2011 - 2013", "2014 - 2016")
 DEFAULT_TEST_GROUPS: tuple[str, ...] = ("2017 - 2019",)
 
@@ -55,17 +78,23 @@ _FLOW_STEPS: tuple[tuple[str, str], ...] = (
     ("discharged_by_service", "discharging service {service} (last service change at or before dischtime)"),
 )
 
-#: Columns the cohort SQL is read with: ids, times, the year inputs of the temporal split, the label.
+#: Columns the cohort SQL is read with: ids, times, the year inputs of the temporal split, the
+#: definition's inputs.
 _SQL_COLUMNS: tuple[str, ...] = (
-    "subject_id", "hadm_id", "admittime", "dischtime", "anchor_year_group", "anchor_year", "event_year",
-    "age", "gender", "admission_type", "discharge_location", "discharge_service", "los_days", "dod",
-    "label", "readmission_hadm_id", "readmission_admission_type", "days_to_readmission",
-    "planned_readmission_within_horizon", "died_within_horizon",
+    "subject_id", "hadm_id", "admittime", "dischtime", "anchor_year_group", "anchor_year", "event_year", "age",
+    "gender", "admission_type", "discharge_location", "discharge_service", "los_days", "dod",
+    "label_cms", "label_admission_type", "readmission_hadm_id", "readmission_admission_type",
+    "days_to_readmission", "readmission_planned_by_type", "readmission_cms_category",
+    "readmission_pr3_acute_dx", "n_uncounted_returns", "died_within_horizon", "followup_at_risk", "followup_censored",
 )
-#: Columns of the cohort frame (one row per index admission): the SQL's, with the split of
-#: :func:`clinops.tasks.temporal_split.assign_split` in place of the event year.
+#: Columns added in Python from the SQL's (the configured definition).
+DEFINITION_COLUMNS: tuple[str, ...] = (
+    "readmission_planned", "died_without_readmission", "label", "excluded_reason",
+)
+#: Columns of the cohort frame (one row per index admission): the SQL's, the definition's, and the
+#: split of :func:`clinops.tasks.temporal_split.assign_split` in place of the event year.
 COHORT_COLUMNS: tuple[str, ...] = (
-    tuple(c for c in _SQL_COLUMNS if c != "event_year")
+    tuple(c for c in _SQL_COLUMNS if c != "event_year") + DEFINITION_COLUMNS
     + ("real_year_min", "real_year_max", "split_anchor_group", "split_real_year", "split", "in_analysis")
 )
 
@@ -91,6 +120,12 @@ def build_readmission_cohort(
     planned_admission_types: Sequence[str] = DEFAULT_PLANNED_ADMISSION_TYPES,
     train_groups: Sequence[str] = DEFAULT_TRAIN_GROUPS,
     test_groups: Sequence[str] = DEFAULT_TEST_GROUPS,
+    planned_rule: str = "cms",
+    competing_deaths: str = "exclude",
+    censoring: str = "report",
+    uncounted_admission_types: Sequence[str] = DEFAULT_UNCOUNTED_ADMISSION_TYPES,
+    last_data_year: int = DEFAULT_LAST_DATA_YEAR,
+    code_list: str | Path = CODE_LIST,
     split_rule: str = "real_year",
     ambiguous_split: str = "exclude",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -113,9 +148,22 @@ def build_readmission_cohort(
         ``discharge_location`` values that cannot be index discharges. A NULL
         discharge_location is kept (unknown is not evidence of an excluded disposition).
     planned_admission_types : sequence of str
-        ``admission_type`` values of a planned readmission, which never counts as the outcome.
+        ``admission_type`` values of a planned readmission under the admission-type rule.
     train_groups, test_groups : sequence of str
         ``anchor_year_group`` values of the training and temporal test sets (disjoint).
+    planned_rule : {'cms', 'admission_type'}
+        Which rule makes ``label``: the CMS Planned Readmission Algorithm or the admission type.
+    competing_deaths : {'exclude', 'label_zero', 'composite'}
+        A death within the horizon without a readmission: excluded (``excluded_reason``),
+        outcome 0, or outcome 1 (composite of unplanned readmission or death).
+    censoring : {'report', 'exclude'}
+        Whether ``followup_censored`` rows are only flagged or also excluded.
+    uncounted_admission_types : sequence of str
+        ``admission_type`` values never counted as a readmission (neither outcome nor first).
+    last_data_year : int
+        Last real year with admissions in the data (v2.2: 2019).
+    code_list : str or Path
+        The CMS code-list CSV (default the committed subset, ``cms_planned.csv``).
     split_rule : {'real_year', 'anchor_group'}
         The temporal split (:func:`clinops.tasks.temporal_split.assign_split`).
     ambiguous_split : {'exclude', 'train', 'test'}
@@ -124,20 +172,22 @@ def build_readmission_cohort(
     Returns
     -------
     cohort : pandas.DataFrame
-        One row per index admission (n_index rows, ambiguous ones included), sorted by
-        ``hadm_id``, columns ``COHORT_COLUMNS`` plus the split columns of
-        :func:`~clinops.tasks.temporal_split.assign_split` (``real_year_min/max``,
-        ``split_anchor_group``, ``split_real_year``, ``split`` ('train'/'test'/'ambiguous'),
-        ``in_analysis``): ids, times, ``age`` (years),
-        ``gender``, ``los_days`` (days), ``label`` (0/1 unplanned readmission in the horizon),
-        ``readmission_hadm_id`` / ``readmission_admission_type`` / ``days_to_readmission``
-        of the first unplanned readmission (NaN/None without one),
-        ``planned_readmission_within_horizon`` (0/1, reported, not the outcome),
-        ``died_within_horizon`` (0/1: ``patients.dod`` within the horizon, day resolution).
+        One row per index admission (n_index rows), sorted by ``hadm_id``, columns
+        ``COHORT_COLUMNS``: ids, times, ``split`` ('train'/'test'/'ambiguous') with the other split columns of :func:`~clinops.tasks.temporal_split.assign_split` and ``in_analysis``, ``age`` (years),
+        ``gender``, ``los_days`` (days), ``label`` (0/1, the configured definition),
+        ``label_cms`` / ``label_admission_type`` (0/1: the first readmission in the horizon is
+        unplanned by that rule), ``readmission_hadm_id`` / ``readmission_admission_type`` /
+        ``days_to_readmission`` of the first readmission (NaN/None without one),
+        ``readmission_planned`` (0/1: planned by the configured rule),
+        ``readmission_cms_category`` ('PR1'/'PR2'/'PR3' or None), ``readmission_pr3_acute_dx``
+        (PR3 procedure with an acute principal diagnosis, hence unplanned),
+        ``n_uncounted_returns`` (returns of an uncounted admission type within the horizon),
+        ``died_within_horizon`` (0/1: ``patients.dod`` within the horizon, day resolution),
+        ``died_without_readmission`` (0/1), ``followup_at_risk`` / ``followup_censored`` (0/1),
+        ``excluded_reason`` (None when the definition keeps the row).
     flow : pandas.DataFrame
         Columns ``step`` (1-based), ``criterion``, ``n_remaining``, ``n_excluded``: step 1 is
-        every admission, each later step applies one criterion to what remains; the last step
-        is the temporal split.
+        every admission, each later step applies one criterion to what remains.
 
     Raises
     ------
@@ -155,6 +205,14 @@ def build_readmission_cohort(
     planned = _string_tuple(planned_admission_types, "planned_admission_types")
     train = _string_tuple(train_groups, "train_groups", allow_empty=False)
     test = _string_tuple(test_groups, "test_groups", allow_empty=False)
+    uncounted = _string_tuple(uncounted_admission_types, "uncounted_admission_types")
+    for name, value, allowed in (("planned_rule", planned_rule, PLANNED_RULES),
+                                 ("competing_deaths", competing_deaths, COMPETING_DEATHS),
+                                 ("censoring", censoring, CENSORING)):
+        if value not in allowed:
+            raise ValueError(f"{name}: must be one of {', '.join(allowed)}, got {value!r}")
+    if isinstance(last_data_year, bool) or not isinstance(last_data_year, int):
+        raise ValueError(f"last_data_year: must be a whole year such as 2019, got {last_data_year!r}")
     overlap = sorted(set(train) & set(test))
     if overlap:
         raise ValueError(f"train_groups / test_groups: must be disjoint, both contain {overlap}")
@@ -165,6 +223,9 @@ def build_readmission_cohort(
         "study_groups": train + test,
         "min_age": float(min_age), "service": service, "excluded_locations": excluded,
         "planned_types": planned, "horizon_days": int(horizon_days),
+        # an empty list cannot be typed by every engine: a value no admission_type has
+        "uncounted_types": uncounted or ["(none)"], "last_data_year": int(last_data_year),
+        **code_list_parameters(code_list),
     }
     db.execute(f"CREATE OR REPLACE TEMP TABLE readmission_candidates AS {sql}", bind(sql, params))
     try:
@@ -193,15 +254,54 @@ def build_readmission_cohort(
         "n_remaining": remaining,
         "n_excluded": [0] + [a - b for a, b in zip(remaining[:-1], remaining[1:])],
     })
-    for col in ("label", "planned_readmission_within_horizon", "died_within_horizon"):
-        cohort[col] = cohort[col].astype("int64")
+    cohort = apply_definition(cohort, planned_rule=planned_rule, competing_deaths=competing_deaths,
+                              censoring=censoring)
+    # in_analysis: split in train/test AND no excluded_reason (assign_split reads that column)
     cohort = assign_split(cohort, train_groups=train, test_groups=test, rule=split_rule,
                           ambiguous=ambiguous_split)[list(COHORT_COLUMNS)]
     step = split_flow_step(cohort, step=len(flow) + 1, rule=split_rule, ambiguous=ambiguous_split,
                            train_groups=train, test_groups=test, unit="admission")
     flow = pd.concat([flow, pd.DataFrame([step])], ignore_index=True)
-    log.info("readmission cohort: %d index admissions, %d readmitted", len(cohort), int(cohort["label"].sum()))
+    log.info("readmission cohort: %d index admissions, %d readmitted, %d excluded by the definition",
+             len(cohort), int(cohort["label"].sum()), int(cohort["excluded_reason"].notna().sum()))
     return cohort, flow
+
+
+def apply_definition(cohort: pd.DataFrame, *, planned_rule: str = "cms", competing_deaths: str = "exclude",
+                     censoring: str = "report") -> pd.DataFrame:
+    """Add the configured definition's ``label``, ``readmission_planned``, ``died_without_readmission``
+    and ``excluded_reason`` to the SQL's columns (a copy; rows are never dropped).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> c = pd.DataFrame({"label_cms": [1, 0, 0], "label_admission_type": [1, 1, 0],
+    ...                   "readmission_hadm_id": [7, 8, None], "readmission_planned_by_type": [0, 0, None],
+    ...                   "readmission_cms_category": [None, "PR3", None],
+    ...                   "died_within_horizon": [0, 0, 1], "followup_censored": [0, 0, 0]})
+    >>> out = apply_definition(c)
+    >>> out["label"].tolist(), out["excluded_reason"].tolist()
+    ([1, 0, 0], [None, None, 'death_without_readmission'])
+    >>> apply_definition(c, competing_deaths="composite")["label"].tolist()
+    [1, 0, 1]
+    """
+    out = cohort.copy()
+    readmitted = out["readmission_hadm_id"].notna()
+    for col in ("label_cms", "label_admission_type", "died_within_horizon", "followup_censored"):
+        out[col] = out[col].fillna(0).astype("int64")
+    base = out["label_cms"] if planned_rule == "cms" else out["label_admission_type"]
+    out["readmission_planned"] = (readmitted & (base == 0)).astype("int64")
+    out["died_without_readmission"] = ((out["died_within_horizon"] == 1) & ~readmitted).astype("int64")
+    out["label"] = (base | out["died_within_horizon"]) if competing_deaths == "composite" else base
+    out["label"] = out["label"].astype("int64")
+    reason = pd.Series([None] * len(out), index=out.index, dtype=object)
+    if censoring == "exclude":
+        reason[out["followup_censored"] == 1] = "censored_followup"
+    if competing_deaths == "exclude":
+        # the death is observed even when the follow-up is censored: it names the row
+        reason[out["died_without_readmission"] == 1] = "death_without_readmission"
+    out["excluded_reason"] = reason
+    return out
 
 
 def outcome_summary(cohort: pd.DataFrame) -> pd.DataFrame:
@@ -215,22 +315,24 @@ def outcome_summary(cohort: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        One row per split plus ``all``: ``n_index``, ``n_readmitted``, ``readmission_rate``
-        (fraction), ``n_died_without_readmission`` (label 0 by definition),
-        ``n_planned_readmission_only`` (planned readmission in the horizon, no unplanned one).
+        One row per split plus ``all``: ``n_index``, ``n_readmitted`` (label 1, the configured
+        definition), ``readmission_rate`` (fraction of the rows the definition keeps),
+        ``n_died_without_readmission``, ``n_planned_first_readmission`` (the first readmission
+        is planned: outcome 0), ``n_excluded`` (rows with an ``excluded_reason``).
     """
-    missing = [c for c in ("split", "label", "died_within_horizon", "planned_readmission_within_horizon") if c not in cohort]
+    need = ("split", "label", "died_without_readmission", "readmission_planned", "excluded_reason")
+    missing = [c for c in need if c not in cohort]
     if missing:
         raise ValueError(f"cohort: missing column(s) {missing} (rule: pass the frame build_readmission_cohort returned)")
     rows = []
     for name, part in [*cohort.groupby("split", sort=True), ("all", cohort)]:
-        n = len(part)
-        readmitted = int(part["label"].sum())
+        kept = part[part["excluded_reason"].isna()]
+        readmitted = int(kept["label"].sum())
         rows.append({
-            "split": name, "n_index": n, "n_readmitted": readmitted,
-            "readmission_rate": readmitted / n if n else float("nan"),
-            "n_died_without_readmission": int(((part["died_within_horizon"] == 1) & (part["label"] == 0)).sum()),
-            "n_planned_readmission_only": int(((part["planned_readmission_within_horizon"] == 1) & (part["label"] == 0)).sum()),
+            "split": name, "n_index": len(part), "n_readmitted": readmitted,
+            "readmission_rate": readmitted / len(kept) if len(kept) else float("nan"),
+            "n_died_without_readmission": int(part["died_without_readmission"].sum()),
+            "n_planned_first_readmission": int(part["readmission_planned"].sum()),
+            "n_excluded": len(part) - len(kept),
         })
     return pd.DataFrame(rows)
-

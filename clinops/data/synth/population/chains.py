@@ -105,7 +105,10 @@ def admission_chains(rng: np.random.Generator, n_pat: int, is_icu: np.ndarray,
         b = solve_intercept(lp_r[eligible], T.READMISSION_RATE) if eligible.any() else -2.0
         q = sigmoid(b + lp_r)
         alive = ~died
-        readmit = alive & ~flag_planned[idx] & (rng.random(m) < q)
+        # an unplanned return can follow a planned one (soon: complications of the procedure),
+        # so an index whose FIRST return is planned may have an unplanned one within 30 days
+        # (CMS counts only the first)
+        readmit = alive & (rng.random(m) < q)
         # competing risk and the chance of another admission later on
         metastatic = comorb["c_metastatic"][idx]
         d30 = alive & ~readmit & (rng.random(m) < sigmoid(
@@ -115,12 +118,13 @@ def admission_chains(rng: np.random.Generator, n_pat: int, is_icu: np.ndarray,
         more = alive & ~readmit & ~d30 & (forced | (rng.random(m) < sigmoid(
             -0.4 + 0.5 * frail[idx] + 0.08 * charlson[idx])))
         more &= k + 1 < MAX_ADMISSIONS
-        planned_next = more & ~forced & ~flag_planned[idx] & (rng.random(m) < 0.025)
+        planned_next = more & ~forced & ~flag_planned[idx] & (rng.random(m) < 0.04)
         # gaps after discharge: a return within 30 days stays inside it (<= 29.6 d) and any
         # other return comes after it (>= 31 d), whatever the minute rounding downstream
         gap_readmit = (0.5 + 29 * rng.beta(1.1, 1.9, m)) * DAY
         gap_planned = rng.uniform(3, 29, m) * DAY
         gap_long = (31 + np.minimum(lognormal(rng, 200.0, 1.1, m), 2500.0)) * DAY
+        gap_readmit = np.where(flag_planned[idx], gap_readmit / 3, gap_readmit)
         gap = np.where(readmit, gap_readmit, np.where(planned_next, gap_planned, gap_long))
         base_t = np.maximum(disch, admit)
         next_t = to_minute(base_t + gap.astype(np.int64) + rng.integers(0, 2 * 60, m) * 60)

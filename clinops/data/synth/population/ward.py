@@ -21,7 +21,7 @@ def ward_admissions(rng: np.random.Generator, age: np.ndarray, frailty: np.ndarr
     grp = age_weighted_groups(rng, age, WARD_GROUP_NAMES, ref.WARD_GROUPS, WARD_GROUP_AGE)
     planned_groups = np.array([WARD_GROUP_NAMES.index(x) for x in
                                ("knee_oa", "cholecystitis", "cad", "lung_cancer", "bowel_obstruction")])
-    grp = np.where(planned, planned_groups[choice(rng, n, planned_groups, [0.4, 0.2, 0.2, 0.1, 0.1])], grp)
+    grp = np.where(planned, planned_groups[choice(rng, n, planned_groups, [0.3, 0.2, 0.2, 0.2, 0.1])], grp)
     g = [ref.WARD_GROUPS[x] for x in WARD_GROUP_NAMES]
     elective_p = np.array([x.elective for x in g])[grp]
     is_planned = planned | (~readmit & (rng.random(n) < elective_p))
