@@ -13,6 +13,7 @@ byte-identical files whatever the number of worker processes.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -31,11 +32,29 @@ import pyarrow as pa
 from .synth import events, population, tables
 from .synth.schema import TABLES, encode_member, header_member
 
-__all__ = ["GENERATOR_VERSION", "generate", "main"]
+__all__ = ["GENERATOR_VERSION", "generate", "generator_code_sha256", "main"]
 
 log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = "1.0.0"
+#: Modules of clinops/data/synth/ that read or count the data but never shape it: editing them
+#: does not change what the generator writes.
+_NOT_GENERATING = frozenset({"calibration.py", "traps.py"})
+
+
+def generator_code_sha256() -> str:
+    """SHA-256 of the generator's source (this file and ``synth/``), recorded in ``SYNTHETIC.json``.
+
+    The workflow regenerates a data directory whose recorded hash differs: a generator edit must
+    reach the data, not only the rules that read it (issue 15).
+    """
+    root = Path(__file__).resolve().parent
+    files = [Path(__file__).resolve()] + sorted(p for p in (root / "synth").rglob("*.py")
+                                                  if p.name not in _NOT_GENERATING)
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 MAX_SCALE = 10.0
 Progress = Callable[[str, float], None]
 
@@ -121,6 +140,7 @@ def generate(out_dir: str | os.PathLike, *, scale: float = 1.0, seed: int,
         rows = _write_all(tmp, scale, seed, workers, report)
         manifest = {
             "generator": "clinops.data.synthetic", "generator_version": GENERATOR_VERSION,
+            "generator_code_sha256": generator_code_sha256(),
             "mimic_iv_version": "2.2", "seed": seed, "scale": scale,
             "rows": rows,
             "note": ("SYNTHETIC DATA: invented patients laid out like MIMIC-IV v2.2 "

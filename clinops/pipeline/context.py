@@ -79,11 +79,29 @@ def query_dir(P: Params) -> Path:
     return P.root / "data" / "parquet" / tag
 
 
+def _generated_by(src: Path) -> str | None:
+    """The generator code hash a synthetic directory records (None: absent or unrecorded)."""
+    try:
+        return json.loads((src / "SYNTHETIC.json").read_text()).get("generator_code_sha256")
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _converted_from(queries: Path) -> dict[str, str] | None:
+    """The source SHA-256s a parquet copy was made from (None: no complete copy)."""
+    try:
+        return json.loads((queries / "clinops_convert.json").read_text()).get("source_sha256")
+    except (FileNotFoundError, ValueError):
+        return None
+
+
 def ensure_data(P: Params) -> SimpleNamespace:
     """Make sure the MIMIC-IV tables exist (generating the synthetic ones if needed).
 
-    Idempotent: a synthetic directory is generated once per (scale, seed); the parquet copy is
-    made once. Writes ``build/<run>/stamps/data.json`` with the SHA-256 of every source file.
+    Idempotent, and never stale: a synthetic directory is generated once per (scale, seed) and
+    generator code (regenerated when ``SYNTHETIC.json`` records another code hash); the parquet copy
+    is made once per set of source files (made again when its ``clinops_convert.json`` names other
+    SHA-256s). Writes ``build/<run>/stamps/data.json`` with the SHA-256 of every source file.
     """
     report = progress("data")
     stamp = P.build_dir / "stamps" / "data.json"
@@ -110,11 +128,14 @@ def ensure_data(P: Params) -> SimpleNamespace:
             "`clinops load-postgres` loaded them from."))
     src = P.mimic_dir
     if P.is_synthetic:
-        if not (src / "SYNTHETIC.json").is_file():
+        made_by = _generated_by(src)
+        if made_by != synthetic.generator_code_sha256():
+            # absent, or written by another version of the generator's code: (re)generate
             syn = P["data"].get("synthetic", {})
-            report(f"generating synthetic MIMIC-IV (scale {syn.get('scale', 1.0)}) into {src}")
+            report(f"{'generating' if made_by is None else 'regenerating (the generator changed)'} synthetic "
+                   f"MIMIC-IV (scale {syn.get('scale', 1.0)}) into {src}")
             synthetic.generate(src, scale=float(syn.get("scale", 1.0)), seed=int(syn.get("seed", P.seed)),
-                               progress=report)
+                               progress=report, overwrite=True)
     elif not src.is_dir():
         raise FileNotFoundError(f"data.mimic_dir: {src} does not exist (edit {P.path.name}: it must be the "
                                 "PhysioNet MIMIC-IV v2.2 folder holding hosp/ and icu/)")
@@ -122,9 +143,10 @@ def ensure_data(P: Params) -> SimpleNamespace:
     # Check the source before converting: one message listing every missing table/column.
     db = mimic.open_mimic(src, required=required_columns(*MIMIC_TASKS))
     hashes = db.file_sha256()
-    if queries != src and not (queries / "hosp").is_dir():
+    if queries != src and _converted_from(queries) != hashes:
+        # absent, or a copy of other source files (regenerated or replaced): convert again
         report(f"converting to parquet -> {queries}")
-        convert_to_parquet(src, queries, progress=lambda t, i, n: report(f"[{i}/{n}] {t}"))
+        convert_to_parquet(src, queries, progress=lambda t, i, n: report(f"[{i}/{n}] {t}"), overwrite=True)
     info = {"source": P.source, "data_label": P.data_label, "mimic_dir": str(src), "query_dir": str(queries),
             "sha256": hashes}
     if P.engine != "duckdb":
