@@ -38,7 +38,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -56,6 +55,7 @@ except ImportError:  # pragma: no cover - psutil ships with the dev environment
     psutil = None
 
 from clinops.data import postgres, spark, synthetic
+from clinops.data.postgres.devserver import PostgresServer
 from clinops.data.convert import convert_to_parquet
 from clinops.data.mimic import open_mimic
 from clinops.features import FeatureManifest, extract_features
@@ -147,53 +147,6 @@ class PeakMemory:
 # ---------------------------------------------------------------------------------------------
 # a throw-away PostgreSQL server
 # ---------------------------------------------------------------------------------------------
-def _pg_bin(name: str) -> str:
-    found = shutil.which(name)
-    if found:
-        return found
-    for version in ("17", "16", "15", "14"):
-        candidate = Path(f"/usr/lib/postgresql/{version}/bin/{name}")
-        if candidate.is_file():
-            return str(candidate)
-    raise SystemExit(f"bench_engines: PostgreSQL's {name} is not installed (Debian: apt-get install postgresql)")
-
-
-class PostgresServer:
-    """``initdb`` + ``pg_ctl start`` in ``folder`` on a free port (as ``postgres`` when root)."""
-
-    def __init__(self, folder: Path):
-        self.folder, self.data = folder, folder / "data"
-        self.as_root = os.geteuid() == 0
-
-    def _run(self, *cmd: str) -> None:
-        line = " ".join(f"'{c}'" for c in cmd)
-        full = ["su", "postgres", "-c", line] if self.as_root else list(cmd)
-        subprocess.run(full, check=True, capture_output=True, text=True, timeout=300)
-
-    def start(self) -> str:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        if self.as_root:  # PostgreSQL refuses to run as root: the postgres user owns the folder
-            shutil.chown(self.folder, "postgres", "postgres")
-            os.chmod(self.folder, 0o700)
-            for parent in self.folder.parents:
-                if parent in (Path("/tmp"), Path("/")):
-                    break
-                os.chmod(parent, os.stat(parent).st_mode | 0o711)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self._run(_pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "server.log"), "-o",
-                  f"-p {port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off", "-w", "start")
-        return f"host=127.0.0.1 port={port} user=postgres dbname=postgres"
-
-    @property
-    def pid(self) -> int:
-        return int((self.data / "postmaster.pid").read_text().splitlines()[0])
-
-    def stop(self) -> None:
-        self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
-
 
 def index_definitions(dsn: str) -> tuple[list[str], list[str]]:
     """(drop, create) statements for every primary key and index of the two MIMIC-IV schemas."""

@@ -1,7 +1,6 @@
 """ICU cohort flow, label and split on a crafted set of stays with hand-counted answers."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pandas as pd
 import pytest

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from clinops.workflow_cli import failure_cause, run_step
 

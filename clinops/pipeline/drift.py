@@ -7,7 +7,6 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
@@ -23,7 +22,7 @@ from clinops.report import record_values, write_table
 def run_drift(P: Params, task: str = "primary") -> SimpleNamespace:
     """The paper's shift scenario, the streaming monitor (shift and no-shift runs), Evidently, escalation."""
     setup = drift_setup(P, task)
-    t, d, seed, bundle, manifest = setup.t, setup.d, setup.seed, setup.bundle, setup.manifest
+    t, d, seed, manifest = setup.t, setup.d, setup.seed, setup.manifest
     X_test, y_test, predict, new_monitor, train_rows = setup.X_test, setup.y_test, setup.predict, setup.new_monitor, \
         setup.train_rows
     scenario = drift.shift_scenario(predict, X_test, y_test, column=d["feature"], n=min(d["n_shifted"], len(X_test)),

@@ -127,16 +127,10 @@ def lac_threshold(prob: np.ndarray, y: np.ndarray, *, confidence_level: float) -
     >>> lac_threshold(p, y, confidence_level=0.8)
     0.65
     """
-    if not 0.0 < confidence_level < 1.0:
-        raise ValueError(f"confidence_level: must be in (0, 1), got {confidence_level}")
-    labels = binary_labels(y, "y")
-    p1 = np.asarray(prob, dtype=np.float64).reshape(-1)
-    if len(p1) != len(labels):
-        raise ValueError(f"prob: must have {len(labels)} values (one per label), got {len(p1)}")
-    n_min = math.ceil(1 / (1 - confidence_level)) - 1
+    labels, p1, alpha = _checked_scores(prob, y, confidence_level)
+    n_min = _min_rows(confidence_level)
     if len(labels) < n_min:
         raise ValueError(f"y: {len(labels)} rows cannot give {confidence_level:.0%} coverage (need at least {n_min})")
-    alpha = float(Decimal("1") - Decimal(str(confidence_level)))
     scores = np.where(labels == 1, 1.0 - p1, p1)  # 1 - p_y
     q = LACConformityScore().get_conformity_score_quantiles(scores[:, None], np.array([alpha]), cv="prefit")
     return float(np.asarray(q).ravel()[0])
@@ -147,6 +141,27 @@ def conformal_sets(conformal: SplitConformalClassifier, X: np.ndarray) -> np.nda
     _, sets = conformal.predict_set(X)
     return np.asarray(sets)[:, :, 0].astype(bool)
 
+
+
+def _checked_scores(prob: Any, y: Any, confidence_level: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(labels, P(y = 1), alpha)`` checked: a level in (0, 1), binary labels, one probability each.
+
+    ``alpha`` is ``1 - confidence_level`` in decimal arithmetic (0.1, not 0.09999999999999998),
+    as MAPIE's quantile rule needs it."""
+    if not 0.0 < confidence_level < 1.0:
+        raise ValueError(f"confidence_level: must be in (0, 1), got {confidence_level}")
+    labels = binary_labels(y, "y")
+    p1 = np.asarray(prob, dtype=np.float64).reshape(-1)
+    if len(p1) != len(labels):
+        raise ValueError(f"prob: must have {len(labels)} values (one per label), got {len(p1)}")
+    return labels, p1, float(Decimal("1") - Decimal(str(confidence_level)))
+
+
+def _min_rows(confidence_level: float) -> int:
+    """Rows a split-conformal quantile needs: ceil((n + 1)(1 - alpha)) <= n needs
+    n >= (1 - alpha) / alpha (9 at 90 %), in decimal arithmetic."""
+    level = Decimal(str(confidence_level))
+    return math.ceil(level / (Decimal("1") - level))
 
 def sets_from_probability(prob: np.ndarray, threshold: float) -> np.ndarray:
     """LAC sets from the positive-class probability and the stored quantile q.
@@ -205,15 +220,8 @@ def class_conditional_thresholds(prob: np.ndarray, y: np.ndarray, *,
     # gone from its public API. The per-class quantile is therefore taken here, with MAPIE's own
     # LAC quantile rule (LACConformityScore.get_conformity_score_quantiles) on each class's
     # scores, so that marginal and Mondrian sets differ only in which rows set the quantile.
-    if not 0.0 < confidence_level < 1.0:
-        raise ValueError(f"confidence_level: must be in (0, 1), got {confidence_level}")
-    labels = binary_labels(y, "y")
-    p1 = np.asarray(prob, dtype=np.float64).reshape(-1)
-    if len(p1) != len(labels):
-        raise ValueError(f"prob: must have {len(labels)} values (one per label), got {len(p1)}")
-    alpha = float(Decimal("1") - Decimal(str(confidence_level)))
-    # ceil((n + 1)(1 - alpha)) <= n needs n >= (1 - alpha) / alpha rows (9 at 90 %); Decimal as above
-    n_min = math.ceil(Decimal(str(confidence_level)) / Decimal(str(alpha)))
+    labels, p1, alpha = _checked_scores(prob, y, confidence_level)
+    n_min = _min_rows(confidence_level)
     out = np.ones(2)
     for k in (0, 1):
         p_k = p1[labels == k] if k == 1 else 1.0 - p1[labels == k]
