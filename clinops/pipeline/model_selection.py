@@ -171,9 +171,10 @@ def run_model_selection(P: Params, task: str = "primary") -> SimpleNamespace:
     write_figure(rel_fig, out / "reliability.png")
 
     if t.comparison:
-        raw_values = {f"raw_{k}": raw_metrics[k] for k in ("auroc", "auprc", "sensitivity", "specificity")}
-        # the raw_* ids are declared in paper_values.yaml by the paper-comparison change (issue 15);
-        # record_values accepts only declared ids, so undeclared ones are left out until then
+        # the paper's raw-score question (which score did it threshold at 0.40?) is about its
+        # primary (mortality) model: the secondary task records no raw_* values
+        raw_values = ({f"raw_{k}": raw_metrics[k] for k in ("auroc", "auprc", "sensitivity", "specificity")}
+                      if t.key == "primary" else {})
         known = {row["id"] for row in paper_values()}
         record_values(P.build_dir, f"model_{t.key}",
                       {**paper_mapping.model_values(t.task.paper, candidates=candidates, best=best, metrics=metrics,
