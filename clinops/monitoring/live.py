@@ -137,6 +137,10 @@ class LiveDriftMonitor:
         self._streams: dict[str, FeatureStream] = {}
         self._column = {name: j for j, name in enumerate(self.manifest.names)}
         self.n_scored = 0
+        # Served rows waiting for the stream detectors, with how many detectors ran when each was
+        # served: the updates (dozens of detectors per row) run in run_later, off the request path.
+        self._pending: list[tuple[list[float], float, int]] = []
+        self._drain_scheduled = False
 
     @property
     def detectors(self) -> list[str]:
@@ -146,7 +150,6 @@ class LiveDriftMonitor:
     def observe(self, features: Mapping[str, Any], score: float) -> None:
         """One served prediction: its (validated) features and calibrated probability."""
         row = self.manifest.encode_records([features])[0].tolist()
-        detections: list[tuple[str, float]] = []
         with self._lock:
             self._rows.append(row)
             self._window_scores.append(float(score))
@@ -155,23 +158,37 @@ class LiveDriftMonitor:
             if due:
                 self._since_eval = 0
                 rows, scores = list(self._rows), list(self._window_scores)
-            for (stream, name), detector in self._detectors.items():
-                value = float(score) if stream == SCORE else \
-                    float(self._streams[stream].transform(row[self._column[stream]]))
-                if value == value and detector.update(value).drift_detected:  # NaN: a missing feature value
-                    detections.append((stream_label(name, stream), value))
             if self._detectors:
+                self._pending.append((row, float(score), len(self._detectors)))
                 self.n_scored += 1
+            drain = bool(self._pending) and not self._drain_scheduled
+            self._drain_scheduled |= drain
             if self._waiting is None or self._waiting:
                 self._reference_scores.append(float(score))
                 self._since_build += 1
                 if len(self._reference_scores) == self.window and self._since_build >= max(1, self.window // 10):
                     self._since_build = 0
                     self._build_waiting(list(self._rows))
+        if drain:
+            self.run_later(self._update_detectors)
         if due:
             self.run_later(lambda: self.evaluate_psi(pd.DataFrame(rows, columns=self.manifest.names), scores))
+
+    def _update_detectors(self) -> None:
+        """Feed every waiting served row to the detectors that were running when it was served, in
+        serving order, and report each detection."""
+        detections: list[tuple[str, float]] = []
+        with self._lock:
+            pending, self._pending, self._drain_scheduled = self._pending, [], False
+            detectors = list(self._detectors.items())  # a detector built later is appended at the end
+            for row, score, n_active in pending:
+                for (stream, name), detector in detectors[:n_active]:
+                    value = score if stream == SCORE else \
+                        float(self._streams[stream].transform(row[self._column[stream]]))
+                    if value == value and detector.update(value).drift_detected:  # NaN: a missing feature value
+                        detections.append((stream_label(name, stream), value))
         for name, value in detections:
-            self.run_later(lambda name=name, value=value: self._report_detection(name, value))
+            self._report_detection(name, value)
 
     def _build_waiting(self, rows: list[list[float]]) -> None:
         if self._waiting is None:  # the plan (and the budget's thresholds) is fixed by the first window's features

@@ -10,7 +10,7 @@ from clinops import lineage, modeling, uncertainty
 from clinops.config import Params
 import clinops.pipeline.paper_mapping as paper_mapping
 from clinops.pipeline.context import groups_for, progress, task_config, write_figure
-from clinops.report import paper_values, record_values, write_table
+from clinops.report import record_values, write_table
 from clinops.task_table import read_task_table
 from clinops.tasks.temporal_split import analysis_masks
 
@@ -175,11 +175,10 @@ def run_model_selection(P: Params, task: str = "primary") -> SimpleNamespace:
         # primary (mortality) model: the secondary task records no raw_* values
         raw_values = ({f"raw_{k}": raw_metrics[k] for k in ("auroc", "auprc", "sensitivity", "specificity")}
                       if t.key == "primary" else {})
-        known = {row["id"] for row in paper_values()}
         record_values(P.build_dir, f"model_{t.key}",
                       {**paper_mapping.model_values(t.task.paper, candidates=candidates, best=best, metrics=metrics,
                                                     ece=ece, coverage=coverage),
-                       **{k: v for k, v in raw_values.items() if k in known}})
+                       **raw_values})
     return SimpleNamespace(candidates=candidates, stage1_note=stage1_note, search=search, chosen=chosen,
                            test_metrics=test_metrics,
                            calibration=calibration, ranking=ranking, raw_metrics=raw_metrics, reliability=reliability, reliability_figure=rel_fig,

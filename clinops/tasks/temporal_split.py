@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["SPLIT_RULES", "AMBIGUOUS_OPTIONS", "SPLIT_COLUMNS", "parse_anchor_year_group",
-           "assign_split", "analysis_masks", "split_flow_step", "split_by_rule_table"]
+           "assign_split", "analysis_rows", "analysis_masks", "split_flow_step", "split_by_rule_table"]
 
 #: ``cohort.split_rule`` values: the stay's real-year interval, or the paper's patient group.
 SPLIT_RULES: tuple[str, ...] = ("real_year", "anchor_group")
@@ -164,10 +164,26 @@ def assign_split(frame: pd.DataFrame, *, train_groups: Sequence[str], test_group
         if ambiguous != "exclude":
             final = final.where(final != "ambiguous", ambiguous)
     out["split"] = final.where(final.notna(), None)
-    out["in_analysis"] = out["split"].isin(["train", "test"])
-    if "excluded_reason" in out.columns:
-        out["in_analysis"] &= out["excluded_reason"].isna()
+    out["in_analysis"] = analysis_rows(out.drop(columns="in_analysis", errors="ignore"))
     return out
+
+
+def analysis_rows(table: pd.DataFrame) -> pd.Series:
+    """The rows of the main analysis: ``in_analysis`` when the table carries it, else the rule that
+    sets it (a decided split, train or test, and no ``excluded_reason`` of the task's definition).
+
+    Examples
+    --------
+    >>> analysis_rows(pd.DataFrame({"split": ["train", "ambiguous", "test"],
+    ...                             "excluded_reason": [None, None, "death_without_readmission"]})).tolist()
+    [True, False, False]
+    """
+    if "in_analysis" in table.columns:
+        return table["in_analysis"].fillna(False).astype(bool)
+    keep = table["split"].isin(["train", "test"])
+    if "excluded_reason" in table.columns:
+        keep &= table["excluded_reason"].isna()
+    return keep
 
 
 def analysis_masks(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -183,8 +199,7 @@ def analysis_masks(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """
     if "split" not in table.columns:
         raise ValueError("table: missing column 'split' (rule: every task table has a split)")
-    use = (table["in_analysis"].fillna(False).astype(bool) if "in_analysis" in table.columns
-           else pd.Series(True, index=table.index))
+    use = analysis_rows(table)
     return ((use & table["split"].eq("train")).to_numpy(), (use & table["split"].eq("test")).to_numpy())
 
 

@@ -10,10 +10,10 @@ from clinops.modeling.sensitivity.refit import RESULT_COLUMNS, refit_and_evaluat
 from clinops.modeling.sensitivity.settings import SENSITIVITY_DEFAULTS, sensitivity_settings
 from clinops.modeling.sensitivity.table import TABLE_COLUMNS, sensitivity_table
 from clinops.modeling.sensitivity.variants import (MORTALITY_VARIANTS, READMISSION_VARIANTS, VARIANTS, NotAvailable,
-                                                   Variant, VariantContext, VariantSpec, analysis_rows,
+                                                   Variant, VariantContext, VariantSpec,
                                                    horizon_variant, mortality_labels, variants_for)
 
 __all__ = ["RESULT_COLUMNS", "SENSITIVITY_DEFAULTS", "TABLE_COLUMNS", "MORTALITY_VARIANTS", "READMISSION_VARIANTS", "VARIANTS",
-           "NotAvailable", "Variant", "VariantContext", "VariantSpec", "analysis_rows", "horizon_variant",
+           "NotAvailable", "Variant", "VariantContext", "VariantSpec", "horizon_variant",
            "mortality_labels", "refit_and_evaluate", "sensitivity_settings", "sensitivity_table", "variant_manifest", "variants_for",
            "xgb_config_from_bundle"]

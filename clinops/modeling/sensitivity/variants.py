@@ -31,9 +31,10 @@ import numpy as np
 import pandas as pd
 
 from clinops.data.mimic import install_macros
+from clinops.tasks.temporal_split import analysis_rows
 
 __all__ = ["NotAvailable", "Variant", "VariantContext", "VariantSpec", "MORTALITY_VARIANTS",
-           "READMISSION_VARIANTS", "VARIANTS", "analysis_rows", "horizon_variant", "mortality_labels",
+           "READMISSION_VARIANTS", "VARIANTS", "horizon_variant", "mortality_labels",
            "variants_for"]
 
 #: The proxy columns of the at-admission variant (integer-coded, not in the manifest).
@@ -74,22 +75,6 @@ def _require(frame: pd.DataFrame, *columns: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise NotAvailable(f"not available (column{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing)")
-
-
-def analysis_rows(frame: pd.DataFrame) -> pd.Series:
-    """The rows of the main analysis: ``in_analysis``, else the contract's rule for it.
-
-    Examples
-    --------
-    >>> analysis_rows(pd.DataFrame({"split": ["train", "ambiguous"], "excluded_reason": [None, None]})).tolist()
-    [True, False]
-    """
-    if "in_analysis" in frame.columns:
-        return frame["in_analysis"].fillna(False).astype(bool)
-    keep = frame["split"].isin(["train", "test"])
-    if "excluded_reason" in frame.columns:
-        keep &= frame["excluded_reason"].isna()
-    return keep
 
 
 def _split(frame: pd.DataFrame, keep: pd.Series, split: pd.Series, features, label="label") -> Variant:
