@@ -18,40 +18,42 @@ WITH s1 AS (  -- 1. all ICU stays
     LEFT JOIN mimiciv_hosp.admissions AS a ON a.hadm_id = i.hadm_id
 ),
 s2 AS (  -- 2. adults at ICU admission (an unknown age does not pass)
-    SELECT * FROM s1 WHERE age >= $min_age
+    SELECT *, coalesce(age >= $min_age, false) AS pass2 FROM s1
 ),
+-- Every stay stays in the rows; pass<k> says whether it passed steps 2..k. Ranking inside the
+-- partition of the stays that passed the step before (PARTITION BY ..., pass<k-1>) is the same
+-- as ranking only those stays, and one pass over the rows replaces a subquery per step (Spark
+-- and PostgreSQL recomputed the whole chain for each of them).
 s3 AS (  -- 3. index ICU stay of each hospitalisation: earliest intime per hadm_id
-    SELECT * FROM s2
-    QUALIFY row_number() OVER (PARTITION BY hadm_id ORDER BY intime NULLS LAST, stay_id) = 1
+    SELECT *, pass2 AND row_number() OVER (
+        PARTITION BY hadm_id, pass2 ORDER BY intime NULLS LAST, stay_id) = 1 AS pass3
+    FROM s2
 ),
 s4 AS (  -- 4. first ICU admission of the patient: earliest intime per subject_id
-    SELECT * FROM s3
-    QUALIFY row_number() OVER (PARTITION BY subject_id ORDER BY intime NULLS LAST, stay_id) = 1
+    SELECT *, pass3 AND row_number() OVER (
+        PARTITION BY subject_id, pass3 ORDER BY intime NULLS LAST, stay_id) = 1 AS pass4
+    FROM s3
 ),
 s5 AS (  -- 5. study period, through the patient's anchor_year_group
-    SELECT * FROM s4 WHERE list_contains($study_groups, anchor_year_group)
+    SELECT *, pass4 AND coalesce(list_contains($study_groups, anchor_year_group), false) AS pass5 FROM s4
 ),
 s6 AS (  -- 6. ICU length of stay, outtime - intime
-    SELECT * FROM s5 WHERE icu_los_hours >= $min_icu_los_hours
+    SELECT *, pass5 AND coalesce(icu_los_hours >= $min_icu_los_hours, false) AS pass6 FROM s5
 ),
 s7 AS (  -- 7. outcome label available
-    SELECT * FROM s6 WHERE dischtime IS NOT NULL AND hospital_expire_flag IS NOT NULL
+    SELECT *, pass6 AND dischtime IS NOT NULL AND hospital_expire_flag IS NOT NULL AS pass7 FROM s6
 )
 SELECT
-    s1.subject_id, s1.hadm_id, s1.stay_id, s1.intime, s1.outtime, s1.anchor_year_group,
+    s7.subject_id, s7.hadm_id, s7.stay_id, s7.intime, s7.outtime, s7.anchor_year_group,
     -- the split is assigned in clinops/tasks/temporal_split.py from the group and k = the
     -- stay's (shifted) year - anchor_year: the stay happened in [group start + k, group end + k]
-    s1.anchor_year,
-    CAST(extract(YEAR FROM s1.intime) AS INTEGER) AS event_year,
-    s1.age, s1.gender,
-    clinops_mortality_label(s1.intime, s1.death_time, s1.hospital_expire_flag,
+    s7.anchor_year,
+    CAST(extract(YEAR FROM s7.intime) AS INTEGER) AS event_year,
+    s7.age, s7.gender,
+    clinops_mortality_label(s7.intime, s7.death_time, s7.hospital_expire_flag,
                             $window_hours, $horizon_hours) AS label,
-    s1.death_time, s1.hospital_expire_flag,
-    1 + CAST(s1.stay_id IN (SELECT stay_id FROM s2) AS INTEGER)
-      + CAST(s1.stay_id IN (SELECT stay_id FROM s3) AS INTEGER)
-      + CAST(s1.stay_id IN (SELECT stay_id FROM s4) AS INTEGER)
-      + CAST(s1.stay_id IN (SELECT stay_id FROM s5) AS INTEGER)
-      + CAST(s1.stay_id IN (SELECT stay_id FROM s6) AS INTEGER)
-      + CAST(s1.stay_id IN (SELECT stay_id FROM s7) AS INTEGER) AS last_step
-FROM s1
-ORDER BY s1.stay_id
+    s7.death_time, s7.hospital_expire_flag,
+    1 + CAST(pass2 AS INTEGER) + CAST(pass3 AS INTEGER) + CAST(pass4 AS INTEGER)
+      + CAST(pass5 AS INTEGER) + CAST(pass6 AS INTEGER) + CAST(pass7 AS INTEGER) AS last_step
+FROM s7
+ORDER BY s7.stay_id
