@@ -49,10 +49,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-try:  # process-tree memory; /proc is read directly when psutil is absent
-    import psutil
-except ImportError:  # pragma: no cover - psutil ships with the dev environment
-    psutil = None
+import psutil  # process-tree memory (a core dependency)
 
 from clinops.data import postgres, spark, synthetic
 from clinops.data.postgres.devserver import PostgresServer
@@ -74,23 +71,6 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def _proc_children(pid: int) -> list[int]:
-    out, frontier = [], [pid]
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            parents.setdefault(ppid, []).append(int(entry.name))
-    while frontier:
-        kids = parents.get(frontier.pop(), [])
-        out += kids
-        frontier += kids
-    return out
-
-
 def _proc_mem_bytes(pid: int) -> int:
     try:
         rollup = Path(f"/proc/{pid}/smaps_rollup")
@@ -108,14 +88,11 @@ def tree_memory_bytes(roots: list[int]) -> int:
     """PSS (else RSS) summed over ``roots`` and all their descendants."""
     pids: set[int] = set()
     for root in roots:
-        if psutil is not None:
-            try:
-                proc = psutil.Process(root)
-                pids |= {root} | {c.pid for c in proc.children(recursive=True)}
-            except psutil.Error:
-                continue
-        else:
-            pids |= {root, *_proc_children(root)}
+        try:
+            proc = psutil.Process(root)
+            pids |= {root} | {c.pid for c in proc.children(recursive=True)}
+        except psutil.Error:
+            continue
     return sum(_proc_mem_bytes(pid) for pid in pids)
 
 
@@ -145,7 +122,7 @@ class PeakMemory:
 
 
 # ---------------------------------------------------------------------------------------------
-# a throw-away PostgreSQL server
+# PostgreSQL: keys and indexes, statements (the server itself: clinops.data.postgres.devserver)
 # ---------------------------------------------------------------------------------------------
 
 def index_definitions(dsn: str) -> tuple[list[str], list[str]]:
@@ -169,14 +146,13 @@ def index_definitions(dsn: str) -> tuple[list[str], list[str]]:
     return drop, create
 
 
-def run_statements(dsn: str, statements: list[str], *, analyze: bool = True) -> float:
+def run_statements(dsn: str, statements: list[str]) -> float:
     conn = postgres.connect(dsn)
     try:
         t0 = time.perf_counter()
         for stmt in statements:
             conn.execute(stmt)
-        if analyze:
-            conn.execute("ANALYZE")
+        conn.execute("ANALYZE")  # fresh statistics for the planner after the change
         return time.perf_counter() - t0
     finally:
         conn.close()

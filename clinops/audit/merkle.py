@@ -48,6 +48,11 @@ def _split(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
+def _check_leaf(leaf: bytes) -> None:
+    if len(leaf) != HASH_SIZE:
+        raise ValueError(f"leaf hash must be {HASH_SIZE} bytes, got {len(leaf)}")
+
+
 class MerkleTree:
     """An append-only RFC 6962 Merkle tree over leaf hashes.
 
@@ -65,27 +70,18 @@ class MerkleTree:
 
     def __init__(self, leaf_hashes: Iterable[bytes] = ()) -> None:
         self._levels: list[bytearray] = [bytearray()]
-        for h in leaf_hashes:
-            self.append(h)
+        leaves = list(leaf_hashes)
+        for h in leaves:
+            _check_leaf(h)
+        self.extend_hashes(b"".join(leaves))
 
     def __len__(self) -> int:
         return len(self._levels[0]) // HASH_SIZE
 
     def append(self, leaf: bytes) -> None:
         """Add one leaf hash (32 bytes) at the end of the tree."""
-        if len(leaf) != HASH_SIZE:
-            raise ValueError(f"leaf hash must be {HASH_SIZE} bytes, got {len(leaf)}")
-        levels = self._levels
-        levels[0] += leaf
-        level = 0
-        # A level with an even number of nodes has just completed a pair: hash it upwards.
-        while (len(levels[level]) // HASH_SIZE) % 2 == 0:
-            pair = levels[level][-2 * HASH_SIZE:]
-            parent = hashlib.sha256(NODE_PREFIX + pair).digest()
-            level += 1
-            if level == len(levels):
-                levels.append(bytearray())
-            levels[level] += parent
+        _check_leaf(leaf)
+        self.extend_hashes(leaf)
 
     def extend_hashes(self, leaves: bytes) -> None:
         """Append leaf hashes given as one concatenation of 32-byte hashes."""

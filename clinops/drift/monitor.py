@@ -54,13 +54,6 @@ class MonitorEvent:
             what = f"{self.detector} change in the {self.feature or 'score'} stream (value {self.value:.4f})"
         return f"t = {self.t_hours:.2f} h: {self.kind}: {what}"
 
-    @property
-    def label(self) -> str:
-        """The report's name: ``psi_drift`` / ``psi_watch``, ``adwin`` (score), ``cusum[mech_vent]``."""
-        if self.detector == "psi":
-            return f"psi_{self.kind}"
-        return stream_label(self.detector, self.feature or SCORE)
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

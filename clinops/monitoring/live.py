@@ -217,7 +217,7 @@ class LiveDriftMonitor:
 
         A feature that newly reaches the alert level (newly: across every process sharing
         :attr:`shared`) is reported to the sink as ``psi:<feature>``. With the window's
-        ``scores``, the CBPE estimate goes to ``on_estimate`` and ``shared['cbpe']``.
+        ``scores``, the CBPE estimate goes to ``on_estimate``.
         """
         psi = {name: float(v) for name, v in self.reference.psi(window).items()}
         if self.on_psi is not None:
@@ -227,8 +227,6 @@ class LiveDriftMonitor:
                         "window": len(scores)}
             if self.on_estimate is not None:
                 self.on_estimate(estimate)
-            with self.shared.transaction() as shared:
-                shared.set("cbpe", estimate)
         drifted = {n for n, v in psi.items()
                    if psi_status(v, watch=self.policy.psi_watch, alert=self.policy.psi_alert) == "drift"}
         with self.shared.transaction() as shared:  # processes agree on which features newly drifted

@@ -39,8 +39,7 @@ def _label(column: str, kind: str, before: float, value: float) -> str:
 
 
 def benchmark_scenarios(d: dict[str, Any], *, column_values: Any) -> list[tuple[str, str, float]]:
-    """(name, kind, value) of each benchmark scenario, the run's own last (named 'paper: ...' when
-    it is a prevalence change: the paper's kind of scenario)."""
+    """(name, kind, value) of each benchmark scenario, the run's own last (named 'scenario: ...')."""
     before = float(np.nanmean(np.asarray(column_values, dtype=float)))
     if d.get("shift") is None:
         own = float(d["target_prevalence"])

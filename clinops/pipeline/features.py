@@ -15,11 +15,10 @@ from clinops.report import record_values, write_table
 from clinops.task_table import write_task_table
 from clinops.tasks.mortality import cohort as cohort_sql
 from clinops.tasks.mortality.proxies import admission_proxies
-from clinops.tasks.temporal_split import analysis_masks
+from clinops.tasks.temporal_split import SPLIT_COLUMNS, analysis_masks
 
 #: Columns of the cohort every task table carries (the temporal split's contract).
-SPLIT_CONTRACT = ("subject_id", "anchor_year", "real_year_min", "real_year_max", "split_anchor_group",
-                  "split_real_year", "split", "in_analysis")
+SPLIT_CONTRACT = ("subject_id", *SPLIT_COLUMNS)
 
 
 def manifest_table(manifest: feat.FeatureManifest) -> pd.DataFrame:

@@ -77,7 +77,7 @@ def run_model_selection(P: Params, task: str = "primary") -> SimpleNamespace:
     reliability = uncertainty.reliability_table(y_test, prob, n_bins=bins, strategy=strategy)
     report("raw vs calibrated ranking: every calibration scheme and map")
     ranking = modeling.calibration_ranking(X_train, y_train, X_test, y_test, params=best, manifest=manifest, seed=seed,
-                                           settings=rs, served=bundle, n_boot=m["n_boot"])
+                                           settings=rs, served=bundle, n_boot=m["n_boot"], groups=subjects)
     rel_fig = uncertainty.plot_reliability(y_test, {"raw XGBoost score": raw, f"{rs.calibrator}-calibrated": prob},
                                            n_bins=bins, strategy=strategy,
                                            title=f"Reliability, test years ({P.data_label})")
@@ -145,7 +145,7 @@ def run_model_selection(P: Params, task: str = "primary") -> SimpleNamespace:
     write_table(test_metrics, out / "test_metrics", title=f"Test years, {t.title} (threshold {rs.operating_threshold})",
                 data_label=dl, note=f"Metrics of the calibrated ({rs.calibrator}) probability; `raw score:` rows threshold "
                                     "the class-weighted XGBoost score before calibration at the same threshold.")
-    write_table(reliability, out / "reliability", title="Reliability table (isotonic, test years)", data_label=dl)
+    write_table(reliability, out / "reliability", title=f"Reliability table ({rs.calibrator}, test years)", data_label=dl)
     write_table(calibration, out / "calibration", title="Calibration: ECE with bootstrap 95% CI, test years",
                 data_label=dl, note=f"Percentile bootstrap, {m['n_boot']} resamples (clinops.bootstrap); bins fixed on "
                                      "the full test set. Equal-mass bins hold equal counts (the adaptive ECE).")

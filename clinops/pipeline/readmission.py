@@ -45,7 +45,7 @@ def run_readmission_data(P: Params) -> SimpleNamespace:
     table.insert(0, "id", X.index.astype("int64"))
     table["label"] = idx["label"].astype(int).to_numpy()
     # every index admission stays in the table (ambiguous ones too); in_analysis selects the main analysis
-    for col in SPLIT_CONTRACT + (("excluded_reason",) if "excluded_reason" in idx.columns else ()):
+    for col in SPLIT_CONTRACT:
         table[col] = idx[col].to_numpy()
     table["sensitive_sex"] = idx["gender"].astype("string").to_numpy()
     table["sensitive_age"] = idx["age"].astype(float).to_numpy()

@@ -62,7 +62,9 @@ def run_sensitivity(P: Params, task: str = "primary") -> pd.DataFrame:
     bundle_json = t.bundle_dir / "bundle.json"
     if not bundle_json.is_file():
         raise FileNotFoundError(f"{bundle_json} is missing: run the model step of task {t.key} first")
-    xgb_params, max_bin = xgb_config_from_bundle(json.loads(bundle_json.read_text()))
+    bundle_doc = json.loads(bundle_json.read_text())
+    xgb_params, max_bin = xgb_config_from_bundle(bundle_doc)
+    served = bundle_doc.get("lineage", {})
     cohort_path = t.build_dir / "cohort.parquet"
     cohort = pd.read_parquet(cohort_path) if t.task.name == "mortality" else None
     frame = sensitivity_frame(load_task_table(t), cohort)
@@ -76,7 +78,10 @@ def run_sensitivity(P: Params, task: str = "primary") -> pd.DataFrame:
     note = ("Each row refits the final model's recipe (training-row imputation values, XGBoost with the main "
             f"model's chosen configuration: {config}; no new search, no calibration) on the variant's rows and "
             "scores the raw score once on its test rows; the `main` row is the main design refitted the same way, "
-            f"so `delta_auroc` compares like with like. The served model is fitted on part of the training rows and isotonic-calibrated, so its test AUROC (model/test_metrics) differs from the `main` row's. AUROC CI: the one bootstrap ({settings['n_boot']} resamples). "
+            "so `delta_auroc` compares like with like. The served model is calibrated "
+            f"({served.get('calibration_scheme', 'split')} / {served.get('calibrator', 'isotonic')}; booster fitted on "
+            f"{served.get('n_fit', 'part of the')} training rows), so its test AUROC (model/test_metrics) differs from "
+            f"the `main` row's. AUROC CI: the one bootstrap ({settings['n_boot']} resamples). "
             "A variant whose columns this run's table lacks says so in `status`.")
     if t.task.name == "mortality":
         note += (" `dx_chapter` is the billing principal diagnosis, coded after discharge: the paper uses it, so the "

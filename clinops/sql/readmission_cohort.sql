@@ -183,11 +183,11 @@ SELECT
     -- [group start + k, group end + k] (k = shifted year - anchor_year) reaches $last_data_year
     -- (at_risk), and (censored) the horizon crosses the end of the discharge's shifted year
     CAST(coalesce(
-        CAST(left(adm.anchor_year_group, 4) AS INTEGER) + 2
+        CAST(right(adm.anchor_year_group, 4) AS INTEGER)
             + (extract(YEAR FROM adm.dischtime) - adm.anchor_year) >= $last_data_year,
         FALSE) AS INTEGER) AS followup_at_risk,
     CAST(coalesce(
-        CAST(left(adm.anchor_year_group, 4) AS INTEGER) + 2
+        CAST(right(adm.anchor_year_group, 4) AS INTEGER)
             + (extract(YEAR FROM adm.dischtime) - adm.anchor_year) >= $last_data_year
         AND extract(YEAR FROM adm.dischtime + to_days(CAST($horizon_days AS INTEGER)))
             > extract(YEAR FROM adm.dischtime),

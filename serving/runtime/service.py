@@ -162,8 +162,9 @@ class ServingRuntime(Scoring, AuditActions, Review, Outcomes, Governance, Erasur
                                            age_edges=self.settings.age_edges, min_outcomes=self.min_outcomes,
                                            reference_auroc=reference_auroc)
         self.psi_reference = psi_reference_from_bundle(bundle)
-        # PSI of recent inputs and the drift policy's detectors on the scores, evaluated on the
-        # background thread; the drift state workers agree on lives in the outcome store.
+        # PSI of recent inputs, the drift policy's detectors on the scores and on every feature
+        # stream, and the CBPE estimate, evaluated on the background thread; the drift state
+        # workers agree on lives in the outcome store.
         self.drift_monitor = LiveDriftMonitor(self.psi_reference, self.drift_policy, manifest=self.manifest,
                                               sink=self.governance, shared=self.outcomes, window=psi_window,
                                               run_later=lambda job: self._background.submit("drift", job),

@@ -11,15 +11,13 @@ True
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import socket
 import subprocess
 from pathlib import Path
-from typing import Iterator
 
-__all__ = ["pg_binary", "PostgresServer", "postgres_server"]
+__all__ = ["pg_binary", "PostgresServer"]
 
 #: Debian's versioned folders, newest first (the binaries are not on PATH there).
 _DEBIAN_VERSIONS = ("17", "16", "15", "14")
@@ -87,13 +85,3 @@ class PostgresServer:
         except subprocess.CalledProcessError:
             self._run(self.pg_ctl, "-D", str(self.data), "-m", "immediate", "-w", "stop", check=False)
 
-
-@contextlib.contextmanager
-def postgres_server(folder: str | os.PathLike) -> Iterator[str]:
-    """A started :class:`PostgresServer` in ``folder``; yields its DSN; stopped on exit."""
-    server = PostgresServer(folder)
-    dsn = server.start()
-    try:
-        yield dsn
-    finally:
-        server.stop()

@@ -68,7 +68,6 @@ class BernoulliCUSUM(StreamDetector):
         if mode not in ("up", "both"):
             raise ValueError(f"mode: must be 'up' or 'both', got {mode!r}")
         self._steps = [_llr_steps(p0, odds_ratio)] + ([_llr_steps(p0, 1 / odds_ratio)] if mode == "both" else [])
-        self._up, self._down = self._steps[0]
         self.p0, self.cut, self.threshold, self.mode = float(p0), float(cut), float(threshold), mode
         self.statistics = [0.0] * len(self._steps)
         self.drift_detected = False

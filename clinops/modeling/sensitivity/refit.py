@@ -34,14 +34,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import xgboost as xgb
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from clinops import features
 from clinops.bootstrap import auroc_interval
 from clinops.features import FeatureManifest
 from clinops.labels import binary_labels
-from clinops.modeling.xgb_config import DEFAULT_MAX_BIN, XGB_PARAM_NAMES, check_max_bin, scale_pos_weight, train_params
+from clinops.modeling.cross_fit import fit_booster
+from clinops.modeling.xgb_config import DEFAULT_MAX_BIN, XGB_PARAM_NAMES
 
 __all__ = ["RESULT_COLUMNS", "variant_manifest", "refit_and_evaluate", "xgb_config_from_bundle"]
 
@@ -166,17 +166,13 @@ def refit_and_evaluate(train: pd.DataFrame, test: pd.DataFrame, manifest: Featur
     names = list(feature_names)
     m = variant_manifest(manifest, names, pd.concat([train, test], ignore_index=True))
     X_train, X_test = _encode(m, train), _encode(m, test)
-    medians = features.freeze_medians(X_train, manifest=m)
-    X_train, _ = features.impute(X_train, medians)
-    X_test, _ = features.impute(X_test, medians)
     y_train = binary_labels(train[label].to_numpy(), "train.label")
     y_test = binary_labels(test[label].to_numpy(), "test.label")
     config = {k: xgb_params[k] for k in XGB_PARAM_NAMES if k in xgb_params}
-    params, rounds = train_params(config, seed, scale_pos_weight(y_train), check_max_bin(max_bin))
-    dtrain = xgb.QuantileDMatrix(X_train.to_numpy(dtype=float), label=y_train, feature_names=names,
-                                 max_bin=int(max_bin), nthread=1)
-    booster = xgb.train(params, dtrain, num_boost_round=rounds)
-    raw = booster.inplace_predict(X_test.to_numpy(dtype=float))
+    # the final model's recipe: medians frozen on the training rows, class weight, the configuration
+    booster, medians, _ = fit_booster(X_train, y_train, params=config, manifest=m, seed=seed, max_bin=max_bin)
+    X_test, _ = features.impute(X_test, medians)
+    raw = booster.inplace_predict(X_test[m.names].to_numpy(dtype=float))
     lo, hi = auroc_interval(y_test, raw, n_boot=int(n_boot), seed=seed)
     return {"n_train": int(len(y_train)), "n_test": int(len(y_test)), "prevalence_test": float(y_test.mean()),
             "auroc": float(roc_auc_score(y_test, raw)), "auroc_lo": float(lo), "auroc_hi": float(hi),

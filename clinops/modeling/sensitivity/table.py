@@ -40,7 +40,7 @@ TABLE_COLUMNS = ("variant", "changed", *RESULT_COLUMNS, "delta_auroc", "status")
 def sensitivity_table(frame: pd.DataFrame, specs: Mapping[str, VariantSpec], ctx: VariantContext,
                       manifest: FeatureManifest, xgb_params: Mapping[str, Any], *, seed: int, n_boot: int,
                       max_bin: int = DEFAULT_MAX_BIN, progress: Callable[[str], None] | None = None) -> pd.DataFrame:
-    """Refit every variant of ``specs`` on ``frame`` and tabulate them (``main`` first, if present).
+    """Refit every variant of ``specs`` on ``frame`` and tabulate them, in ``specs`` order.
 
     A variant whose columns are missing, or whose rows lack a class, gets a row with empty
     numbers and its reason in ``status``; ``delta_auroc`` is the AUROC minus the ``main`` row's.
