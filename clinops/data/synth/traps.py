@@ -39,7 +39,9 @@ TRACH_DEVICES = ("Tracheostomy tube", "Trach mask")
 #: algorithm's procedure categories that a readmission can be identified by: always planned
 #: (organ and bone-marrow transplant) and potentially planned elective surgery (joint
 #: replacement, cholecystectomy, colectomy, CABG, heart valve replacement, aortic resection).
-#: A subset for counting candidates; the task's own algorithm decides what it excludes.
+#: A subset for counting candidates; the task's own algorithm decides what it excludes. It is
+#: not the task's code list (clinops/tasks/readmission/cms_planned.csv): the data layer may not
+#: import a task, and the two lists differ (moving that list to the data layer is open work).
 PLANNED_PROCEDURE_PREFIXES = {
     9: ("556", "5051", "5059", "375", "335", "4100", "4101", "4102", "4103", "4104", "4105", "4106",
         "4107", "4108", "4109", "8151", "8152", "8154", "8155", "5122", "5123", "457", "458", "361",
