@@ -96,6 +96,52 @@ def test_a_forged_commit_is_refused_by_the_writer_and_never_checkpointed(tmp_pat
     assert not report.ok and report.first_bad_seq == 3 and "invalid Ed25519 signature" in report.problem
 
 
+class _HeldElsewhere:
+    """A signer that is not an :class:`Ed25519Signer` (as a KMS or OpenBao signer would be)."""
+
+    def __init__(self, inner: Ed25519Signer) -> None:
+        self._inner = inner
+
+    @property
+    def key_id(self) -> str:
+        return self._inner.key_id
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        return self._inner.public_key
+
+    def sign(self, message: bytes) -> bytes:
+        return self._inner.sign(message)
+
+
+def test_two_writers_check_each_others_seals_by_signing_again_or_by_verifying(tmp_path: Path, monkeypatch) -> None:
+    """A writer holding the log's key checks another process's seal by signing its message again
+    (Ed25519 is deterministic); one whose signer is not a local key verifies; a forgery fails both."""
+    root = tmp_path / "audit"
+    checks: list[bool] = []
+    made = Ed25519Signer.made
+    monkeypatch.setattr(Ed25519Signer, "made", lambda self, sig, msg: checks.append(made(self, sig, msg)) or checks[-1])
+    local = AuditTrail.open(root)
+    remote = AuditTrail.open(root, signer=_HeldElsewhere(Ed25519Signer.load(root / "private" / "signing.key")))
+    try:
+        local.append("review", review(0))
+        remote.append("review", review(1))                  # verifies local's seal (no made() call)
+        assert checks == []
+        local.append("review", review(2))                   # re-signs remote's seal: the same bytes
+        assert checks == [True]
+        forge_commit(root)                                  # an insider's commit, random signature bytes
+        with pytest.raises(AuditIntegrityError, match="invalid Ed25519 signature"):
+            local.append("review", review(3))
+        assert checks == [True, False]                      # not made by the key, then verified and refused
+        with pytest.raises(AuditIntegrityError, match="invalid Ed25519 signature"):
+            remote.append("review", review(3))
+    finally:
+        local._release()
+        remote._release()
+    report = verify_log(root, public_key=pinned(root))
+    assert not report.ok and report.first_bad_seq == 3
+
+
 def test_a_commit_sealed_under_another_key_id_is_refused(tmp_path: Path) -> None:
     root = tmp_path / "audit"
     with AuditTrail.open(root) as trail:

@@ -182,6 +182,24 @@ class Ed25519Signer:
     def sign(self, message: bytes) -> bytes:
         return self._key.sign(message)
 
+    def made(self, signature: bytes, message: bytes) -> bool:
+        """True when ``signature`` is this key's signature of ``message``, by signing it again.
+
+        Ed25519 signing is deterministic (RFC 8032: the nonce is a hash of the key and the
+        message), so the one signature this key makes of ``message`` is recomputed and compared;
+        that costs a third of a verification (about 30 vs 110 microseconds here), which matters
+        to a writer checking the seals of the other processes that share its key. False says
+        only that this key did not make it here: a caller then verifies with the public key.
+
+        Examples
+        --------
+        >>> signer = Ed25519Signer.generate()
+        >>> sig = signer.sign(b"head")
+        >>> signer.made(sig, b"head"), signer.made(sig, b"tail"), signer.made(bytes(64), b"head")
+        (True, False, False)
+        """
+        return hmac.compare_digest(self._key.sign(message), signature)
+
 
 @runtime_checkable
 class Keyring(Protocol):

@@ -121,6 +121,9 @@ class LocalSegmentStore:
         self.quarantine_dir = self.root / "quarantine"
         self._fd: int | None = None
         self._fd_first: int | None = None
+        # str paths of segments and their closing checkpoints: a writer looks at the open
+        # segment before every commit, and building Paths costs more than the stat itself
+        self._names: dict[int, tuple[str, str]] = {}
 
     def init(self) -> None:
         """Create the directories (mode 700)."""
@@ -146,19 +149,40 @@ class LocalSegmentStore:
                 firsts.append(int(digits))
         return sorted(firsts)
 
+    def _name(self, first: int) -> tuple[str, str]:
+        names = self._names.get(first)
+        if names is None:
+            if len(self._names) > 64:
+                self._names.clear()
+            names = self._names[first] = (str(self.path(first)), str(self.checkpoint_path(first)))
+        return names
+
     def exists(self, first: int) -> bool:
         """True when a segment starting at record ``first`` exists."""
-        return self.path(first).exists()
+        return os.path.exists(self._name(first)[0])
 
     def size(self, first: int) -> int:
         """Size of segment ``first`` in bytes."""
-        return self.path(first).stat().st_size
+        if self._fd_first == first and self._fd is not None:
+            return os.fstat(self._fd).st_size  # the inode's size: other processes' appends included
+        return os.stat(self._name(first)[0]).st_size
 
     def read(self, first: int, start: int = 0, end: int | None = None) -> bytes:
         """Bytes ``[start, end)`` of segment ``first``."""
-        with open(self.path(first), "rb") as fh:
-            fh.seek(start)
-            return fh.read() if end is None else fh.read(max(0, end - start))
+        fd = os.open(self._name(first)[0], os.O_RDONLY)
+        try:
+            if end is None:
+                end = os.fstat(fd).st_size
+            chunks = []
+            while start < end:
+                chunk = os.pread(fd, end - start, start)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                start += len(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
 
     def create(self, first: int) -> None:
         """Create an empty segment (fails if it exists) and make its name durable."""
@@ -192,7 +216,7 @@ class LocalSegmentStore:
 
     def is_sealed(self, first: int) -> bool:
         """True when segment ``first`` has its closing checkpoint (it is then read-only)."""
-        return self.checkpoint_path(first).exists()
+        return os.path.exists(self._name(first)[1])
 
     def seal(self, first: int, checkpoint: bytes) -> None:
         """Close segment ``first``: store its checkpoint next to it and make both read-only.

@@ -181,10 +181,15 @@ class LiveDriftMonitor:
         with self._lock:
             pending, self._pending, self._drain_scheduled = self._pending, [], False
             detectors = list(self._detectors.items())  # a detector built later is appended at the end
-            for row, score, n_active in pending:
+            if not pending:
+                return
+            # each stream's values for every waiting row in one transform (not one per row and detector)
+            columns = np.array([row for row, _, _ in pending], dtype=float).reshape(len(pending), -1)
+            values = {stream: self._streams[stream].transform(columns[:, self._column[stream]]).tolist()
+                      for stream in {stream for (stream, _), _ in detectors if stream != SCORE}}
+            for i, (_, score, n_active) in enumerate(pending):
                 for (stream, name), detector in detectors[:n_active]:
-                    value = score if stream == SCORE else \
-                        float(self._streams[stream].transform(row[self._column[stream]]))
+                    value = score if stream == SCORE else values[stream][i]
                     if value == value and detector.update(value).drift_detected:  # NaN: a missing feature value
                         detections.append((stream_label(name, stream), value))
         for name, value in detections:
