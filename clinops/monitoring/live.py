@@ -122,6 +122,7 @@ class LiveDriftMonitor:
         self.on_psi = on_psi
         self.on_estimate = on_estimate
         self._lock = threading.Lock()
+        self._drain_lock = threading.Lock()  # one drain of the stream detectors at a time
         # The window lives in memory only and is binned when evaluated (every tenth of a
         # window), which keeps pandas out of the per-request path.
         self._rows: deque[list[float]] = deque(maxlen=self.window)
@@ -178,14 +179,18 @@ class LiveDriftMonitor:
         """Feed every waiting served row to the detectors that were running when it was served, in
         serving order, and report each detection."""
         detections: list[tuple[str, float]] = []
-        with self._lock:
-            pending, self._pending, self._drain_scheduled = self._pending, [], False
-            detectors = list(self._detectors.items())  # a detector built later is appended at the end
+        # The monitor's lock guards only the hand-over: observe() (on the server's event loop)
+        # must never wait for dozens of detector updates. Drains run one at a time.
+        with self._drain_lock:
+            with self._lock:
+                pending, self._pending, self._drain_scheduled = self._pending, [], False
+                detectors = list(self._detectors.items())  # a detector built later is appended at the end
+                streams = self._streams
             if not pending:
                 return
             # each stream's values for every waiting row in one transform (not one per row and detector)
             columns = np.array([row for row, _, _ in pending], dtype=float).reshape(len(pending), -1)
-            values = {stream: self._streams[stream].transform(columns[:, self._column[stream]]).tolist()
+            values = {stream: streams[stream].transform(columns[:, self._column[stream]]).tolist()
                       for stream in {stream for (stream, _), _ in detectors if stream != SCORE}}
             for i, (_, score, n_active) in enumerate(pending):
                 for (stream, name), detector in detectors[:n_active]:
