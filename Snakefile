@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)  # this checkout's clinops, whichever one the .venv installed
 from clinops.config import load_params
-from clinops.tasks.readmission.cms_planned import CODE_LIST as CMS_CODE_LIST
+from clinops.data.cms_planned import CODE_LIST as CMS_CODE_LIST
 from clinops.workflow import manifest_file, sql_files, write_fingerprints
 
 PARAMS_FILE = config.get("params") or (workflow.configfiles[0] if workflow.configfiles else "params/default.yaml")

@@ -10,7 +10,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from clinops.tasks.readmission import cms_planned
+from clinops.data import cms_planned
 from clinops.tasks.readmission import cohort as readm_cohort
 from clinops.tasks.readmission.definitions import definitions_table
 from tests.test_readmission import DDL, _adm, _dx, _insert, _svc

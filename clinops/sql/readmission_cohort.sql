@@ -23,7 +23,7 @@
 --
 -- Outcome (CMS): only the FIRST readmission after an index counts; it is the outcome when it is
 -- unplanned (label_cms by the CMS Planned Readmission Algorithm v4.0 with the code lists of
--- clinops/tasks/readmission/cms_planned.csv; label_admission_type by $planned_types). A planned
+-- clinops/data/cms_planned.csv; label_admission_type by $planned_types). A planned
 -- first readmission makes the outcome 0 even if an unplanned one follows within the horizon.
 WITH adm AS (
     SELECT

@@ -28,6 +28,8 @@ from typing import Callable
 import duckdb
 import pandas as pd
 
+from clinops.data.cms_planned import code_list_parameters
+
 from .calibration import INVASIVE_MODES, INVASIVE_MODES_HAMILTON
 
 Counter = Callable[[duckdb.DuckDBPyConnection], dict[str, float]]
@@ -35,21 +37,6 @@ Counter = Callable[[duckdb.DuckDBPyConnection], dict[str, float]]
 #: mimic-code ventilation.sql: O2 delivery devices that make a charttime "Tracheostomy"
 #: (``'Trach mask '`` has a trailing space in the data; compared trimmed here).
 TRACH_DEVICES = ("Tracheostomy tube", "Trach mask")
-#: ICD procedure code prefixes (ICD-9-CM without dot, ICD-10-PCS) of the CMS planned-readmission
-#: algorithm's procedure categories that a readmission can be identified by: always planned
-#: (organ and bone-marrow transplant) and potentially planned elective surgery (joint
-#: replacement, cholecystectomy, colectomy, CABG, heart valve replacement, aortic resection).
-#: A subset for counting candidates; the task's own algorithm decides what it excludes. It is
-#: not the task's code list (clinops/tasks/readmission/cms_planned.csv): the data layer may not
-#: import a task, and the two lists differ (moving that list to the data layer is open work).
-PLANNED_PROCEDURE_PREFIXES = {
-    9: ("556", "5051", "5059", "375", "335", "4100", "4101", "4102", "4103", "4104", "4105", "4106",
-        "4107", "4108", "4109", "8151", "8152", "8154", "8155", "5122", "5123", "457", "458", "361",
-        "352", "3844", "3845"),
-    10: ("0TY0", "0TY1", "0FY0", "02YA", "0BYK", "0BYL", "0BYM", "30243", "0SR9", "0SRB", "0SRC",
-         "0SRD", "0FT4", "0DTE", "0DTF", "0DTG", "0DTH", "0DTK", "0DTL", "0DTM", "0DTN", "0210", "0211",
-         "0212", "0213", "02RF", "02RG", "02RH", "02RJ", "04R0"),
-}
 #: The feature window of the pipeline (hours after ICU intime) and mimic-code's lab pre-window.
 WINDOW_HOURS = 24
 PRE_WINDOW_HOURS = 6
@@ -268,16 +255,23 @@ def deaths_by_horizon(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
 
 
 def _planned_code_sql() -> str:
-    parts = [f"(pr.icd_version = {version} AND ({' OR '.join(f'starts_with(pr.icd_code, {chr(39)}{p}{chr(39)})' for p in prefixes)}))"
-             for version, prefixes in PLANNED_PROCEDURE_PREFIXES.items()]
+    """The readmission task's planned procedures (CMS PR1 always planned, PR3 potentially
+    planned; :mod:`clinops.data.cms_planned`) as a condition on ``pr``."""
+    prefixes: dict[str, set[str]] = {}
+    for key in (*code_list_parameters()["pr1_procedures"], *code_list_parameters()["pr3_procedures"]):
+        version, prefix = key.split(":")
+        prefixes.setdefault(version, set()).add(prefix)
+    parts = [f"(pr.icd_version = {int(version)} AND ({' OR '.join(f'starts_with(pr.icd_code, {chr(39)}{p}{chr(39)})' for p in sorted(codes))}))"
+             for version, codes in sorted(prefixes.items())]
     return " OR ".join(parts)
 
 
 @_register("admissions", "4 planned readmissions")
 def planned_readmissions_by_procedure(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
-    """Admissions within 30 days after a discharge of the same subject that carry a CMS planned
-    procedure code (:data:`PLANNED_PROCEDURE_PREFIXES`), and how many of those are not of a
-    planned ``admission_type`` (missed by the admission-type rule).
+    """Admissions within 30 days after a discharge of the same subject that carry a procedure
+    code the readmission task calls planned (CMS PR1 or PR3 in :mod:`clinops.data.cms_planned`,
+    whatever the diagnosis), and how many of those are not of a planned ``admission_type``
+    (missed by the admission-type rule).
 
     Examples
     --------

@@ -40,7 +40,7 @@ from typing import Any
 
 import pandas as pd
 
-from clinops.tasks.readmission.cms_planned import CODE_LIST, code_list_parameters
+from clinops.data.cms_planned import CODE_LIST, code_list_parameters
 from clinops.tasks.readmission.sql import bind, connection, read_sql
 from clinops.tasks.temporal_split import assign_split, split_flow_step
 
