@@ -3,6 +3,7 @@ scenario strength check, the concept shift and CBPE, on hand-made streams with k
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import httpx
 import numpy as np
@@ -20,6 +21,7 @@ from clinops.drift import (DriftPolicy, FalseAlarmBudget, FeatureStream, PsiRefe
 from clinops.drift.detectors import ADWIN, BernoulliCUSUM, KSWindow, kl_bernoulli
 from clinops.drift.thresholds import adwin_delta, cusum_threshold, ks_window_alpha, page_hinkley_threshold_sd
 from clinops.features import FeatureManifest
+from clinops.pipeline.drift import benchmark_note
 from serving.testing import ServerThread, build_demo_bundle, demo_app, demo_frame, demo_token
 
 BUDGETED = {"monitor": {"false_alarms_per_30_days": 1, "admissions_per_hour": 10, "feature_streams": True}}
@@ -234,3 +236,15 @@ def test_metrics_expose_the_cbpe_estimate_before_and_beside_outcomes(tmp_path):
     assert live["cbpe_auroc"] == pytest.approx(expected_auroc(probs), abs=1e-9)
     assert after["clinops_live_cbpe_auroc"] == pytest.approx(live["cbpe_auroc"], abs=1e-9)
     assert after["clinops_live_auroc"] == pytest.approx(roc_auc_score(y, probs), abs=1e-9)
+
+
+def test_the_benchmark_note_names_the_cusum_bound_only_when_a_scenario_shifts_a_binary_feature():
+    verdict = {"met": True, "delay_met": True, "false_alarms_met": True}
+    d = {"benchmark_hours_after_change": 48}
+    binary = SimpleNamespace(verdict=verdict, table=pd.DataFrame(
+        {"scenario": ["mech_vent 0.38 -> 0.50"], "bound_admissions": [470.2]}))
+    continuous = SimpleNamespace(verdict=verdict, table=pd.DataFrame(
+        {"scenario": ["prior_admissions_12m +1"], "bound_admissions": [float("nan")]}))
+    assert "threshold / KL per admission (binary feature only)" in benchmark_note(binary, d)
+    note = benchmark_note(continuous, d)
+    assert "bound_*: empty, no scenario shifts a binary feature" in note and "threshold / KL" not in note

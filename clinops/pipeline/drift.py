@@ -174,10 +174,13 @@ def benchmark_note(bench: Any, d: dict[str, Any]) -> str:
                    f"{v['max_false_alarms_per_30_days']:g} (unshifted test years are not the training years the "
                    "detectors' reference comes from: part of what they flag is real drift between the two)")
     verdict = "MET" if v["met"] else "NOT MET: " + "; ".join(why)
+    bounds = ("bound_*: the CUSUM information bound, threshold / KL per admission (binary feature only)"
+              if bench.table["bound_admissions"].notna().any() else
+              "bound_*: empty, no scenario shifts a binary feature (the information bound is the CUSUM's, which "
+              "runs on binary features only)")
     return (f"Scenarios: {', '.join(bench.table['scenario'].unique())}. Each stream: {BENCHMARK_CHANGE_AT_HOURS:g} h unshifted, then "
             f"{float(d['benchmark_hours_after_change']):g} h of shifted admissions (no alarm by then: undetected, "
             "an infinite delay in the quantiles, NaN when the quantile is undetected). 'combined' is the "
             "monitor: every budgeted detector on the score and the feature streams (psi_drift is reported beside, "
             "outside the budget). False alarms per 30 days pool every in-control hour of "
-            "every run. bound_*: the CUSUM information bound, threshold / KL per admission (binary feature only). "
-            f"Targets for the run's own scenario: {verdict}.")
+            f"every run. {bounds}. Targets for the run's own scenario: {verdict}.")
