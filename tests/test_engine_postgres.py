@@ -134,6 +134,16 @@ def test_unreachable_server_is_named():
         postgres.open_postgres("host=127.0.0.1 port=1 user=nobody dbname=none connect_timeout=2")
 
 
+def test_a_broken_synthetic_manifest_is_refused_before_any_connection_or_load(tmp_path):
+    src = tmp_path / "mimic"
+    (src / "hosp").mkdir(parents=True)
+    (src / "hosp" / "patients.csv").write_text("subject_id,gender,anchor_age,anchor_year,anchor_year_group,dod\n")
+    (src / "SYNTHETIC.json").write_text('{"generator": "clinops synth", ')
+    # the DSN reaches nothing: the manifest must be refused before a connection is even tried
+    with pytest.raises(MimicSchemaError, match=r"SYNTHETIC.json: not valid JSON \(rule: SYNTHETIC.json is written"):
+        postgres.load_directory(src, "host=127.0.0.1 port=1 user=nobody dbname=none connect_timeout=2")
+
+
 def test_missing_dsn_names_the_environment_variable(monkeypatch):
     monkeypatch.delenv(postgres.DSN_ENV, raising=False)
     with pytest.raises(postgres.PostgresError, match=postgres.DSN_ENV):

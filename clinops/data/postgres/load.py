@@ -148,6 +148,7 @@ def load_directory(src: str | os.PathLike, dsn: str | None = None, *,
     if fmt != "csv":
         raise MimicSchemaError(f"{root}: load-postgres reads csv(.gz) files (rule: point at the PhysioNet "
                                "download or `clinops synth` output, not a parquet copy)")
+    synthetic = _synthetic_manifest(root)  # a broken manifest stops here, before any table is loaded
     conn = connect(dsn)
     actions: dict[str, str] = {}
     try:
@@ -164,7 +165,7 @@ def load_directory(src: str | os.PathLike, dsn: str | None = None, *,
                 actions[name] = "loaded"
             if progress is not None:
                 progress(name, i, len(files), actions[name])
-        _record_provenance(conn, root, digests)
+        _record_provenance(conn, root, digests, synthetic)
     finally:
         conn.close()
     return actions
@@ -176,16 +177,24 @@ def _forget_provenance(conn: Any) -> None:
     conn.execute(f"DELETE FROM {PROVENANCE_TABLE}")
 
 
-def _record_provenance(conn: Any, root: Path, digests: dict[str, str]) -> None:
-    # The generator's own manifest, as it wrote it: the reports' "synthetic" marks come from it.
+def _synthetic_manifest(root: Path) -> str | None:
+    """The generator's own manifest (``SYNTHETIC.json``) as it wrote it, checked; None for real data.
+
+    The reports' "synthetic" marks come from it, so a broken one is refused before anything is
+    loaded or claims to be synthetic.
+    """
     manifest = root / "SYNTHETIC.json"
     synthetic = manifest.read_text() if manifest.is_file() else None
     if synthetic is not None:
-        try:  # a broken manifest stops here, before anything claims the data are synthetic
+        try:
             json.loads(synthetic)
         except ValueError:
             raise MimicSchemaError(f"{manifest}: not valid JSON (rule: SYNTHETIC.json is written by "
                                    "clinops synth; regenerate the directory)") from None
+    return synthetic
+
+
+def _record_provenance(conn: Any, root: Path, digests: dict[str, str], synthetic: str | None) -> None:
     with conn.transaction():
         conn.execute(f"DELETE FROM {PROVENANCE_TABLE}")
         conn.execute(f"INSERT INTO {PROVENANCE_TABLE} (source_dir, sha256, synthetic) "
