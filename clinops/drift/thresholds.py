@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass
 
 __all__ = ["FalseAlarmBudget", "adwin_delta", "cusum_threshold", "ks_window_alpha", "page_hinkley_threshold_sd",
-           "SIEGMUND_CORRECTION"]
+           "per_check_rate", "SIEGMUND_CORRECTION"]
 
 #: Siegmund's (1985) overshoot correction for a Gaussian CUSUM, in SD units.
 SIEGMUND_CORRECTION = 1.166
@@ -87,16 +87,16 @@ def cusum_threshold(arl0: float) -> float:
     return math.log(arl0)
 
 
-def adwin_delta(arl0: float, *, clock: int) -> float:
-    """ADWIN's ``delta`` for an in-control ARL >= ``arl0`` admissions, checking every ``clock`` values.
-
-    ADWIN (Bifet & Gavalda 2007) bounds the chance that one check cuts a stationary window by
-    ``delta``; with ``arl0 / clock`` checks per allowed false alarm, ``delta = clock / arl0``.
+def per_check_rate(arl0: float, *, clock: int = 1) -> float:
+    """The false-alarm probability one check may have when a detector checks every ``clock``
+    values and must keep an in-control ARL >= ``arl0``: ``arl0 / clock`` checks per allowed
+    false alarm, so ``clock / arl0``. ADWIN's ``delta`` and the KS window's ``alpha`` are this
+    rate (:func:`adwin_delta`, :func:`ks_window_alpha`).
 
     Examples
     --------
-    >>> adwin_delta(32_000, clock=32)
-    0.001
+    >>> per_check_rate(32_000, clock=32), per_check_rate(1e5)
+    (0.001, 1e-05)
     """
     if not (isinstance(clock, int) and clock >= 1):
         raise ValueError(f"clock: must be an integer >= 1, got {clock!r}")
@@ -105,11 +105,24 @@ def adwin_delta(arl0: float, *, clock: int) -> float:
     return clock / arl0
 
 
-def ks_window_alpha(arl0: float, *, clock: int = 1) -> float:
-    """The KS window test's ``alpha`` for an in-control ARL >= ``arl0``: one test per ``clock`` values,
-    ``alpha = clock / arl0``.
+def adwin_delta(arl0: float, *, clock: int) -> float:
+    """ADWIN's ``delta`` for an in-control ARL >= ``arl0`` admissions, checking every ``clock`` values.
 
-    Consecutive tests share most of their windows, so the true rate is lower (conservative).
+    ADWIN (Bifet & Gavalda 2007) bounds the chance that one check cuts a stationary window by
+    ``delta``: the :func:`per_check_rate`.
+
+    Examples
+    --------
+    >>> adwin_delta(32_000, clock=32)
+    0.001
+    """
+    return per_check_rate(arl0, clock=clock)
+
+
+def ks_window_alpha(arl0: float, *, clock: int = 1) -> float:
+    """The KS window test's ``alpha`` for an in-control ARL >= ``arl0``, one test per ``clock``
+    values: the :func:`per_check_rate`. Consecutive tests share most of their windows, so the
+    true rate is lower (conservative).
 
     Examples
     --------
@@ -118,9 +131,7 @@ def ks_window_alpha(arl0: float, *, clock: int = 1) -> float:
     >>> ks_window_alpha(1e5, clock=5)
     5e-05
     """
-    if not arl0 > clock >= 1:
-        raise ValueError(f"arl0: must exceed clock ({clock}) >= 1, got {arl0}")
-    return clock / arl0
+    return per_check_rate(arl0, clock=clock)
 
 
 def page_hinkley_threshold_sd(arl0: float, *, delta_sd: float) -> float:
