@@ -104,7 +104,8 @@ if P.is_synthetic:
     # data this run generated; at paper scale also the slow tests of tests/test_synthetic_calibration.py.
     PAPER_SCALE = float(P["data"].get("synthetic", {}).get("scale", 1.0)) == 1.0
     rule synthetic_calibration:
-        input: rules.data.output, CODE
+        # the planned-procedure trap counts with the readmission task's CMS code list
+        input: rules.data.output, CODE, str(CMS_CODE_LIST)
         output: tables(f"{R}/synthetic", "calibration", "traps")
         log: f"{LOGS}/synthetic_calibration.log"
         shell:

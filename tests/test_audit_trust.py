@@ -142,6 +142,48 @@ def test_two_writers_check_each_others_seals_by_signing_again_or_by_verifying(tm
     assert not report.ok and report.first_bad_seq == 3
 
 
+def test_a_seal_the_writer_cannot_remake_is_still_verified_and_accepted(tmp_path: Path, monkeypatch) -> None:
+    root = tmp_path / "audit"
+    monkeypatch.setattr(Ed25519Signer, "made", lambda self, sig, msg: False)   # as if signed elsewhere
+    with AuditTrail.open(root) as first, AuditTrail.open(root) as second:
+        first.append("review", review(0))
+        second.append("review", review(1))              # verifies first's genuine seal: accepted
+        first.append("review", review(2))
+    assert verify_log(root, public_key=pinned(root)).ok
+
+
+def test_after_a_rotation_a_writer_holding_the_retired_key_refuses_a_seal_that_claims_the_new_key(tmp_path: Path) -> None:
+    """Remaking a seal proves only that the writer's own key made it: a seal labelled with the new
+    key but made with the retired one must be verified under the new key, and fails."""
+    root = tmp_path / "audit"
+    rotating = AuditTrail.open(root)
+    retired = Ed25519Signer.load(root / "private" / "signing.key")
+    stale = AuditTrail.open(root, signer=retired)
+    try:
+        rotating.append("review", review(0))
+        rotating.rotate_signing_key(requester="secops")     # private/signing.key now holds the new key
+        new_kid = rotating.key_id
+        assert new_kid != retired.key_id
+        rotating.append("review", review(1))
+        # the insider appends a commit labelled with the new key id, sealed with the retired key
+        seg = open_segment(root)
+        lines = [line for line in seg.read_bytes().split(b"\n") if line]
+        last = [line for line in lines if line.startswith(b'{"seq":')][-1]
+        seq = json.loads(last)["seq"] + 1
+        ts = json.loads(last)["ts"]
+        line = rf.record_line(seq, leaf_hash(last).hex(), ts, "review", uuid.uuid4().hex, None,
+                              rf.canonical_json({"requester": "dr-a", "n": 2}), "null")
+        head = leaf_hash(line).hex()
+        sig = retired.sign(rf.seal_message(rotating.log_id, seq, head, ts))
+        with open(seg, "ab") as fh:
+            fh.write(line + b"\n" + rf.seal_line(seq, head, ts, new_kid, sig) + b"\n")
+        with pytest.raises(AuditIntegrityError, match="invalid Ed25519 signature"):
+            stale.append("review", review(3))
+    finally:
+        rotating._release()
+        stale._release()
+
+
 def test_a_commit_sealed_under_another_key_id_is_refused(tmp_path: Path) -> None:
     root = tmp_path / "audit"
     with AuditTrail.open(root) as trail:

@@ -247,4 +247,4 @@ def test_the_benchmark_note_names_the_cusum_bound_only_when_a_scenario_shifts_a_
         {"scenario": ["prior_admissions_12m +1"], "bound_admissions": [float("nan")]}))
     assert "threshold / KL per admission (binary feature only)" in benchmark_note(binary, d)
     note = benchmark_note(continuous, d)
-    assert "bound_*: empty, no scenario shifts a binary feature" in note and "threshold / KL" not in note
+    assert "bound_*: empty, no scenario here has a CUSUM information bound" in note and "threshold / KL" not in note

@@ -90,7 +90,7 @@ def test_load_builds_mimic_code_layout(server, loaded):
     assert intime == "timestamp without time zone"
 
 
-def test_a_changed_file_replaces_its_table(server, tiny_dir, tmp_path):
+def test_a_changed_file_replaces_its_table(server, tiny_dir, loaded, tmp_path):  # loaded: the tiny data are in
     import shutil
     copy = tmp_path / "copy"
     shutil.copytree(tiny_dir, copy)

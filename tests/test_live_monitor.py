@@ -14,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 from clinops.drift import DriftPolicy, PsiReference, StreamMonitor, reference_statistics, simulate_stream, stream_summary
 from clinops.fairness import FairnessPolicy
 from clinops.features import FeatureManifest
+from clinops.drift.streams import SCORE, stream_label
 from clinops.monitoring import LiveDriftMonitor, OutcomeWindow
 from clinops.uncertainty import expected_calibration_error
 from serving.testing import ServerThread, build_demo_bundle, demo_app, demo_frame, demo_settings, demo_token
@@ -167,9 +168,28 @@ def test_a_policy_enabled_detector_runs_in_the_server(cusum_policy, manifest, tm
     assert any(i["kind"] == "drift_watch" and i["reason"] == "drift detected by cusum" for i in items), items
 
 
-def test_feature_streams_drained_in_bulk_see_what_row_by_row_draining_sees(manifest):
+class PerRowFormula(LiveDriftMonitor):
+    """The reference: the drain as first written, one transform per row and detector."""
+
+    def _update_detectors(self):
+        detections = []
+        with self._lock:
+            pending, self._pending, self._drain_scheduled = self._pending, [], False
+            detectors = list(self._detectors.items())
+            for row, score, n_active in pending:
+                for (stream, name), detector in detectors[:n_active]:
+                    value = score if stream == SCORE else \
+                        float(self._streams[stream].transform(row[self._column[stream]]))
+                    if value == value and detector.update(value).drift_detected:
+                        detections.append((stream_label(name, stream), value))
+        for name, value in detections:
+            self._report_detection(name, value)
+
+
+def test_feature_streams_drained_in_bulk_see_what_the_per_row_formula_sees(manifest):
     """The stream detectors' updates run off the request path, several served rows at a time: each
-    stream is transformed once per drain. Same inputs, same detections as one row per drain."""
+    stream is transformed once per drain. Same inputs, same detections (and values) as the
+    per-row formula, with one row per drain or 25."""
     X, _ = demo_frame(600, seed=3, manifest=manifest)
     reference = PsiReference.from_dict(reference_statistics(manifest.encode(X)))
     policy = DriftPolicy.from_mapping({"monitor": {"feature_streams": True}})
@@ -177,10 +197,10 @@ def test_feature_streams_drained_in_bulk_see_what_row_by_row_draining_sees(manif
     rng = np.random.default_rng(1)
     scores = [float(s) for s in rng.uniform(0.0, 0.5, 120)] + [float(s) for s in rng.uniform(0.4, 0.9, 240)]
     results = []
-    for bulk in (False, True):
+    for monitor, bulk in ((PerRowFormula, False), (LiveDriftMonitor, False), (LiveDriftMonitor, True)):
         governance, jobs = Governance(), []
-        live = LiveDriftMonitor(reference, policy, manifest=manifest, sink=governance, shared=Shared(), window=40,
-                                run_later=jobs.append if bulk else None)
+        live = monitor(reference, policy, manifest=manifest, sink=governance, shared=Shared(), window=40,
+                       run_later=jobs.append if bulk else None)
         for i, (record, score) in enumerate(zip(records, scores)):
             live.observe(record, score=score)
             if bulk and i % 25 == 24:                  # a busy server: 25 rows wait for one drain
@@ -191,7 +211,8 @@ def test_feature_streams_drained_in_bulk_see_what_row_by_row_draining_sees(manif
         assert len(live.running) > 20                  # the score's and every feature's streams
         results.append(([(d, details["value"]) for d, details in governance.drift if not d.startswith("psi:")],
                         {label: getattr(det, "statistic", None) for label, det in zip(live.running, live._detectors.values())}))
-    (row_by_row, stats_a), (bulk, stats_b) = results
-    assert row_by_row, "the shift must be detected for this test to mean anything"
-    assert bulk == row_by_row
-    assert stats_a == pytest.approx(stats_b, nan_ok=True)
+    (formula, stats_formula), (row_by_row, stats_row), (bulk, stats_bulk) = results
+    assert formula, "the shift must be detected for this test to mean anything"
+    assert row_by_row == formula and bulk == formula
+    assert stats_row == pytest.approx(stats_formula, nan_ok=True)
+    assert stats_bulk == pytest.approx(stats_formula, nan_ok=True)

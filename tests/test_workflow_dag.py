@@ -91,6 +91,8 @@ EDITS = [
      "  n_boot: 900                  # bootstrap resamples of each",
      {"sensitivity", "readmission_sensitivity", "reproduction", "reviewer_index", "all"}),
     ("SQL file", "clinops/sql/readmission_src_lab.sql", "\n", "\n-- edited\n", READMISSION | REPORTING),
+    ("CMS code list (the readmission task and the planned-procedure trap read it)", "clinops/data/cms_planned.csv",
+     "\n", "\n\n", {"synthetic_calibration"} | READMISSION | REPORTING),
     ("notebook", "notebooks/04_fairness.ipynb", '"cells": [', '"cells":  [', {"fairness", "governance"} | REPORTING),
     ("package code", "clinops/report.py", "\n", "\n# edited\n", ALL_QUICK),
 ]

@@ -105,6 +105,15 @@ class SegmentStore(Protocol):
     def quarantine_logged(self, path: Path) -> None: ...
 
 
+def _exists(path: str) -> bool:
+    """Like ``Path.exists``: False only when the file is missing (other errors raise)."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 class LocalSegmentStore:
     """A :class:`SegmentStore` in a local directory (see the module docstring for the layout).
 
@@ -159,12 +168,10 @@ class LocalSegmentStore:
 
     def exists(self, first: int) -> bool:
         """True when a segment starting at record ``first`` exists."""
-        return os.path.exists(self._name(first)[0])
+        return _exists(self._name(first)[0])
 
     def size(self, first: int) -> int:
-        """Size of segment ``first`` in bytes."""
-        if self._fd_first == first and self._fd is not None:
-            return os.fstat(self._fd).st_size  # the inode's size: other processes' appends included
+        """Size of segment ``first`` in bytes (of the file at its path: a replaced file is seen)."""
         return os.stat(self._name(first)[0]).st_size
 
     def read(self, first: int, start: int = 0, end: int | None = None) -> bytes:
@@ -216,7 +223,7 @@ class LocalSegmentStore:
 
     def is_sealed(self, first: int) -> bool:
         """True when segment ``first`` has its closing checkpoint (it is then read-only)."""
-        return os.path.exists(self._name(first)[1])
+        return _exists(self._name(first)[1])
 
     def seal(self, first: int, checkpoint: bytes) -> None:
         """Close segment ``first``: store its checkpoint next to it and make both read-only.

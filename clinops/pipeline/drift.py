@@ -176,8 +176,8 @@ def benchmark_note(bench: Any, d: dict[str, Any]) -> str:
     verdict = "MET" if v["met"] else "NOT MET: " + "; ".join(why)
     bounds = ("bound_*: the CUSUM information bound, threshold / KL per admission (binary feature only)"
               if bench.table["bound_admissions"].notna().any() else
-              "bound_*: empty, no scenario shifts a binary feature (the information bound is the CUSUM's, which "
-              "runs on binary features only)")
+              "bound_*: empty, no scenario here has a CUSUM information bound (it is defined for the CUSUM on "
+              "a shifted binary feature)")
     return (f"Scenarios: {', '.join(bench.table['scenario'].unique())}. Each stream: {BENCHMARK_CHANGE_AT_HOURS:g} h unshifted, then "
             f"{float(d['benchmark_hours_after_change']):g} h of shifted admissions (no alarm by then: undetected, "
             "an infinite delay in the quantiles, NaN when the quantile is undetected). 'combined' is the "

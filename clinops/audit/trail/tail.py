@@ -17,7 +17,7 @@ from cryptography.exceptions import InvalidSignature
 
 from clinops.audit import records as rf
 from clinops.audit.errors import AuditIntegrityError
-from clinops.audit.keys import Ed25519Signer
+from clinops.audit.keys import Ed25519Signer, public_key_raw
 from clinops.audit.receipts import RecoveryReport
 from clinops.audit.records import RECORD_START, SEAL_START, TRANSITION_KIND
 from clinops.audit.storage import fsync_dir
@@ -178,8 +178,10 @@ class TailFollower:
             return
         covered = self._covered_by_checkpoint() if len(seals) > 8 else 0
         # a seal made with the key this writer holds is checked by signing its message again
-        # (Ed25519Signer.made: a third of the cost of verifying), the others by verifying
+        # (Ed25519Signer.made: a third of the cost of verifying), the others by verifying; "the
+        # key" is compared as the public key itself, not only its (truncated) key id
         own = self._signer if isinstance(self._signer, Ed25519Signer) else None
+        own_raw = public_key_raw(own.public_key) if own is not None else None
         for start, seal, public, kid in seals:
             end = seal.seq + 1
             if end // self._checkpoint_every > start // self._checkpoint_every and not self._store.has_checkpoint(end):
@@ -192,7 +194,8 @@ class TailFollower:
             else:
                 message = seal.message(self.log_id)
                 try:
-                    if not (own is not None and own.key_id == kid and own.made(seal.sig, message)):
+                    if not (own is not None and own.key_id == kid and public_key_raw(public) == own_raw
+                            and own.made(seal.sig, message)):
                         public.verify(seal.sig, message)
                 except InvalidSignature:
                     problem = "has an invalid Ed25519 signature"

@@ -139,7 +139,8 @@ def load_directory(src: str | os.PathLike, dsn: str | None = None, *,
     PostgresError
         Unreachable server, or a table that cannot take its keys (names the table and the rule).
     clinops.data.mimic.MimicSchemaError
-        No csv tables in ``src`` (parquet copies are not loaded: load the csv.gz originals).
+        No csv tables in ``src`` (parquet copies are not loaded: load the csv.gz originals), or
+        a ``SYNTHETIC.json`` that is not valid JSON (refused before connecting).
     """
     root = Path(src).expanduser().resolve()
     if not root.is_dir():

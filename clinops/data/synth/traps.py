@@ -256,12 +256,17 @@ def deaths_by_horizon(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
 
 def _planned_code_sql() -> str:
     """The readmission task's planned procedures (CMS PR1 always planned, PR3 potentially
-    planned; :mod:`clinops.data.cms_planned`) as a condition on ``pr``."""
+    planned; :mod:`clinops.data.cms_planned`) as a condition on ``pr`` (codes trimmed, as the
+    task's SQL compares them)."""
+    lists = code_list_parameters()
     prefixes: dict[str, set[str]] = {}
-    for key in (*code_list_parameters()["pr1_procedures"], *code_list_parameters()["pr3_procedures"]):
+    for key in (*lists["pr1_procedures"], *lists["pr3_procedures"]):
         version, prefix = key.split(":")
         prefixes.setdefault(version, set()).add(prefix)
-    parts = [f"(pr.icd_version = {int(version)} AND ({' OR '.join(f'starts_with(pr.icd_code, {chr(39)}{p}{chr(39)})' for p in sorted(codes))}))"
+    if not prefixes:
+        return "FALSE"  # a code list without PR1 / PR3 procedures: nothing is planned by procedure
+    parts = [f"(pr.icd_version = {int(version)} AND ("
+             + " OR ".join(f"starts_with(trim(pr.icd_code), '{p}')" for p in sorted(codes)) + "))"
              for version, codes in sorted(prefixes.items())]
     return " OR ".join(parts)
 
