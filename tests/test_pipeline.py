@@ -202,6 +202,9 @@ def test_readmission_task_is_the_same_stages_with_its_own_paper_ids(P, readmissi
     data, model = readmission
     assert data.table["id"].is_unique and set(data.table["split"]) <= {"train", "test", "ambiguous"}
     assert {"subject_id", "split_real_year", "split_anchor_group", "in_analysis"} <= set(data.table.columns)
+    # rows the definition excludes stay in the table with their reason, outside the analysis
+    assert "excluded_reason" in data.table.columns
+    assert not data.table.loc[data.table["excluded_reason"].notna(), "in_analysis"].any()
     assert (P.reports_dir / "readmission" / "cohort" / "split_by_real_year.csv").is_file()
     assert comparison(P, "readmission_cohort")["readm_n_features"] == len(pipeline.task_config(P, "readmission")
                                                                         .manifest().names)

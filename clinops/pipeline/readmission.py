@@ -44,8 +44,9 @@ def run_readmission_data(P: Params) -> SimpleNamespace:
     table = X.reset_index(drop=True)
     table.insert(0, "id", X.index.astype("int64"))
     table["label"] = idx["label"].astype(int).to_numpy()
-    # every index admission stays in the table (ambiguous ones too); in_analysis selects the main analysis
-    for col in SPLIT_CONTRACT:
+    # every index admission stays in the table (ambiguous and excluded ones too, with the definition's
+    # reason); in_analysis selects the main analysis
+    for col in (*SPLIT_CONTRACT, "excluded_reason"):
         table[col] = idx[col].to_numpy()
     table["sensitive_sex"] = idx["gender"].astype("string").to_numpy()
     table["sensitive_age"] = idx["age"].astype(float).to_numpy()

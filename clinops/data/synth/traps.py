@@ -28,7 +28,7 @@ from typing import Callable
 import duckdb
 import pandas as pd
 
-from clinops.data.cms_planned import code_list_parameters
+from clinops.data.cms_planned import read_code_list
 
 from .calibration import INVASIVE_MODES, INVASIVE_MODES_HAMILTON
 
@@ -258,11 +258,10 @@ def _planned_code_sql() -> str:
     """The readmission task's planned procedures (CMS PR1 always planned, PR3 potentially
     planned; :mod:`clinops.data.cms_planned`) as a condition on ``pr`` (codes trimmed, as the
     task's SQL compares them)."""
-    lists = code_list_parameters()
     prefixes: dict[str, set[str]] = {}
-    for key in (*lists["pr1_procedures"], *lists["pr3_procedures"]):
-        version, prefix = key.split(":")
-        prefixes.setdefault(version, set()).add(prefix)
+    for row in read_code_list():
+        if row["category"] in ("PR1", "PR3"):
+            prefixes.setdefault(row["icd_version"], set()).add(row["code_prefix"])
     if not prefixes:
         return "FALSE"  # a code list without PR1 / PR3 procedures: nothing is planned by procedure
     parts = [f"(pr.icd_version = {int(version)} AND ("
