@@ -57,10 +57,13 @@ def test_folds_reject_bad_input():
     y = np.array([0, 1] * 5)
     with pytest.raises(ValueError, match="n_splits"):
         calibration_folds(y, n_splits=1, seed=0)
-    with pytest.raises(ValueError, match="groups: must have one subject id per row"):
+    # the rules (and messages) of clinops.modeling.cv, which makes the folds
+    with pytest.raises(ValueError, match=r"groups: must be one subject id per row \(10 rows\)"):
         calibration_folds(y, n_splits=2, seed=0, groups=[1, 2])
-    with pytest.raises(ValueError, match="groups: 5 folds need at least 5 subjects"):
+    with pytest.raises(ValueError, match="groups: 2 subject.s. cannot fill 5 folds"):
         calibration_folds(y, n_splits=5, seed=0, groups=[1, 2] * 5)
+    with pytest.raises(ValueError, match="groups: subject id missing in 1 row"):
+        calibration_folds(y, n_splits=2, seed=0, groups=[1, 2, 3, 4, 5, 6, 7, 8, 9, None])
 
 
 def test_out_of_fold_scores_come_from_the_model_without_the_row():
@@ -218,6 +221,21 @@ def test_split_for_calibration_by_subject_keeps_subjects_on_one_side():
     assert not set(by_row[X_fit.index]) & set(by_row[X_cal.index])
     assert len(X_fit) + len(X_cal) == 600 and 0.15 < len(X_cal) / 600 < 0.25
     assert abs(y_cal.mean() - y.mean()) < 0.05
+
+
+def test_fit_calibrated_splits_subject_ids_by_position_whatever_the_index():
+    # a frame indexed by subject (repeated labels: readmissions) must give the model of the
+    # same rows on a fresh index; subject ids were once looked up by index label
+    X, y = tiny_data(600, seed=4)
+    subject = subjects_with_repeats(600, seed=1)
+    fresh = modeling.fit_calibrated(X, y, params=SMALL_CONFIG, manifest=MANIFEST, seed=0, fraction=0.3,
+                                    groups=subject)
+    by_subject = modeling.fit_calibrated(X.set_axis(pd.Index(subject), axis=0), y, params=SMALL_CONFIG,
+                                         manifest=MANIFEST, seed=0, fraction=0.3, groups=subject)
+    assert fresh.lineage["n_fit"] == by_subject.lineage["n_fit"]
+    probe = X.iloc[:50].reset_index(drop=True)
+    np.testing.assert_array_equal(uncertainty.RiskPredictor(fresh).predict_frame(probe, encoded=True)["probability"],
+                                  uncertainty.RiskPredictor(by_subject).predict_frame(probe, encoded=True)["probability"])
 
 
 def test_calibration_ranking_reports_every_scheme_and_map(base_settings):

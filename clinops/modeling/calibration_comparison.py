@@ -30,7 +30,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from clinops.bundle import ModelBundle
 from clinops.labels import binary_labels, probabilities
-from clinops.modeling.final_fit import fit_final, split_for_calibration
+from clinops.modeling.final_fit import calibration_split_positions, fit_final
 from clinops.settings import CALIBRATION_SCHEMES, CALIBRATORS, TaskSettings
 from clinops.uncertainty import RiskPredictor, ece_interval
 
@@ -61,12 +61,13 @@ def fit_calibrated(X_train: pd.DataFrame, y_train: np.ndarray, *, params: Mappin
         return fit_final(X_train, y_train, groups=groups, **kw)
     if calibration != "split":
         raise ValueError(f"modeling.calibration: must be one of {list(CALIBRATION_SCHEMES)}, got {calibration!r}")
-    X_fit, X_cal, y_fit, y_cal = split_for_calibration(X_train, y_train, fraction=fraction, seed=seed, groups=groups)
-    g = None
-    if groups is not None:  # subject ids of the fitting rows, then of the slice (fit_final's order)
-        by_row = pd.Series(np.asarray(groups, dtype=object), index=X_train.index)
-        g = np.concatenate([by_row.loc[X_fit.index].to_numpy(), by_row.loc[X_cal.index].to_numpy()])
-    return fit_final(X_fit, y_fit, X_cal, y_cal, groups=g, **kw)
+    ya = binary_labels(y_train, "y_train")
+    if len(X_train) != len(ya):
+        raise ValueError("X_train and y_train: must have the same number of rows")
+    kept, held = calibration_split_positions(ya, fraction=fraction, seed=seed, groups=groups)
+    # subject ids of the fitting rows, then of the slice (fit_final's order), by position
+    g = None if groups is None else np.asarray(groups, dtype=object)[np.concatenate([kept, held])]
+    return fit_final(X_train.iloc[kept], ya[kept], X_train.iloc[held], ya[held], groups=g, **kw)
 
 
 def ranking_row(y: np.ndarray, raw: np.ndarray, prob: np.ndarray, *, n_bins: int, n_boot: int,

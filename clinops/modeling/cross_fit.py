@@ -32,11 +32,10 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 import xgboost as xgb
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from clinops import features
 from clinops.labels import binary_labels
-from clinops.modeling.cv import as_features
+from clinops.modeling.cv import as_features, check_groups, stratified_folds
 from clinops.modeling.xgb_config import check_max_bin, scale_pos_weight, train_params
 
 __all__ = ["calibration_folds", "fit_booster", "out_of_fold_scores"]
@@ -68,21 +67,12 @@ def calibration_folds(y: np.ndarray, *, n_splits: int, seed: int,
     labels = binary_labels(y, "y")
     if not isinstance(n_splits, (int, np.integer)) or n_splits < 2:
         raise ValueError(f"n_splits: must be an integer of at least 2, got {n_splits!r}")
-    if groups is None:
-        if n_splits > len(labels):
-            raise ValueError(f"n_splits: {n_splits} folds need at least as many rows, got {len(labels)}")
-        splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        return [(tr, te) for tr, te in splitter.split(np.zeros(len(labels)), labels)]
-    g = pd.Series(np.asarray(groups, dtype=object))
-    if len(g) != len(labels):
-        raise ValueError(f"groups: must have one subject id per row ({len(labels)}), got {len(g)}")
-    if g.isna().any():
-        raise ValueError("groups: must not contain missing subject ids")
-    if g.nunique() < n_splits:
-        raise ValueError(f"groups: {n_splits} folds need at least {n_splits} subjects, got {g.nunique()}")
-    codes = pd.factorize(g)[0]
-    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    return [(tr, te) for tr, te in splitter.split(np.zeros(len(labels)), labels, groups=codes)]
+    if groups is None and n_splits > len(labels):
+        raise ValueError(f"n_splits: {n_splits} folds need at least as many rows, got {len(labels)}")
+    g = check_groups(groups, len(labels))
+    # subject codes in order of first appearance: StratifiedGroupKFold's folds depend on how the
+    # groups are labelled, and these are the folds the cross-fitted models have always had
+    return stratified_folds(labels, n_splits, seed, groups=None if g is None else pd.factorize(g)[0])
 
 
 def fit_booster(X: pd.DataFrame, y: np.ndarray, *, params: Mapping[str, Any], manifest: Any, seed: int,

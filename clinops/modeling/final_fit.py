@@ -24,7 +24,7 @@ from clinops import features
 from clinops.bundle import CalibratedBooster, ModelBundle
 from clinops.labels import binary_labels
 from clinops.modeling.cross_fit import calibration_folds, fit_booster, out_of_fold_scores
-from clinops.modeling.cv import as_features, as_manifest
+from clinops.modeling.cv import as_features, as_manifest, check_groups
 from clinops.drift.psi import reference_statistics
 from clinops.modeling.xgb_config import DEFAULT_MAX_BIN, XGB_PARAM_NAMES, check_max_bin
 from clinops.settings import CALIBRATION_SCHEMES, CALIBRATORS, TaskSettings
@@ -37,7 +37,7 @@ from clinops.uncertainty import (
     lac_threshold,
 )
 
-__all__ = ["split_for_calibration", "fit_final"]
+__all__ = ["calibration_split_positions", "split_for_calibration", "fit_final"]
 
 
 def _holdout(y: np.ndarray, fraction: float, seed: int,
@@ -45,16 +45,32 @@ def _holdout(y: np.ndarray, fraction: float, seed: int,
     """Positions ``(kept, held out)``: stratified; by whole subjects when ``groups`` is given."""
     if groups is None:
         return train_test_split(np.arange(len(y)), test_size=fraction, stratify=y, random_state=seed)
-    g = pd.Series(np.asarray(groups, dtype=object))
-    if len(g) != len(y):
-        raise ValueError(f"groups: must have one subject id per row ({len(y)}), got {len(g)}")
-    if g.isna().any():
-        raise ValueError("groups: must not contain missing subject ids")
+    g = check_groups(groups, len(y))
     # one fold of round(1 / fraction) stratified subject-grouped folds: about `fraction` of the rows
     n_splits = max(2, int(round(1.0 / min(fraction, 1.0 - fraction))))
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     kept, held = next(splitter.split(np.zeros(len(y)), y, groups=pd.factorize(g)[0]))
     return (held, kept) if fraction > 0.5 else (kept, held)
+
+
+def calibration_split_positions(y_train: pd.Series | np.ndarray, *, fraction: float, seed: int,
+                                groups: np.ndarray | pd.Series | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions ``(fitting rows, held-out slice)`` of :func:`split_for_calibration`.
+
+    For a caller that must split other per-row arrays (e.g. subject ids) the same way;
+    positions, unlike index labels, are right whatever the frame's index.
+
+    Examples
+    --------
+    >>> y = np.array([0, 1] * 10)
+    >>> kept, held = calibration_split_positions(y, fraction=0.2, seed=0)
+    >>> len(kept), len(held), sorted(set(kept) | set(held)) == list(range(20))
+    (16, 4, True)
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction: must be strictly between 0 and 1, got {fraction}")
+    ya = binary_labels(y_train, "y_train")
+    return _holdout(ya, fraction, seed, None if groups is None else np.asarray(groups, dtype=object))
 
 
 def split_for_calibration(
@@ -91,16 +107,12 @@ def split_for_calibration(
     X_fit, X_cal : DataFrame
     y_fit, y_cal : ndarray of int
     """
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"fraction: must be strictly between 0 and 1, got {fraction}")
     ya = binary_labels(y_train, "y_train")
     if len(X_train) != len(ya):
         raise ValueError("X_train and y_train: must have the same number of rows")
-    if groups is None:  # the paper's split, unchanged (same rows as before groups existed)
-        X_fit, X_cal, y_fit, y_cal = train_test_split(
-            X_train, ya, test_size=fraction, stratify=ya, random_state=seed)
-        return X_fit, X_cal, np.asarray(y_fit), np.asarray(y_cal)
-    kept, held = _holdout(ya, fraction, seed, np.asarray(groups, dtype=object))
+    # without groups the paper's split, unchanged: train_test_split of the positions picks the
+    # same rows, in the same order, as train_test_split of the frame did
+    kept, held = calibration_split_positions(ya, fraction=fraction, seed=seed, groups=groups)
     return X_train.iloc[kept], X_train.iloc[held], ya[kept], ya[held]
 
 
