@@ -271,6 +271,30 @@ def _settings(base: TaskSettings, *, calibration: str = "split", calibrator: str
     return TaskSettings.from_dict(d)
 
 
+def test_calibration_ranking_fits_one_booster_per_scheme(base_settings, monkeypatch):
+    # the maps of one scheme share its booster (and its out-of-fold boosters): with the split
+    # isotonic model served, one booster for the split scheme's other map and K + 1 = 4 for both
+    # cross_fit maps (it was 1 + 2 x 4: a refit per map)
+    from clinops.modeling import cross_fit, final_fit
+    X, y = tiny_data(1000, seed=11)
+    settings = _settings(base_settings, calibration="split", calibrator="isotonic")
+    served = modeling.fit_calibrated(X.iloc[:800], y[:800], params=SMALL_CONFIG, manifest=MANIFEST, seed=0,
+                                     settings=settings, fraction=0.2)
+    calls = []
+    original = cross_fit.fit_booster
+
+    def counting(*args, **kwargs):
+        calls.append(len(args[0]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(cross_fit, "fit_booster", counting)
+    monkeypatch.setattr(final_fit, "fit_booster", counting)
+    modeling.calibration_ranking(X.iloc[:800], y[:800], X.iloc[800:].reset_index(drop=True), y[800:],
+                                 params=SMALL_CONFIG, manifest=MANIFEST, seed=0, settings=settings, served=served,
+                                 n_boot=10)
+    assert len(calls) == 1 + 4, calls
+
+
 def test_resolved_settings_carry_the_calibration_keys(tmp_path):
     P = load_params(_project(tmp_path, {"modeling": {"calibration": "cross_fit"},
                                         "uncertainty": {"calibrator": "isotonic_interpolated"}}))

@@ -22,7 +22,7 @@ False
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,7 +30,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from clinops.bundle import ModelBundle
 from clinops.labels import binary_labels, probabilities
-from clinops.modeling.final_fit import calibration_split_positions, fit_final
+from clinops.modeling.final_fit import calibration_split_positions, fit_final_maps
 from clinops.settings import CALIBRATION_SCHEMES, CALIBRATORS, TaskSettings
 from clinops.uncertainty import RiskPredictor, ece_interval
 
@@ -55,19 +55,27 @@ def fit_calibrated(X_train: pd.DataFrame, y_train: np.ndarray, *, params: Mappin
         calibration = settings.modeling.get("calibration", "split")
         calibrator = settings.calibrator
         n_folds = int(settings.modeling.get("cv_folds", n_folds))
-    kw = dict(params=params, manifest=manifest, seed=seed, settings=settings, lineage=lineage,
-              calibration=calibration, calibrator=calibrator, n_folds=n_folds)
+    return _fit_scheme(X_train, y_train, calibration=calibration, calibrators=(calibrator,), params=params,
+                       manifest=manifest, seed=seed, fraction=fraction, n_folds=n_folds, groups=groups,
+                       settings=settings, lineage=lineage)[calibrator]
+
+
+def _fit_scheme(X_train: pd.DataFrame, y_train: np.ndarray, *, calibration: str, calibrators: Sequence[str],
+                fraction: float, groups: np.ndarray | None, **options: Any) -> dict[str, ModelBundle]:
+    """:func:`fit_calibrated` for several maps of one scheme: one booster (and one set of folds) for all."""
     if calibration == "cross_fit":
-        return fit_final(X_train, y_train, groups=groups, **kw)
+        return fit_final_maps(X_train, y_train, calibration=calibration, calibrators=calibrators, groups=groups,
+                              **options)
     if calibration != "split":
         raise ValueError(f"modeling.calibration: must be one of {list(CALIBRATION_SCHEMES)}, got {calibration!r}")
     ya = binary_labels(y_train, "y_train")
     if len(X_train) != len(ya):
         raise ValueError("X_train and y_train: must have the same number of rows")
-    kept, held = calibration_split_positions(ya, fraction=fraction, seed=seed, groups=groups)
+    kept, held = calibration_split_positions(ya, fraction=fraction, seed=options["seed"], groups=groups)
     # subject ids of the fitting rows, then of the slice (fit_final's order), by position
     g = None if groups is None else np.asarray(groups, dtype=object)[np.concatenate([kept, held])]
-    return fit_final(X_train.iloc[kept], ya[kept], X_train.iloc[held], ya[held], groups=g, **kw)
+    return fit_final_maps(X_train.iloc[kept], ya[kept], X_train.iloc[held], ya[held], calibration=calibration,
+                          calibrators=calibrators, groups=g, **options)
 
 
 def ranking_row(y: np.ndarray, raw: np.ndarray, prob: np.ndarray, *, n_bins: int, n_boot: int,
@@ -116,12 +124,14 @@ def calibration_ranking(X_train: pd.DataFrame, y_train: np.ndarray, X_test: pd.D
     m = settings.modeling
     rows = []
     for calibration in CALIBRATION_SCHEMES:
+        # the maps of one scheme share its booster: one fit for all the maps not served
+        refit = [c for c in CALIBRATORS if (calibration, c) != (scheme, settings.calibrator)]
+        fitted = _fit_scheme(X_train, y_train, calibration=calibration, calibrators=refit, params=params,
+                             manifest=manifest, seed=seed, fraction=float(m.get("calibration_fraction", 0.2)),
+                             n_folds=int(m.get("cv_folds", 5)), groups=groups) if refit else {}
         for calibrator in CALIBRATORS:
-            is_served = (calibration, calibrator) == (scheme, settings.calibrator)
-            bundle = served if is_served else fit_calibrated(
-                X_train, y_train, params=params, manifest=manifest, seed=seed, calibration=calibration,
-                calibrator=calibrator, fraction=float(m.get("calibration_fraction", 0.2)),
-                n_folds=int(m.get("cv_folds", 5)), groups=groups)
+            is_served = calibrator not in fitted
+            bundle = served if is_served else fitted[calibrator]
             pred = RiskPredictor(bundle).predict_frame(X_test, encoded=True)
             rows.append({"calibration": calibration, "calibrator": calibrator, "served": is_served,
                          "n_booster_rows": bundle.lineage["n_fit"], "n_calibration_rows": bundle.lineage["n_isotonic"],

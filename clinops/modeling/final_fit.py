@@ -14,7 +14,8 @@ slice is held out of training. The calibration map itself is ``uncertainty.calib
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+import copy
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -37,7 +38,7 @@ from clinops.uncertainty import (
     lac_threshold,
 )
 
-__all__ = ["calibration_split_positions", "split_for_calibration", "fit_final"]
+__all__ = ["calibration_split_positions", "split_for_calibration", "fit_final", "fit_final_maps"]
 
 
 def _holdout(y: np.ndarray, fraction: float, seed: int,
@@ -122,6 +123,31 @@ def fit_final(
     X_cal: pd.DataFrame | None = None,
     y_cal: np.ndarray | pd.Series | None = None,
     *,
+    calibrator: str = "isotonic",
+    settings: TaskSettings | None = None,
+    **options: Any,
+) -> ModelBundle:
+    """Fit the final XGBoost model, its calibrator and conformal quantiles.
+
+    Parameters are those of :func:`fit_final_maps` with one ``calibrator`` (with ``settings``,
+    the settings' ``uncertainty.calibrator`` replaces it).
+
+    Returns
+    -------
+    ModelBundle
+    """
+    if settings is not None:
+        calibrator = settings.calibrator
+    return fit_final_maps(X_fit, y_fit, X_cal, y_cal, calibrators=(calibrator,), settings=settings,
+                          **options)[calibrator]
+
+
+def fit_final_maps(
+    X_fit: pd.DataFrame,
+    y_fit: np.ndarray | pd.Series,
+    X_cal: pd.DataFrame | None = None,
+    y_cal: np.ndarray | pd.Series | None = None,
+    *,
     params: Mapping[str, Any],
     manifest: Any,
     seed: int,
@@ -132,11 +158,15 @@ def fit_final(
     lineage: Mapping[str, Any] | None = None,
     settings: TaskSettings | None = None,
     calibration: str = "split",
-    calibrator: str = "isotonic",
+    calibrators: Sequence[str] = ("isotonic",),
     n_folds: int = 5,
     groups: np.ndarray | pd.Series | None = None,
-) -> ModelBundle:
-    """Fit the final XGBoost model, its calibrator and conformal quantiles.
+) -> dict[str, ModelBundle]:
+    """Fit the final XGBoost model once, then each calibration map and its conformal quantiles.
+
+    What :func:`fit_final` does for one map, for several: the booster (and, for ``cross_fit``,
+    the out-of-fold scores) depend on the scheme only, so the maps of one scheme share them.
+    Each map's bundle is the one :func:`fit_final` would return for it.
 
     Steps common to both schemes: frozen medians (:func:`clinops.features.freeze_medians`) and
     XGBoost with ``params`` and ``scale_pos_weight`` = negatives / positives, on the rows the
@@ -184,8 +214,9 @@ def fit_final(
         bins, ``calibrator``, ``calibration`` and ``n_folds``.
     calibration : {'split', 'cross_fit'}
         Where the calibrator and conformal scores get their rows (``modeling.calibration``).
-    calibrator : {'isotonic', 'isotonic_interpolated'}
-        The calibration map (``uncertainty.calibrator``).
+    calibrators : sequence of {'isotonic', 'isotonic_interpolated'}
+        The calibration maps (``uncertainty.calibrator``); with ``settings``, only the
+        settings' map.
     n_folds : int
         ``cross_fit`` only: K (the workflow passes ``modeling.cv_folds``).
     groups : array, optional
@@ -195,7 +226,8 @@ def fit_final(
 
     Returns
     -------
-    ModelBundle
+    dict of str to ModelBundle
+        One bundle per map in ``calibrators``.
     """
     manifest = as_manifest(manifest)
     names = manifest.names
@@ -203,13 +235,18 @@ def fit_final(
     if settings is not None:
         confidence_level, threshold = settings.confidence_level, settings.operating_threshold
         psi_bins = settings.drift.psi_bins
-        calibrator = settings.calibrator
+        if list(calibrators) != [settings.calibrator]:
+            raise ValueError(f"calibrators: with settings, only the settings' map ({settings.calibrator!r}), "
+                             f"got {list(calibrators)}")
         calibration = settings.modeling.get("calibration", "split")
         n_folds = int(settings.modeling.get("cv_folds", n_folds))
     if calibration not in CALIBRATION_SCHEMES:
         raise ValueError(f"modeling.calibration: must be one of {list(CALIBRATION_SCHEMES)}, got {calibration!r}")
-    if calibrator not in CALIBRATORS:
-        raise ValueError(f"uncertainty.calibrator: must be one of {list(CALIBRATORS)}, got {calibrator!r}")
+    if not calibrators:
+        raise ValueError("calibrators: at least one map")
+    for calibrator in calibrators:
+        if calibrator not in CALIBRATORS:
+            raise ValueError(f"uncertainty.calibrator: must be one of {list(CALIBRATORS)}, got {calibrator!r}")
     if (X_cal is None) != (calibration == "cross_fit") or (X_cal is None) != (y_cal is None):
         raise ValueError("X_cal, y_cal: required by calibration 'split' (the held-out slice) and must be None "
                          "for 'cross_fit' (X_fit is then the whole training split)")
@@ -239,58 +276,66 @@ def fit_final(
         Xc_imp = as_features(Xc_imp[names], "X_cal (imputed)")
         cal_idx, conf_idx = _holdout(y_cal_a, 1.0 - isotonic_fraction, seed,
                                      None if g is None else g[len(y_fit_a):])
-        fitted_map = fit_calibrator(booster.inplace_predict(Xc_imp[cal_idx]), y_cal_a[cal_idx], calibrator)
-        calibrated = CalibratedBooster(booster, fitted_map)
-        conformal = fit_conformal(calibrated, Xc_imp[conf_idx], y_cal_a[conf_idx], confidence_level=confidence_level)
-        q = conformal_threshold(conformal, confidence_level=confidence_level)
-        conf_prob, conf_y = calibrated.predict_proba(Xc_imp[conf_idx])[:, 1], y_cal_a[conf_idx]
+        cal_scores = booster.inplace_predict(Xc_imp[cal_idx])
         sizes = {"n_fit": int(len(y_fit_a)), "n_isotonic": int(len(cal_idx)), "n_conformal": int(len(conf_idx))}
-        how = (f"{calibrator} on a stratified held-out slice of the training years; "
-               "split-conformal (MAPIE LAC) on a disjoint part of that slice")
     else:
         if g is not None and len(g) != len(y_fit_a):
             raise ValueError(f"groups: must have one subject id per row of X_fit ({len(y_fit_a)}), got {len(g)}")
         folds = calibration_folds(y_fit_a, n_splits=n_folds, seed=seed, groups=g)
         oof = out_of_fold_scores(X_fit, y_fit_a, folds, params=params, manifest=manifest, seed=seed, max_bin=max_bin)
-        fitted_map = fit_calibrator(oof, y_fit_a, calibrator)
         booster, medians, spw = fit_booster(X_fit, y_fit_a, params=params, manifest=manifest, seed=seed,
                                             max_bin=max_bin)
-        conf_prob, conf_y = cross_fitted_probabilities(oof, y_fit_a, folds, calibrator), y_fit_a
-        q = lac_threshold(conf_prob, conf_y, confidence_level=confidence_level)
         sizes = {"n_fit": int(len(y_fit_a)), "n_isotonic": int(len(y_fit_a)), "n_conformal": int(len(y_fit_a)),
                  "n_folds": int(n_folds), "grouped_by_subject": g is not None}
-        how = (f"{calibrator} on out-of-fold scores of all training rows ({n_folds} folds"
-               f"{', grouped by subject' if g is not None else ''}), booster refitted on all of them; "
-               "cross-conformal LAC quantile from the cross-fitted calibrated probabilities")
-    # both modes' quantiles from the same conformity scores: the settings choose which one serves
-    class_q = class_conditional_thresholds(conf_prob, conf_y, confidence_level=confidence_level)
+    reference = reference_statistics(X_fit, n_bins=psi_bins)
 
-    lineage_out = {
-        "params": {k: params[k] for k in XGB_PARAM_NAMES},
-        "scale_pos_weight": spw,
-        "max_bin": max_bin,
-        "seed": int(seed),
-        **sizes,
-        "calibration_scheme": calibration,
-        "calibrator": calibrator,
-        "calibration": how,
-    }
-    lineage_out["manifest_sha256"] = manifest.sha256
-    lineage_out.update(dict(lineage or {}))
-    return ModelBundle(
-        booster=booster,
-        feature_names=names,
-        manifest=manifest.to_dict(),
-        frozen_medians={k: float(medians[k]) for k in names},
-        calibrator=fitted_map,
-        conformal_threshold=q,
-        conformal_class_thresholds=[float(v) for v in class_q],
-        confidence_level=float(confidence_level),
-        threshold=float(threshold),
-        reference=reference_statistics(X_fit, n_bins=psi_bins),
-        lineage=lineage_out,
-        settings=settings.to_dict() if settings is not None else None,
-    )
+    bundles = {}
+    for calibrator in calibrators:
+        if calibration == "split":
+            fitted_map = fit_calibrator(cal_scores, y_cal_a[cal_idx], calibrator)
+            calibrated = CalibratedBooster(booster, fitted_map)
+            conformal = fit_conformal(calibrated, Xc_imp[conf_idx], y_cal_a[conf_idx],
+                                      confidence_level=confidence_level)
+            q = conformal_threshold(conformal, confidence_level=confidence_level)
+            conf_prob, conf_y = calibrated.predict_proba(Xc_imp[conf_idx])[:, 1], y_cal_a[conf_idx]
+            how = (f"{calibrator} on a stratified held-out slice of the training years; "
+                   "split-conformal (MAPIE LAC) on a disjoint part of that slice")
+        else:
+            fitted_map = fit_calibrator(oof, y_fit_a, calibrator)
+            conf_prob, conf_y = cross_fitted_probabilities(oof, y_fit_a, folds, calibrator), y_fit_a
+            q = lac_threshold(conf_prob, conf_y, confidence_level=confidence_level)
+            how = (f"{calibrator} on out-of-fold scores of all training rows ({n_folds} folds"
+                   f"{', grouped by subject' if g is not None else ''}), booster refitted on all of them; "
+                   "cross-conformal LAC quantile from the cross-fitted calibrated probabilities")
+        # both modes' quantiles from the same conformity scores: the settings choose which one serves
+        class_q = class_conditional_thresholds(conf_prob, conf_y, confidence_level=confidence_level)
+        lineage_out = {
+            "params": {k: params[k] for k in XGB_PARAM_NAMES},
+            "scale_pos_weight": spw,
+            "max_bin": max_bin,
+            "seed": int(seed),
+            **sizes,
+            "calibration_scheme": calibration,
+            "calibrator": calibrator,
+            "calibration": how,
+        }
+        lineage_out["manifest_sha256"] = manifest.sha256
+        lineage_out.update(dict(lineage or {}))
+        bundles[calibrator] = ModelBundle(
+            booster=booster,
+            feature_names=names,
+            manifest=manifest.to_dict(),
+            frozen_medians={k: float(medians[k]) for k in names},
+            calibrator=fitted_map,
+            conformal_threshold=q,
+            conformal_class_thresholds=[float(v) for v in class_q],
+            confidence_level=float(confidence_level),
+            threshold=float(threshold),
+            reference=copy.deepcopy(reference),  # each bundle its own
+            lineage=lineage_out,
+            settings=settings.to_dict() if settings is not None else None,
+        )
+    return bundles
 
 
 def _check_disjoint(X_fit: pd.DataFrame, X_cal: pd.DataFrame, y_fit: np.ndarray, groups: np.ndarray | None) -> None:
