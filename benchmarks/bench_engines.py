@@ -27,8 +27,9 @@ before and after each step (the machine may be shared: read the timings with it)
 the feature table equals DuckDB's (counts exact, floats within 1e-9).
 
 Data directories are the pipeline's default locations (``data/synthetic/scale<S>-seed<N>``,
-``data/parquet/scale<S>-seed<N>``), generated or converted once and reused; ``--data-dir`` and
-``--parquet-dir`` point at existing ones (read only). The table is printed; ``--write`` also
+``data/parquet/scale<S>-seed<N>``), generated or converted once and reused only while the
+pipeline's own check (:mod:`clinops.data.freshness`) says they are current, made again otherwise;
+``--data-dir`` and ``--parquet-dir`` point at existing ones (read only: refused when stale). The table is printed; ``--write`` also
 writes it to ``reports/engines/benchmark.{json,md}`` (one entry per scale, merged with what is
 there). All data are synthetic: no number here describes real patients.
 """
@@ -51,7 +52,7 @@ import pandas as pd
 
 import psutil  # process-tree memory (a core dependency)
 
-from clinops.data import postgres, spark, synthetic
+from clinops.data import freshness, postgres, spark, synthetic
 from clinops.data.postgres.devserver import PostgresServer
 from clinops.data.convert import convert_to_parquet
 from clinops.data.mimic import open_mimic
@@ -229,27 +230,50 @@ def same_as(reference: Path, other: Path) -> str:
 # ---------------------------------------------------------------------------------------------
 # the run
 # ---------------------------------------------------------------------------------------------
+def _other_data(manifest_path: Path, args: argparse.Namespace) -> str | None:
+    """Why a current synthetic directory is still not the one asked for (scale, seed), or None."""
+    manifest = json.loads(manifest_path.read_text())
+    wrong = [f"{field} {manifest.get(field)!r}, not --{field} {shown}" for field, want, shown, kind in
+             (("scale", args.scale, f"{args.scale:g}", float), ("seed", args.seed, f"{args.seed}", int))
+             if manifest.get(field) is None or kind(manifest[field]) != want]
+    return f"{manifest_path}: " + "; ".join(wrong) if wrong else None
+
+
 def ensure_data(args: argparse.Namespace) -> tuple[Path, Path, dict]:
+    """The csv.gz directory and its parquet copy, reused only when the pipeline would reuse them.
+
+    Current means what the data step means (:mod:`clinops.data.freshness`, the same functions
+    :func:`clinops.pipeline.context.ensure_data` calls): a synthetic directory whose
+    ``SYNTHETIC.json`` records this generator's code hash (and, here, ``--scale`` and ``--seed``),
+    a parquet copy whose ``clinops_convert.json`` names exactly the csv.gz files' SHA-256s. A stale
+    default directory is made again; a stale ``--data-dir`` or ``--parquet-dir`` (read only) is
+    refused with the reason, which names the file and the field.
+    """
     tag = f"scale{args.scale:g}-seed{args.seed}"
     csv_dir = Path(args.data_dir) if args.data_dir else ROOT / "data" / "synthetic" / tag
     parquet_dir = Path(args.parquet_dir) if args.parquet_dir else ROOT / "data" / "parquet" / tag
     timings = {}
-    if not (csv_dir / "SYNTHETIC.json").is_file():
+    stale = freshness.synthetic_staleness(csv_dir) or _other_data(csv_dir / "SYNTHETIC.json", args)
+    if stale is not None:
         if args.data_dir:
-            raise SystemExit(f"bench_engines: --data-dir {csv_dir} has no SYNTHETIC.json (rule: a `clinops synth` directory)")
-        print(f"generating synthetic MIMIC-IV scale {args.scale:g} seed {args.seed} -> {csv_dir}", flush=True)
+            raise SystemExit(f"bench_engines: --data-dir {csv_dir} is not current synthetic data of this generator "
+                             f"(rule: a `clinops synth` directory of this code, --scale and --seed): {stale}")
+        print(f"{'regenerating' if csv_dir.exists() else 'generating'} synthetic MIMIC-IV scale "
+              f"{args.scale:g} seed {args.seed} -> {csv_dir} ({stale})", flush=True)
         t0 = time.perf_counter()
-        synthetic.generate(csv_dir, scale=args.scale, seed=args.seed)
+        synthetic.generate(csv_dir, scale=args.scale, seed=args.seed, overwrite=True)
         timings["generate_s"] = time.perf_counter() - t0
     manifest = json.loads((csv_dir / "SYNTHETIC.json").read_text())
-    if float(manifest["scale"]) != args.scale:
-        raise SystemExit(f"bench_engines: {csv_dir} holds scale {manifest['scale']}, not --scale {args.scale:g}")
-    if not (parquet_dir / "icu" / "chartevents.parquet").is_file():
+    with open_mimic(csv_dir) as db:
+        hashes = db.file_sha256()
+    stale = freshness.parquet_staleness(parquet_dir, hashes)
+    if stale is not None:
         if args.parquet_dir:
-            raise SystemExit(f"bench_engines: --parquet-dir {parquet_dir} has no icu/chartevents.parquet")
-        print(f"converting to parquet -> {parquet_dir}", flush=True)
+            raise SystemExit(f"bench_engines: --parquet-dir {parquet_dir} is not a copy of {csv_dir} "
+                             f"(rule: made by `clinops convert` from these files): {stale}")
+        print(f"converting to parquet -> {parquet_dir} ({stale})", flush=True)
         t0 = time.perf_counter()
-        convert_to_parquet(csv_dir, parquet_dir)
+        convert_to_parquet(csv_dir, parquet_dir, overwrite=True)
         timings["convert_s"] = time.perf_counter() - t0
     return csv_dir, parquet_dir, {"manifest": manifest, **timings}
 
