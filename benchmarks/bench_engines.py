@@ -2,7 +2,7 @@
 
     export PYTHONPATH=$PWD
     .venv/bin/python benchmarks/bench_engines.py [--scale 1] [--seed 20260318] [--data-dir DIR]
-        [--parquet-dir DIR] [--engines duckdb,postgres,spark] [--master 'local[2]'] [--write]
+        [--parquet-dir DIR] [--engines duckdb,postgres,spark] [--master 'local[2]'] [--write | --out DIR]
 
 What is measured, per engine, on the synthetic MIMIC-IV of ``--scale`` (1.0 = paper scale,
 about 35 M chartevents rows; 3 = about 100 M): the mortality task's cohort SQL
@@ -31,7 +31,9 @@ Data directories are the pipeline's default locations (``data/synthetic/scale<S>
 pipeline's own check (:mod:`clinops.data.freshness`) says they are current, made again otherwise;
 ``--data-dir`` and ``--parquet-dir`` point at existing ones (read only: refused when stale). The table is printed; ``--write`` also
 writes it to ``reports/engines/benchmark.{json,md}`` (one entry per scale, merged with what is
-there). All data are synthetic: no number here describes real patients.
+there), ``--out DIR`` to ``DIR/benchmark.{json,md}`` (e.g. ``reports/engines/scale3``): the
+Markdown is always made from the JSON's recorded measurements, never pasted. All data are
+synthetic: no number here describes real patients.
 """
 from __future__ import annotations
 
@@ -190,7 +192,7 @@ def run_child(engine: str, source: str, work: Path, label: str, args: argparse.N
               extra_roots: list[int]) -> dict:
     out = work / f"{label}.json"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", engine, "--source", source,
-           "--out", str(out), "--master", args.master, "--spark-driver-memory", args.spark_driver_memory]
+           "--child-out", str(out), "--master", args.master, "--spark-driver-memory", args.spark_driver_memory]
     before = load_average()
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=os.environ.copy())
@@ -339,9 +341,9 @@ def run(args: argparse.Namespace) -> dict:
             "postgres_load": loads, "runs": runs}
 
 
-def markdown(results: dict[str, dict]) -> str:
+def markdown(results: dict[str, dict], command: str = "benchmarks/bench_engines.py --write") -> str:
     lines = ["# Engines benchmark: the 17 mortality features on DuckDB, PostgreSQL and Spark", "",
-             "Made by `benchmarks/bench_engines.py --write` (README, \"The same SQL on PostgreSQL and Spark\"). "
+             f"Made by `{command}` (README, \"The same SQL on PostgreSQL and Spark\"). "
              "Data: **synthetic MIMIC-IV** (generated, not real patients). Wall time = the mortality cohort SQL "
              "+ the 17-feature SQL, engine start-up apart; rows/s = chartevents rows / wall time; peak memory = "
              "the process tree (child, JVM, PostgreSQL server), PSS. Load average (1, 5, 15 min) is the "
@@ -376,14 +378,26 @@ def markdown(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def write(result: dict) -> None:
-    REPORT_DIR.mkdir(parents=True, exist_ok=True)
-    path = REPORT_DIR / "benchmark.json"
+def write(result: dict, folder: Path = REPORT_DIR) -> None:
+    """Merge ``result`` (one entry per scale) into ``folder/benchmark.json``; write the table from it.
+
+    ``benchmark.md`` is always made from the whole of ``benchmark.json``, never typed: every figure
+    in it is a recorded measurement.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "benchmark.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
     results[f"{result['scale']:g}"] = result
     path.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
-    (REPORT_DIR / "benchmark.md").write_text(markdown(results))
-    print(f"wrote {path} and {REPORT_DIR / 'benchmark.md'}")
+    try:
+        shown = folder.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        shown = str(folder)
+    command = ("benchmarks/bench_engines.py --write" if folder.resolve() == REPORT_DIR.resolve()
+               else f"benchmarks/bench_engines.py --out {shown}")
+    (folder / "benchmark.md").write_text(markdown(results, command))
+    print(f"wrote {path} and {folder / 'benchmark.md'}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -398,17 +412,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-no-index", action="store_true", help="PostgreSQL: skip the run without indexes")
     ap.add_argument("--work", default=None, help="parent folder of the temporary work folder (default: $TMPDIR)")
     ap.add_argument("--write", action="store_true", help="write reports/engines/benchmark.{json,md}")
+    ap.add_argument("--out", metavar="DIR", help="write DIR/benchmark.{json,md} instead (implies --write), "
+                    "e.g. reports/engines/scale3")
     ap.add_argument("--child", choices=["duckdb", "postgres", "spark"], help=argparse.SUPPRESS)
     ap.add_argument("--source", help=argparse.SUPPRESS)
-    ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--child-out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        child(args.child, args.source, Path(args.out), master=args.master, driver_memory=args.spark_driver_memory)
+        child(args.child, args.source, Path(args.child_out), master=args.master, driver_memory=args.spark_driver_memory)
         return 0
     result = run(args)
     print(markdown({f"{result['scale']:g}": result}))
-    if args.write:
-        write(result)
+    if args.write or args.out:
+        write(result, Path(args.out) if args.out else REPORT_DIR)
     return 0
 
 

@@ -2,7 +2,8 @@
 
 The check is :mod:`clinops.data.freshness` (what :func:`clinops.pipeline.context.ensure_data`
 calls): a stale default directory is made again, a stale directory given on the command line is
-refused with a message naming the file and the field.
+refused with a message naming the file and the field. And the report it writes is made from its
+recorded measurements (``benchmark.md`` from ``benchmark.json``).
 """
 from __future__ import annotations
 
@@ -103,3 +104,13 @@ def test_a_stale_parquet_dir_given_is_refused_and_a_default_one_reconverted(benc
     _, _, data = bench.ensure_data(_args())
     assert "convert_s" not in data
 
+
+def test_the_markdown_is_made_from_the_recorded_json(bench, tmp_path):
+    recorded = json.loads((ROOT / "reports" / "engines" / "benchmark.json").read_text())
+    assert bench.markdown(recorded) == (ROOT / "reports" / "engines" / "benchmark.md").read_text()
+    for result in recorded.values():
+        bench.write(result, tmp_path / "scale-x")
+    assert json.loads((tmp_path / "scale-x" / "benchmark.json").read_text()) == recorded
+    text = (tmp_path / "scale-x" / "benchmark.md").read_text()
+    assert f"Made by `benchmarks/bench_engines.py --out {tmp_path / 'scale-x'}`" in text
+    assert text.replace(f"--out {tmp_path / 'scale-x'}", "--write") == bench.markdown(recorded)
