@@ -2,7 +2,7 @@
 
     export PYTHONPATH=$PWD
     .venv/bin/python benchmarks/bench_engines.py [--scale 1] [--seed 20260318] [--data-dir DIR]
-        [--parquet-dir DIR] [--engines duckdb,postgres,spark] [--master 'local[2]'] [--write]
+        [--parquet-dir DIR] [--engines duckdb,postgres,spark] [--master 'local[2]'] [--write | --out DIR]
 
 What is measured, per engine, on the synthetic MIMIC-IV of ``--scale`` (1.0 = paper scale,
 about 35 M chartevents rows; 3 = about 100 M): the mortality task's cohort SQL
@@ -27,10 +27,13 @@ before and after each step (the machine may be shared: read the timings with it)
 the feature table equals DuckDB's (counts exact, floats within 1e-9).
 
 Data directories are the pipeline's default locations (``data/synthetic/scale<S>-seed<N>``,
-``data/parquet/scale<S>-seed<N>``), generated or converted once and reused; ``--data-dir`` and
-``--parquet-dir`` point at existing ones (read only). The table is printed; ``--write`` also
+``data/parquet/scale<S>-seed<N>``), generated or converted once and reused only while the
+pipeline's own check (:mod:`clinops.data.freshness`) says they are current, made again otherwise;
+``--data-dir`` and ``--parquet-dir`` point at existing ones (read only: refused when stale). The table is printed; ``--write`` also
 writes it to ``reports/engines/benchmark.{json,md}`` (one entry per scale, merged with what is
-there). All data are synthetic: no number here describes real patients.
+there), ``--out DIR`` to ``DIR/benchmark.{json,md}`` (e.g. ``reports/engines/scale3``): the
+Markdown is always made from the JSON's recorded measurements, never pasted. All data are
+synthetic: no number here describes real patients.
 """
 from __future__ import annotations
 
@@ -51,7 +54,7 @@ import pandas as pd
 
 import psutil  # process-tree memory (a core dependency)
 
-from clinops.data import postgres, spark, synthetic
+from clinops.data import freshness, postgres, spark, synthetic
 from clinops.data.postgres.devserver import PostgresServer
 from clinops.data.convert import convert_to_parquet
 from clinops.data.mimic import open_mimic
@@ -189,7 +192,7 @@ def run_child(engine: str, source: str, work: Path, label: str, args: argparse.N
               extra_roots: list[int]) -> dict:
     out = work / f"{label}.json"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", engine, "--source", source,
-           "--out", str(out), "--master", args.master, "--spark-driver-memory", args.spark_driver_memory]
+           "--child-out", str(out), "--master", args.master, "--spark-driver-memory", args.spark_driver_memory]
     before = load_average()
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=os.environ.copy())
@@ -229,27 +232,50 @@ def same_as(reference: Path, other: Path) -> str:
 # ---------------------------------------------------------------------------------------------
 # the run
 # ---------------------------------------------------------------------------------------------
+def _other_data(manifest_path: Path, args: argparse.Namespace) -> str | None:
+    """Why a current synthetic directory is still not the one asked for (scale, seed), or None."""
+    manifest = json.loads(manifest_path.read_text())
+    wrong = [f"{field} {manifest.get(field)!r}, not --{field} {shown}" for field, want, shown, kind in
+             (("scale", args.scale, f"{args.scale:g}", float), ("seed", args.seed, f"{args.seed}", int))
+             if manifest.get(field) is None or kind(manifest[field]) != want]
+    return f"{manifest_path}: " + "; ".join(wrong) if wrong else None
+
+
 def ensure_data(args: argparse.Namespace) -> tuple[Path, Path, dict]:
+    """The csv.gz directory and its parquet copy, reused only when the pipeline would reuse them.
+
+    Current means what the data step means (:mod:`clinops.data.freshness`, the same functions
+    :func:`clinops.pipeline.context.ensure_data` calls): a synthetic directory whose
+    ``SYNTHETIC.json`` records this generator's code hash (and, here, ``--scale`` and ``--seed``),
+    a parquet copy whose ``clinops_convert.json`` names exactly the csv.gz files' SHA-256s. A stale
+    default directory is made again; a stale ``--data-dir`` or ``--parquet-dir`` (read only) is
+    refused with the reason, which names the file and the field.
+    """
     tag = f"scale{args.scale:g}-seed{args.seed}"
     csv_dir = Path(args.data_dir) if args.data_dir else ROOT / "data" / "synthetic" / tag
     parquet_dir = Path(args.parquet_dir) if args.parquet_dir else ROOT / "data" / "parquet" / tag
     timings = {}
-    if not (csv_dir / "SYNTHETIC.json").is_file():
+    stale = freshness.synthetic_staleness(csv_dir) or _other_data(csv_dir / "SYNTHETIC.json", args)
+    if stale is not None:
         if args.data_dir:
-            raise SystemExit(f"bench_engines: --data-dir {csv_dir} has no SYNTHETIC.json (rule: a `clinops synth` directory)")
-        print(f"generating synthetic MIMIC-IV scale {args.scale:g} seed {args.seed} -> {csv_dir}", flush=True)
+            raise SystemExit(f"bench_engines: --data-dir {csv_dir} is not current synthetic data of this generator "
+                             f"(rule: a `clinops synth` directory of this code, --scale and --seed): {stale}")
+        print(f"{'regenerating' if csv_dir.exists() else 'generating'} synthetic MIMIC-IV scale "
+              f"{args.scale:g} seed {args.seed} -> {csv_dir} ({stale})", flush=True)
         t0 = time.perf_counter()
-        synthetic.generate(csv_dir, scale=args.scale, seed=args.seed)
+        synthetic.generate(csv_dir, scale=args.scale, seed=args.seed, overwrite=True)
         timings["generate_s"] = time.perf_counter() - t0
     manifest = json.loads((csv_dir / "SYNTHETIC.json").read_text())
-    if float(manifest["scale"]) != args.scale:
-        raise SystemExit(f"bench_engines: {csv_dir} holds scale {manifest['scale']}, not --scale {args.scale:g}")
-    if not (parquet_dir / "icu" / "chartevents.parquet").is_file():
+    with open_mimic(csv_dir) as db:
+        hashes = db.file_sha256()
+    stale = freshness.parquet_staleness(parquet_dir, hashes)
+    if stale is not None:
         if args.parquet_dir:
-            raise SystemExit(f"bench_engines: --parquet-dir {parquet_dir} has no icu/chartevents.parquet")
-        print(f"converting to parquet -> {parquet_dir}", flush=True)
+            raise SystemExit(f"bench_engines: --parquet-dir {parquet_dir} is not a copy of {csv_dir} "
+                             f"(rule: made by `clinops convert` from these files): {stale}")
+        print(f"converting to parquet -> {parquet_dir} ({stale})", flush=True)
         t0 = time.perf_counter()
-        convert_to_parquet(csv_dir, parquet_dir)
+        convert_to_parquet(csv_dir, parquet_dir, overwrite=True)
         timings["convert_s"] = time.perf_counter() - t0
     return csv_dir, parquet_dir, {"manifest": manifest, **timings}
 
@@ -315,9 +341,9 @@ def run(args: argparse.Namespace) -> dict:
             "postgres_load": loads, "runs": runs}
 
 
-def markdown(results: dict[str, dict]) -> str:
+def markdown(results: dict[str, dict], command: str = "benchmarks/bench_engines.py --write") -> str:
     lines = ["# Engines benchmark: the 17 mortality features on DuckDB, PostgreSQL and Spark", "",
-             "Made by `benchmarks/bench_engines.py --write` (README, \"The same SQL on PostgreSQL and Spark\"). "
+             f"Made by `{command}` (README, \"The same SQL on PostgreSQL and Spark\"). "
              "Data: **synthetic MIMIC-IV** (generated, not real patients). Wall time = the mortality cohort SQL "
              "+ the 17-feature SQL, engine start-up apart; rows/s = chartevents rows / wall time; peak memory = "
              "the process tree (child, JVM, PostgreSQL server), PSS. Load average (1, 5, 15 min) is the "
@@ -352,14 +378,26 @@ def markdown(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def write(result: dict) -> None:
-    REPORT_DIR.mkdir(parents=True, exist_ok=True)
-    path = REPORT_DIR / "benchmark.json"
+def write(result: dict, folder: Path = REPORT_DIR) -> None:
+    """Merge ``result`` (one entry per scale) into ``folder/benchmark.json``; write the table from it.
+
+    ``benchmark.md`` is always made from the whole of ``benchmark.json``, never typed: every figure
+    in it is a recorded measurement.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "benchmark.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
     results[f"{result['scale']:g}"] = result
     path.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
-    (REPORT_DIR / "benchmark.md").write_text(markdown(results))
-    print(f"wrote {path} and {REPORT_DIR / 'benchmark.md'}")
+    try:
+        shown = folder.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        shown = str(folder)
+    command = ("benchmarks/bench_engines.py --write" if folder.resolve() == REPORT_DIR.resolve()
+               else f"benchmarks/bench_engines.py --out {shown}")
+    (folder / "benchmark.md").write_text(markdown(results, command))
+    print(f"wrote {path} and {folder / 'benchmark.md'}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -374,17 +412,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-no-index", action="store_true", help="PostgreSQL: skip the run without indexes")
     ap.add_argument("--work", default=None, help="parent folder of the temporary work folder (default: $TMPDIR)")
     ap.add_argument("--write", action="store_true", help="write reports/engines/benchmark.{json,md}")
+    ap.add_argument("--out", metavar="DIR", help="write DIR/benchmark.{json,md} instead (implies --write), "
+                    "e.g. reports/engines/scale3")
     ap.add_argument("--child", choices=["duckdb", "postgres", "spark"], help=argparse.SUPPRESS)
     ap.add_argument("--source", help=argparse.SUPPRESS)
-    ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--child-out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        child(args.child, args.source, Path(args.out), master=args.master, driver_memory=args.spark_driver_memory)
+        child(args.child, args.source, Path(args.child_out), master=args.master, driver_memory=args.spark_driver_memory)
         return 0
     result = run(args)
     print(markdown({f"{result['scale']:g}": result}))
-    if args.write:
-        write(result)
+    if args.write or args.out:
+        write(result, Path(args.out) if args.out else REPORT_DIR)
     return 0
 
 

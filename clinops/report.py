@@ -15,6 +15,8 @@ from typing import Any, Mapping
 import pandas as pd
 import yaml
 
+from clinops.data.synth.calibration import TOLERANCE
+
 PAPER_VALUES_PATH = Path(__file__).with_name("paper_values.yaml")
 
 
@@ -126,7 +128,9 @@ def construction_note(item: Mapping[str, Any], synthetic_scale: float | None) ->
 
 def _construction_mark(item: Mapping[str, Any], ours: Any, synthetic_scale: float | None) -> str:
     """``yes`` when a generator target agrees with this run within the generator's tolerance
-    (counts 2 %, proportions 2 points: clinops.data.synth.calibration); when the run's own
+    (:data:`clinops.data.synth.calibration.TOLERANCE`: counts ``count``, 2 % of the paper value;
+    proportions ``proportion``, 2 points, the mortality prevalence included, which the
+    generator's own check holds to 0.5 points); when the run's own
     definitions (e.g. the real-year split, the lab pre-window) move a target away, say so
     instead of claiming agreement.
 
@@ -143,7 +147,7 @@ def _construction_mark(item: Mapping[str, Any], ours: Any, synthetic_scale: floa
     paper = item["paper"]
     if not isinstance(ours, (int, float)) or not isinstance(paper, (int, float)):
         return "yes"
-    tolerance = 0.02 * abs(paper) if item.get("kind") == "count" else 0.02
+    tolerance = TOLERANCE["count"] * abs(paper) if item.get("kind") == "count" else TOLERANCE["proportion"]
     return "yes" if abs(ours - paper) <= tolerance else "no: this run's definitions move it"
 
 

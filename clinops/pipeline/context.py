@@ -24,7 +24,7 @@ import pandas as pd
 
 from clinops import fairness
 from clinops.config import Params, load_params
-from clinops.data import mimic, postgres, spark, synthetic
+from clinops.data import freshness, mimic, postgres, spark, synthetic
 from clinops.data.convert import convert_to_parquet
 from clinops.features import FeatureManifest
 from clinops.settings import TASK_SECTIONS, TaskSettings, resolve_task_settings, task_sections
@@ -79,29 +79,14 @@ def query_dir(P: Params) -> Path:
     return P.root / "data" / "parquet" / tag
 
 
-def _generated_by(src: Path) -> str | None:
-    """The generator code hash a synthetic directory records (None: absent or unrecorded)."""
-    try:
-        return json.loads((src / "SYNTHETIC.json").read_text()).get("generator_code_sha256")
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def _converted_from(queries: Path) -> dict[str, str] | None:
-    """The source SHA-256s a parquet copy was made from (None: no complete copy)."""
-    try:
-        return json.loads((queries / "clinops_convert.json").read_text()).get("source_sha256")
-    except (FileNotFoundError, ValueError):
-        return None
-
-
 def ensure_data(P: Params) -> SimpleNamespace:
     """Make sure the MIMIC-IV tables exist (generating the synthetic ones if needed).
 
     Idempotent, and never stale: a synthetic directory is generated once per (scale, seed) and
     generator code (regenerated when ``SYNTHETIC.json`` records another code hash); the parquet copy
     is made once per set of source files (made again when its ``clinops_convert.json`` names other
-    SHA-256s). Writes ``build/<run>/stamps/data.json`` with the SHA-256 of every source file.
+    SHA-256s). Both checks are :mod:`clinops.data.freshness` (the benchmarks reuse data by the same
+    ones). Writes ``build/<run>/stamps/data.json`` with the SHA-256 of every source file.
     """
     report = progress("data")
     stamp = P.build_dir / "stamps" / "data.json"
@@ -128,9 +113,9 @@ def ensure_data(P: Params) -> SimpleNamespace:
             "`clinops load-postgres` loaded them from."))
     src = P.mimic_dir
     if P.is_synthetic:
-        made_by = _generated_by(src)
-        if made_by != synthetic.generator_code_sha256():
+        if freshness.synthetic_staleness(src) is not None:
             # absent, or written by another version of the generator's code: (re)generate
+            made_by = freshness.generated_by(src)
             syn = P["data"].get("synthetic", {})
             report(f"{'generating' if made_by is None else 'regenerating (the generator changed)'} synthetic "
                    f"MIMIC-IV (scale {syn.get('scale', 1.0)}) into {src}")
@@ -143,7 +128,7 @@ def ensure_data(P: Params) -> SimpleNamespace:
     # Check the source before converting: one message listing every missing table/column.
     db = mimic.open_mimic(src, required=required_columns(*MIMIC_TASKS))
     hashes = db.file_sha256()
-    if queries != src and _converted_from(queries) != hashes:
+    if queries != src and freshness.parquet_staleness(queries, hashes) is not None:
         # absent, or a copy of other source files (regenerated or replaced): convert again
         report(f"converting to parquet -> {queries}")
         convert_to_parquet(src, queries, progress=lambda t, i, n: report(f"[{i}/{n}] {t}"), overwrite=True)

@@ -1,0 +1,116 @@
+"""benchmarks/bench_engines.py reuses data only when the pipeline's own check says it is current.
+
+The check is :mod:`clinops.data.freshness` (what :func:`clinops.pipeline.context.ensure_data`
+calls): a stale default directory is made again, a stale directory given on the command line is
+refused with a message naming the file and the field. And the report it writes is made from its
+recorded measurements (``benchmark.md`` from ``benchmark.json``).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from clinops.data import synthetic
+
+ROOT = Path(__file__).resolve().parents[1]
+SCALE, SEED = 0.005, 7
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("bench_engines", ROOT / "benchmarks" / "bench_engines.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    module = _load_bench()
+    module.ROOT = tmp_path_factory.mktemp("bench-root")   # the default data directories go here
+    return module
+
+
+def _args(**kw) -> argparse.Namespace:
+    return argparse.Namespace(**{"scale": SCALE, "seed": SEED, "data_dir": None, "parquet_dir": None, **kw})
+
+
+def _mtimes(folder: Path) -> dict[str, int]:
+    return {p.relative_to(folder).as_posix(): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def made(bench):
+    """The default directories, generated and converted on first use."""
+    csv_dir, parquet_dir, data = bench.ensure_data(_args())
+    assert {"generate_s", "convert_s"} <= set(data)
+    return csv_dir, parquet_dir
+
+
+def test_current_data_are_reused(bench, made):
+    csv_dir, parquet_dir = made
+    before, before_q = _mtimes(csv_dir), _mtimes(parquet_dir)
+    _, _, data = bench.ensure_data(_args())
+    assert "generate_s" not in data and "convert_s" not in data
+    assert _mtimes(csv_dir) == before and _mtimes(parquet_dir) == before_q
+
+
+def _stale_manifest(csv_dir: Path) -> None:
+    path = csv_dir / "SYNTHETIC.json"
+    manifest = json.loads(path.read_text())
+    manifest["generator_code_sha256"] = "0" * 64          # as written by an older generator
+    path.write_text(json.dumps(manifest))
+
+
+def test_a_stale_data_dir_given_is_refused_naming_the_field(bench, made):
+    csv_dir, _ = made
+    _stale_manifest(csv_dir)
+    with pytest.raises(SystemExit, match=r"--data-dir .*SYNTHETIC\.json: generator_code_sha256 000000000000"):
+        bench.ensure_data(_args(data_dir=str(csv_dir)))
+
+
+def test_a_stale_default_directory_is_regenerated(bench, made):
+    csv_dir, _ = made
+    _stale_manifest(csv_dir)
+    _, _, data = bench.ensure_data(_args())
+    assert "generate_s" in data
+    assert json.loads((csv_dir / "SYNTHETIC.json").read_text())["generator_code_sha256"] == \
+        synthetic.generator_code_sha256()
+
+
+def test_data_of_another_seed_given_is_refused_naming_the_field(bench, made):
+    csv_dir, _ = made
+    with pytest.raises(SystemExit, match=r"SYNTHETIC\.json: seed 7, not --seed 8"):
+        bench.ensure_data(_args(seed=8, data_dir=str(csv_dir)))
+
+
+def _stale_copy(parquet_dir: Path) -> None:
+    path = parquet_dir / "clinops_convert.json"
+    record = json.loads(path.read_text())
+    record["source_sha256"][sorted(record["source_sha256"])[0]] = "f" * 64   # a copy of other files
+    path.write_text(json.dumps(record))
+
+
+def test_a_stale_parquet_dir_given_is_refused_and_a_default_one_reconverted(bench, made):
+    csv_dir, parquet_dir = made
+    _stale_copy(parquet_dir)
+    with pytest.raises(SystemExit, match=r"--parquet-dir .*clinops_convert\.json: source_sha256 differs"):
+        bench.ensure_data(_args(parquet_dir=str(parquet_dir)))
+    _, _, data = bench.ensure_data(_args())
+    assert "convert_s" in data and "generate_s" not in data
+    _, _, data = bench.ensure_data(_args())
+    assert "convert_s" not in data
+
+
+def test_the_markdown_is_made_from_the_recorded_json(bench, tmp_path):
+    recorded = json.loads((ROOT / "reports" / "engines" / "benchmark.json").read_text())
+    assert bench.markdown(recorded) == (ROOT / "reports" / "engines" / "benchmark.md").read_text()
+    for result in recorded.values():
+        bench.write(result, tmp_path / "scale-x")
+    assert json.loads((tmp_path / "scale-x" / "benchmark.json").read_text()) == recorded
+    text = (tmp_path / "scale-x" / "benchmark.md").read_text()
+    assert f"Made by `benchmarks/bench_engines.py --out {tmp_path / 'scale-x'}`" in text
+    assert text.replace(f"--out {tmp_path / 'scale-x'}", "--write") == bench.markdown(recorded)
