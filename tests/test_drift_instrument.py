@@ -18,7 +18,8 @@ from clinops.drift import (DriftPolicy, FalseAlarmBudget, FeatureStream, PsiRefe
                            StreamPool, benchmark_runs, benchmark_table, cbpe_summary, expected_auroc,
                            plan_detectors, scenario_strength, simulate_concept_shift, simulate_stream,
                            stream_summary, targets_verdict)
-from clinops.drift.detectors import ADWIN, BernoulliCUSUM, KSWindow, kl_bernoulli
+from clinops.drift.detectors import DETECTORS, ADWIN, BernoulliCUSUM, KSWindow, StreamDetector, budgeted, \
+    kl_bernoulli
 from clinops.drift.thresholds import adwin_delta, cusum_threshold, ks_window_alpha, page_hinkley_threshold_sd
 from clinops.features import FeatureManifest
 from clinops.pipeline.drift import benchmark_note
@@ -67,6 +68,50 @@ def test_plan_puts_cusum_on_binary_and_ks_window_on_numeric_features_with_budget
     # without the budget the sections' own values stand
     plain = plan_detectors(DriftPolicy.from_mapping({"monitor": {"feature_streams": True}}), streams)
     assert {p.label: p.settings for p in plain}["cusum[vent]"].threshold == 5.0
+
+
+# The rule each detector had in the if-chain of clinops.drift.streams.budgeted before the registry
+# held it (detector name -> (field, its value for settings s, budget b, n detectors)).
+OLD_BUDGET_RULES = {
+    "adwin": lambda s, b, n: ("delta", adwin_delta(b.arl0(n), clock=s.clock)),
+    "cusum": lambda s, b, n: ("threshold", cusum_threshold(b.arl0(n, sides=2 if s.mode == "both" else 1))),
+    "ks_window": lambda s, b, n: ("alpha", ks_window_alpha(b.arl0(n), clock=s.clock)),
+    "page_hinkley": lambda s, b, n: ("threshold_sd", page_hinkley_threshold_sd(
+        b.arl0(n, sides=2 if s.mode == "both" else 1), delta_sd=float(s.delta_sd))),
+}
+SETTINGS_VARIANTS = {
+    "adwin": [{}, {"clock": 16}, {"clock": 1, "delta": 0.01}],
+    "cusum": [{}, {"mode": "both"}, {"mode": "both", "odds_ratio": 3.0}],
+    "ks_window": [{}, {"clock": 1}, {"clock": 7, "window": 50}],
+    "page_hinkley": [{}, {"mode": "up"}, {"mode": "down", "delta_sd": 0}, {"mode": "both", "delta_sd": 0.3}],
+}
+
+
+@pytest.mark.parametrize("name", sorted(OLD_BUDGET_RULES))
+def test_each_registry_entry_takes_its_share_of_the_budget_as_the_old_formula_did(name):
+    for budget in (FalseAlarmBudget(1, 10), FalseAlarmBudget(0.5, 7), FalseAlarmBudget(3, 25)):
+        for n in (1, 6, 17):
+            for variant in SETTINGS_VARIANTS[name]:
+                settings = DETECTORS[name].Settings(**variant)
+                field, old = OLD_BUDGET_RULES[name](settings, budget, n)
+                new = budgeted(name, settings, budget, n)
+                assert getattr(new, field) == old                      # exactly, not approximately
+                assert new == settings.model_copy(update={field: old})  # nothing else changed
+                assert DETECTORS[name].within_budget(settings, budget, n) == new
+
+
+def test_every_registered_detector_has_a_budget_rule_and_an_unknown_name_is_refused(monkeypatch):
+    budget = FalseAlarmBudget(1, 10)
+    for name, cls in DETECTORS.items():
+        assert isinstance(budgeted(name, cls.Settings(), budget, 4), cls.Settings)
+    with pytest.raises(ValueError, match=r"detector: 'kswin' is not in the registry .*DETECTORS: adwin, "):
+        budgeted("kswin", KSWindow.Settings(), budget, 4)
+
+    class Bare(StreamDetector):   # a registry entry without its budget rule is named, not skipped
+        pass
+    monkeypatch.setitem(DETECTORS, "bare", Bare)
+    with pytest.raises(NotImplementedError, match="Bare: no rule for its share of the false-alarm budget"):
+        budgeted("bare", Bare.Settings(), budget, 4)
 
 
 @pytest.mark.parametrize("kind", ["prevalence", "additive"])
