@@ -18,10 +18,12 @@ from clinops.drift import (DriftPolicy, FalseAlarmBudget, FeatureStream, PsiRefe
                            StreamPool, benchmark_runs, benchmark_table, cbpe_summary, expected_auroc,
                            plan_detectors, scenario_strength, simulate_concept_shift, simulate_stream,
                            stream_summary, targets_verdict)
-from clinops.drift.detectors import ADWIN, BernoulliCUSUM, KSWindow, kl_bernoulli
+from clinops.drift.detectors import DETECTORS, ADWIN, BernoulliCUSUM, KSWindow, StreamDetector, budgeted, \
+    kl_bernoulli
 from clinops.drift.thresholds import adwin_delta, cusum_threshold, ks_window_alpha, page_hinkley_threshold_sd
 from clinops.features import FeatureManifest
 from clinops.pipeline.drift import benchmark_note
+from clinops.pipeline.drift_benchmark import DRIFT_DEFAULTS, build_scenarios
 from serving.testing import ServerThread, build_demo_bundle, demo_app, demo_frame, demo_token
 
 BUDGETED = {"monitor": {"false_alarms_per_30_days": 1, "admissions_per_hour": 10, "feature_streams": True}}
@@ -66,6 +68,82 @@ def test_plan_puts_cusum_on_binary_and_ks_window_on_numeric_features_with_budget
     # without the budget the sections' own values stand
     plain = plan_detectors(DriftPolicy.from_mapping({"monitor": {"feature_streams": True}}), streams)
     assert {p.label: p.settings for p in plain}["cusum[vent]"].threshold == 5.0
+
+
+# The rule each detector had in the if-chain of clinops.drift.streams.budgeted before the registry
+# held it (detector name -> (field, its value for settings s, budget b, n detectors)).
+OLD_BUDGET_RULES = {
+    "adwin": lambda s, b, n: ("delta", adwin_delta(b.arl0(n), clock=s.clock)),
+    "cusum": lambda s, b, n: ("threshold", cusum_threshold(b.arl0(n, sides=2 if s.mode == "both" else 1))),
+    "ks_window": lambda s, b, n: ("alpha", ks_window_alpha(b.arl0(n), clock=s.clock)),
+    "page_hinkley": lambda s, b, n: ("threshold_sd", page_hinkley_threshold_sd(
+        b.arl0(n, sides=2 if s.mode == "both" else 1), delta_sd=float(s.delta_sd))),
+}
+SETTINGS_VARIANTS = {
+    "adwin": [{}, {"clock": 16}, {"clock": 1, "delta": 0.01}],
+    "cusum": [{}, {"mode": "both"}, {"mode": "both", "odds_ratio": 3.0}],
+    "ks_window": [{}, {"clock": 1}, {"clock": 7, "window": 50}],
+    "page_hinkley": [{}, {"mode": "up"}, {"mode": "down", "delta_sd": 0}, {"mode": "both", "delta_sd": 0.3}],
+}
+
+
+@pytest.mark.parametrize("name", sorted(OLD_BUDGET_RULES))
+def test_each_registry_entry_takes_its_share_of_the_budget_as_the_old_formula_did(name):
+    for budget in (FalseAlarmBudget(1, 10), FalseAlarmBudget(0.5, 7), FalseAlarmBudget(3, 25)):
+        for n in (1, 6, 17):
+            for variant in SETTINGS_VARIANTS[name]:
+                settings = DETECTORS[name].Settings(**variant)
+                field, old = OLD_BUDGET_RULES[name](settings, budget, n)
+                new = budgeted(name, settings, budget, n)
+                assert getattr(new, field) == old                      # exactly, not approximately
+                assert new == settings.model_copy(update={field: old})  # nothing else changed
+                assert DETECTORS[name].within_budget(settings, budget, n) == new
+
+
+def test_every_registered_detector_has_a_budget_rule_and_an_unknown_name_is_refused(monkeypatch):
+    budget = FalseAlarmBudget(1, 10)
+    for name, cls in DETECTORS.items():
+        assert isinstance(budgeted(name, cls.Settings(), budget, 4), cls.Settings)
+    with pytest.raises(ValueError, match=r"detector: 'kswin' is not in the registry .*DETECTORS: adwin, "):
+        budgeted("kswin", KSWindow.Settings(), budget, 4)
+
+    class Bare(StreamDetector):   # a registry entry without its budget rule is named, not skipped
+        pass
+    monkeypatch.setitem(DETECTORS, "bare", Bare)
+    with pytest.raises(NotImplementedError, match="Bare: no rule for its share of the false-alarm budget"):
+        budgeted("bare", Bare.Settings(), budget, 4)
+
+
+@pytest.mark.parametrize("kind", ["prevalence", "additive"])
+def test_build_scenarios_builds_the_stages_own_scenario_last_as_the_stage_built_it(kind):
+    """The drift stage takes its scenario and strength from build_scenarios (the one place they are
+    built): the run's own is the last, equal to what the stage's own calls used to give."""
+    rng = np.random.default_rng(5)
+    X = pd.DataFrame({"vent": (rng.random(400) < 0.38).astype(float), "hr": rng.normal(80, 10, 400).round()})
+    y = (rng.random(400) < 0.15 + 0.3 * X["vent"]).astype(int).to_numpy()
+
+    def predict(frame):
+        return (1 / (1 + np.exp(-(1.2 * frame["vent"] + (frame["hr"] - 80) / 20 - 1.5)))).to_numpy()
+
+    if kind == "prevalence":
+        own = {"feature": "vent", "target_prevalence": 0.72}
+        arg = {"target_prevalence": 0.72}
+    else:
+        own = {"feature": "hr", "shift": 5.0, "benchmark_shifts": [2.0]}
+        arg = {"shift": 5.0}
+    d = {**DRIFT_DEFAULTS, **own, "n_shifted": 150, "rate_per_hour": 10}
+    setup = SimpleNamespace(d=d, seed=3, predict=predict, X_test=X, y_test=y, cusum_threshold=10.0)
+    built = build_scenarios(setup)
+    assert len(built) == (3 if kind == "prevalence" else 2) and built[-1].name.startswith("scenario: ")
+    column = own["feature"]
+    before = drift.shift_scenario(predict, X, y, column=column, n=150, seed=3, **arg)
+    got = built[-1].scenario
+    pd.testing.assert_frame_equal(got.X_shifted, before.X_shifted)
+    np.testing.assert_array_equal(got.scores_after, before.scores_after)
+    assert got.summary() == before.summary()
+    strength = scenario_strength(X[column], column=column, threshold_nats=10.0, rate_per_hour=10.0,
+                                 min_effect=0.2, **arg)
+    pd.testing.assert_series_equal(pd.Series(built[-1].strength.to_dict()), pd.Series(strength.to_dict()))
 
 
 # -- detectors on streams with known change points -----------------------------------------------

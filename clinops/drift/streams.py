@@ -14,7 +14,8 @@ distributions and prediction output distributions"):
 
 Missing feature values are skipped (the PSI reports missingness). With the policy's
 ``monitor.false_alarms_per_30_days`` every threshold comes from that budget
-(:mod:`clinops.drift.thresholds`, Bonferroni over all planned detectors).
+(:mod:`clinops.drift.thresholds`, Bonferroni over all planned detectors), each detector's by its
+registry entry's rule (:func:`clinops.drift.detectors.budgeted`).
 """
 from __future__ import annotations
 
@@ -25,10 +26,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clinops.drift.detectors import DETECTORS, DetectorSettings, StreamDetector
+from clinops.drift.detectors import DETECTORS, DetectorSettings, StreamDetector, budgeted
 from clinops.drift.policy import DriftPolicy
-from clinops.drift.thresholds import FalseAlarmBudget, adwin_delta, cusum_threshold, ks_window_alpha, \
-    page_hinkley_threshold_sd
+from clinops.drift.thresholds import FalseAlarmBudget
 
 __all__ = ["SCORE", "FeatureStream", "PlannedDetector", "budgeted", "build_planned", "feature_streams_from",
            "plan_detectors", "stream_label"]
@@ -114,23 +114,6 @@ def plan_detectors(policy: DriftPolicy, feature_streams: Mapping[str, FeatureStr
         return plan
     budget = FalseAlarmBudget(float(policy.monitor.false_alarms_per_30_days), float(policy.monitor.admissions_per_hour))
     return [PlannedDetector(p.stream, p.detector, budgeted(p.detector, p.settings, budget, len(plan))) for p in plan]
-
-
-def budgeted(detector: str, settings: DetectorSettings, budget: FalseAlarmBudget, n_detectors: int) -> DetectorSettings:
-    """``settings`` with the threshold that keeps this detector within its share of ``budget``."""
-    s: Any = settings
-    if detector == "adwin":
-        return s.model_copy(update={"delta": adwin_delta(budget.arl0(n_detectors), clock=s.clock)})
-    if detector == "cusum":
-        sides = 2 if s.mode == "both" else 1
-        return s.model_copy(update={"threshold": cusum_threshold(budget.arl0(n_detectors, sides=sides))})
-    if detector == "ks_window":
-        return s.model_copy(update={"alpha": ks_window_alpha(budget.arl0(n_detectors), clock=s.clock)})
-    if detector == "page_hinkley":
-        sides = 2 if s.mode == "both" else 1
-        h = page_hinkley_threshold_sd(budget.arl0(n_detectors, sides=sides), delta_sd=float(s.delta_sd))
-        return s.model_copy(update={"threshold_sd": h})
-    raise ValueError(f"detector: {detector!r} has no budget rule in clinops.drift.streams.budgeted")
 
 
 def build_planned(plan: list[PlannedDetector], *, reference_scores: Any,

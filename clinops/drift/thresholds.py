@@ -7,8 +7,9 @@ their dependence), so each may raise ``budget / n_detectors`` false alarms per 3
 must have an in-control average run length (ARL0) of at least
 ``admissions_per_30_days * n_detectors / budget`` admissions. Each detector turns that into its
 own threshold by a stated, conservative rule (:func:`cusum_threshold`, :func:`adwin_delta`,
-:func:`ks_window_alpha`, :func:`page_hinkley_threshold_sd`). The thresholds are computed once, from
-the budget alone: never from a drift scenario.
+:func:`ks_window_alpha`, :func:`page_hinkley_threshold_sd`), applied by the detector's class in the
+registry (:meth:`~clinops.drift.detectors.base.StreamDetector.within_budget`). The thresholds are
+computed once, from the budget alone: never from a drift scenario.
 
 Examples
 --------

@@ -14,7 +14,7 @@ from clinops import drift
 from clinops.config import Params
 import clinops.pipeline.paper_mapping as paper_mapping
 from clinops.pipeline.context import write_figure
-from clinops.pipeline.drift_benchmark import BENCHMARK_CHANGE_AT_HOURS, drift_setup, run_benchmark
+from clinops.pipeline.drift_benchmark import BENCHMARK_CHANGE_AT_HOURS, build_scenarios, drift_setup, run_benchmark
 from clinops.pipeline.governance import fresh_state_machine
 from clinops.report import record_values, write_table
 
@@ -25,9 +25,9 @@ def run_drift(P: Params, task: str = "primary") -> SimpleNamespace:
     t, d, seed, manifest = setup.t, setup.d, setup.seed, setup.manifest
     X_test, y_test, predict, new_monitor, train_rows = setup.X_test, setup.y_test, setup.predict, setup.new_monitor, \
         setup.train_rows
-    scenario = drift.shift_scenario(predict, X_test, y_test, column=d["feature"], n=min(d["n_shifted"], len(X_test)),
-                                    seed=seed, target_prevalence=d.get("target_prevalence") if d.get("shift") is None else None,
-                                    shift=d.get("shift"))
+    # Built once, with the benchmark's smaller scenarios: the run's own is the last; all go on to run_benchmark.
+    scenarios = build_scenarios(setup)
+    scenario, strength = scenarios[-1].scenario, scenarios[-1].strength
     policy = setup.policy
     rate = float(d["rate_per_hour"])
     unshifted = X_test.drop(index=scenario.X_shifted.index)
@@ -38,7 +38,6 @@ def run_drift(P: Params, task: str = "primary") -> SimpleNamespace:
     state = fresh_state_machine(P, t, "drift")
     events: list = []
     monitor = new_monitor(events.append)
-    cusum_h = setup.cusum_threshold
     # The PSI bins in the bundle were fixed on encoded training features (categories as codes).
     enc_before, enc_after = manifest.encode(unshifted), manifest.encode(scenario.X_shifted)
     timeline, alarms = drift.simulate_stream(before_scores, scenario.scores_after, enc_before, enc_after,
@@ -52,9 +51,6 @@ def run_drift(P: Params, task: str = "primary") -> SimpleNamespace:
                                             seed=seed + 1)
     quiet = drift.stream_summary(quiet_alarms, change_at_hours=None, duration_hours=quiet_hours)
 
-    kind_arg = {"shift": d["shift"]} if d.get("shift") is not None else {"target_prevalence": d["target_prevalence"]}
-    strength = drift.scenario_strength(X_test[d["feature"]], column=d["feature"], threshold_nats=cusum_h,
-                                       rate_per_hour=rate, min_effect=float(d["min_effect_size"]), **kind_arg)
     # The concept shift (NOT the paper's): the same shifted admissions, outcomes partly unexplained by x.
     y_concept = drift.simulate_concept_shift(scenario.y, fraction=float(d["concept_fraction"]), seed=seed)
     auroc_concept = float(roc_auc_score(y_concept, scenario.scores_after))
@@ -70,7 +66,7 @@ def run_drift(P: Params, task: str = "primary") -> SimpleNamespace:
     first = after.sort_values("t_hours").iloc[0] if len(after) else None
     governance_path(state, first=first, scenario=scenario, cbpe=cbpe, auroc_concept=auroc_concept,
                     drifted=monitor.drifted_features())
-    bench = run_benchmark(setup)
+    bench = run_benchmark(setup, scenarios=scenarios)
 
     out = t.reports_dir / "drift"
     out.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ Seeds are ``seed, seed + 1, ...`` (``drift.benchmark_seeds`` of them) from the r
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -22,7 +23,8 @@ from clinops.pipeline.context import load_task_table, task_config
 from clinops.tasks.temporal_split import analysis_masks
 from clinops.uncertainty import RiskPredictor
 
-__all__ = ["BENCHMARK_CHANGE_AT_HOURS", "DRIFT_DEFAULTS", "benchmark_scenarios", "drift_setup", "run_benchmark"]
+__all__ = ["BENCHMARK_CHANGE_AT_HOURS", "DRIFT_DEFAULTS", "BuiltScenario", "benchmark_scenarios", "build_scenarios",
+           "drift_setup", "run_benchmark"]
 
 #: Unshifted admissions before the change in a benchmark stream (as in the stage's own run).
 BENCHMARK_CHANGE_AT_HOURS = 48.0
@@ -93,33 +95,67 @@ def drift_setup(P: Params, task: str = "primary") -> SimpleNamespace:
                            cusum_threshold=float(getattr(cusum, "threshold")) if cusum is not None else None)
 
 
-def run_benchmark(setup: SimpleNamespace, *, n_seeds: int | None = None) -> SimpleNamespace:
+@dataclass(frozen=True)
+class BuiltScenario:
+    """One benchmark scenario, built once: its shifted admissions and its strength.
+
+    ``name``, ``kind`` and ``value`` are :func:`benchmark_scenarios`' entry; ``scenario`` is
+    :func:`clinops.drift.shift_scenario` on the test rows, ``strength`` is
+    :func:`clinops.drift.scenario_strength` with the setup's budgeted CUSUM threshold.
+    """
+
+    name: str
+    kind: str
+    value: float
+    scenario: drift.ShiftScenario
+    strength: drift.ScenarioStrength
+
+
+def build_scenarios(setup: SimpleNamespace) -> list[BuiltScenario]:
+    """Every benchmark scenario of ``setup`` (:func:`drift_setup`) built once, the run's own last.
+
+    The one place a drift scenario and its strength are built: the drift stage takes its own
+    scenario (the last) from here and passes the list on to :func:`run_benchmark`.
+    """
+    d, seed, predict, X_test, y_test = setup.d, setup.seed, setup.predict, setup.X_test, setup.y_test
+    column, n = d["feature"], min(int(d["n_shifted"]), len(X_test))
+    rate = float(d["rate_per_hour"])
+    out = []
+    for name, kind, value in benchmark_scenarios(d, column_values=X_test[column]):
+        arg = {"target_prevalence": value} if kind == "prevalence" else {"shift": value}
+        sc = drift.shift_scenario(predict, X_test, y_test, column=column, n=n, seed=seed, **arg)
+        st = drift.scenario_strength(X_test[column], column=column, threshold_nats=setup.cusum_threshold,
+                                     rate_per_hour=rate, min_effect=float(d["min_effect_size"]), **arg)
+        out.append(BuiltScenario(name=name, kind=kind, value=value, scenario=sc, strength=st))
+    return out
+
+
+def run_benchmark(setup: SimpleNamespace, *, n_seeds: int | None = None,
+                  scenarios: list[BuiltScenario] | None = None) -> SimpleNamespace:
     """Run every benchmark scenario over ``drift.benchmark_seeds`` seeds (or ``n_seeds``); the table and verdict.
+
+    ``scenarios`` are :func:`build_scenarios`' (built here when not given: the drift stage passes
+    the ones it already built).
 
     Returns ``runs`` (one row per scenario, seed and detector), ``table``
     (:func:`clinops.drift.benchmark_table`), ``strength`` (one row per scenario:
     :func:`clinops.drift.scenario_strength`) and ``verdict`` (:func:`clinops.drift.targets_verdict`
     on the run's own scenario).
     """
-    d, seed, predict, X_test, y_test = setup.d, setup.seed, setup.predict, setup.X_test, setup.y_test
-    encode, new_monitor, cusum_threshold = setup.encode, setup.new_monitor, setup.cusum_threshold
-    column, n = d["feature"], min(int(d["n_shifted"]), len(X_test))
+    d, seed, predict, X_test, encode = setup.d, setup.seed, setup.predict, setup.X_test, setup.encode
     rate = float(d["rate_per_hour"])
+    built = build_scenarios(setup) if scenarios is None else scenarios
     pools: dict[str, drift.StreamPool] = {}
     strength_rows, bounds, unshifted_index = [], {}, None
-    for name, kind, value in benchmark_scenarios(d, column_values=X_test[column]):
-        arg = {"target_prevalence": value} if kind == "prevalence" else {"shift": value}
-        sc = drift.shift_scenario(predict, X_test, y_test, column=column, n=n, seed=seed, **arg)
-        pools[name] = drift.StreamPool(sc.scores_after, encode(sc.X_shifted))
-        unshifted_index = X_test.index.difference(sc.X_shifted.index)
-        st = drift.scenario_strength(X_test[column], column=column, threshold_nats=cusum_threshold,
-                                     rate_per_hour=rate, min_effect=float(d["min_effect_size"]), **arg)
-        strength_rows.append({"scenario": name, **st.to_dict()})
-        bounds[name] = (st.bound_admissions, st.bound_hours)
+    for b in built:
+        pools[b.name] = drift.StreamPool(b.scenario.scores_after, encode(b.scenario.X_shifted))
+        unshifted_index = X_test.index.difference(b.scenario.X_shifted.index)
+        strength_rows.append({"scenario": b.name, **b.strength.to_dict()})
+        bounds[b.name] = (b.strength.bound_admissions, b.strength.bound_hours)
     unshifted = X_test.loc[unshifted_index]
     before = drift.StreamPool(predict(unshifted), encode(unshifted))
     seeds = [seed + k for k in range(int(n_seeds if n_seeds is not None else d["benchmark_seeds"]))]
-    runs = drift.benchmark_runs(new_monitor, before=before, scenarios=pools, seeds=seeds, rate_per_hour=rate,
+    runs = drift.benchmark_runs(setup.new_monitor, before=before, scenarios=pools, seeds=seeds, rate_per_hour=rate,
                                 change_at_hours=BENCHMARK_CHANGE_AT_HOURS,
                                 after_hours=float(d["benchmark_hours_after_change"]),
                                 no_shift_hours=float(d["no_shift_days"]) * 24)

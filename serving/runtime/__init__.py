@@ -5,7 +5,7 @@ worker processes can run one runtime each on the same ``state_dir``: everything 
 on is kept there (see :mod:`serving.shared` and ``clinops/docs/serving.md``, "Workers").
 
 Modules, one concern each: :mod:`.service` (:class:`ServingRuntime`, composing the others),
-:mod:`.scoring`, :mod:`.audit`, :mod:`.review`, :mod:`.outcomes`, :mod:`.governance`,
+:mod:`.scoring`, :mod:`.audit`, :mod:`.review`, :mod:`.outcomes`, :mod:`.drift`, :mod:`.governance`,
 :mod:`.erasure`, :mod:`.background`, :mod:`.errors`.
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Linked outcomes: the live metrics of :class:`clinops.monitoring.OutcomeWindow`, exported; and the
-CBPE estimate of the served window (performance before outcomes), exported beside them."""
+"""Linked outcomes: the live metrics of :class:`clinops.monitoring.OutcomeWindow`, exported (the
+drift window's CBPE estimate, before outcomes, is exported by :mod:`serving.runtime.drift`)."""
 from __future__ import annotations
 
 from typing import Any
@@ -35,12 +35,6 @@ class Outcomes:
         self._export_live(live)
         return {"prediction_id": prediction_id, "linked": True, "window_size": len(window), "live": live,
                 "governance_state": self.governance.state.value, "audit_record_id": record_id}
-
-    def _export_estimate(self, estimate: dict[str, Any]) -> None:
-        """The CBPE estimate of the drift window (:class:`clinops.monitoring.LiveDriftMonitor`) as gauges."""
-        if estimate["cbpe_auroc"] == estimate["cbpe_auroc"]:  # NaN when every probability is the same
-            self.metrics.cbpe_auroc.set(estimate["cbpe_auroc"])
-        self.metrics.cbpe_event_rate.set(estimate["cbpe_event_rate"])
 
     @property
     def live(self) -> dict[str, Any]:

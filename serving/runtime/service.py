@@ -4,6 +4,7 @@
 :class:`~serving.runtime.scoring.Scoring` (consent, prediction, escalation, batching),
 :class:`~serving.runtime.audit.AuditActions` (the audit trail), :class:`~serving.runtime.review.Review`
 (review queue, overrides), :class:`~serving.runtime.outcomes.Outcomes` (linked outcomes),
+:class:`~serving.runtime.drift.Drift` (the live drift monitor's PSI and CBPE estimate as gauges),
 :class:`~serving.runtime.governance.Governance` (state, periodic review, suspend / resume) and
 :class:`~serving.runtime.erasure.Erasure`. Monitoring is the package's:
 :class:`clinops.monitoring.LiveDriftMonitor` (PSI and the drift policy's stream detectors) and
@@ -13,12 +14,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
-
-import pandas as pd
 
 from clinops.audit.connections import from_environment as audit_connections
 from clinops.audit.log import AuditTrail
@@ -36,6 +34,7 @@ from serving.batching import NaturalBatcher
 from serving.metrics import ServingMetrics
 from serving.runtime.audit import AuditActions, dataset_sha256
 from serving.runtime.background import BackgroundWorker
+from serving.runtime.drift import Drift
 from serving.runtime.erasure import Erasure
 from serving.runtime.governance import Governance
 from serving.runtime.outcomes import Outcomes
@@ -54,7 +53,7 @@ def psi_reference_from_bundle(bundle: ModelBundle) -> PsiReference:
     return PsiReference.from_dict({name: bundle.reference[name] for name in bundle.feature_names}, eps=eps)
 
 
-class ServingRuntime(Scoring, AuditActions, Review, Outcomes, Governance, Erasure):
+class ServingRuntime(Scoring, AuditActions, Review, Outcomes, Drift, Governance, Erasure):
     """Everything the API does, on one model bundle.
 
     Parameters
@@ -173,17 +172,6 @@ class ServingRuntime(Scoring, AuditActions, Review, Outcomes, Governance, Erasur
         self._refresh_state_metrics()
         with file_lock(self.state_dir / "serving.lock"):  # one worker restores, the others see it
             self.restored_review_items = self.reconcile_review_queue()
-
-    # ----------------------------------------------------------------------------- drift
-    def evaluate_drift(self, window: pd.DataFrame) -> dict[str, float]:
-        """PSI of every feature over ``window`` (encoded features, one row per prediction); see
-        :meth:`clinops.monitoring.LiveDriftMonitor.evaluate_psi`."""
-        return self.drift_monitor.evaluate_psi(window)
-
-    def _export_psi(self, psi: Mapping[str, float], window: int) -> None:
-        self.metrics.drift_window.set(window)
-        for name, value in psi.items():
-            self.metrics.drift_psi.labels(name).set(value)
 
     def refresh_metrics(self) -> None:
         """Gauges read at scrape time (queue size, state, override rate)."""

@@ -7,6 +7,7 @@ import numpy as np
 from pydantic import Field
 
 from clinops.drift.detectors.base import DetectorSettings, StreamDetector
+from clinops.drift.thresholds import FalseAlarmBudget, adwin_delta
 
 __all__ = ["ADWIN"]
 
@@ -53,6 +54,19 @@ class ADWIN(StreamDetector):
     def from_settings(cls, settings: ADWINSettings, *, reference_scores: Any = None) -> "ADWIN":
         return cls(delta=settings.delta, clock=settings.clock, grace_period=settings.grace_period,
                    min_window_length=settings.min_window_length)
+
+    @classmethod
+    def within_budget(cls, settings: ADWINSettings, budget: FalseAlarmBudget, n_detectors: int) -> ADWINSettings:
+        """``settings`` with ``delta`` the per-check rate of this detector's share of ``budget``
+        (:func:`~clinops.drift.thresholds.adwin_delta`, one check every ``clock`` values).
+
+        Examples
+        --------
+        >>> budget = FalseAlarmBudget(false_alarms_per_30_days=1, admissions_per_hour=10)
+        >>> round(ADWIN.within_budget(ADWIN.Settings(clock=32), budget, n_detectors=4).delta, 7)   # 32 / (7200 * 4)
+        0.0011111
+        """
+        return settings.model_copy(update={"delta": adwin_delta(budget.arl0(n_detectors), clock=settings.clock)})
 
     def update(self, x: float) -> "ADWIN":
         self._adwin.update(x)

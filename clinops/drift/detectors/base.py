@@ -11,6 +11,8 @@ build and report it:
   (``adwin_delta``, ``ph_threshold_sd``, ...);
 - :meth:`StreamDetector.from_settings`: build it from its settings and reference scores
   (probabilities on reference data, from which scale-free settings are turned into numbers);
+- :meth:`StreamDetector.within_budget`: its settings with the threshold that keeps it within its
+  share of the monitor's false-alarm budget (:mod:`clinops.drift.thresholds`);
 - :meth:`StreamDetector.alarm_value` and :meth:`StreamDetector.state`: what an alarm and the
   monitor's timeline report.
 """
@@ -20,6 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from clinops.drift.thresholds import FalseAlarmBudget
 from clinops.policy import PolicyModel
 
 __all__ = ["DetectorSettings", "StreamDetector"]
@@ -47,6 +50,12 @@ class StreamDetector:
     def from_settings(cls, settings: DetectorSettings, *, reference_scores: Any) -> "StreamDetector":
         """Build from the detector's policy section and reference scores (shape (n,))."""
         raise NotImplementedError
+
+    @classmethod
+    def within_budget(cls, settings: DetectorSettings, budget: FalseAlarmBudget, n_detectors: int) -> DetectorSettings:
+        """``settings`` with the threshold that keeps this detector within its share of ``budget``
+        (Bonferroni: one of ``n_detectors`` detectors, :meth:`FalseAlarmBudget.arl0`)."""
+        raise NotImplementedError(f"{cls.__name__}: no rule for its share of the false-alarm budget")
 
     def alarm_value(self, batch_mean: float) -> float:
         """The number an alarm reports; by default the mean score of the evaluated batch."""

@@ -8,6 +8,7 @@ import numpy as np
 from pydantic import Field
 
 from clinops.drift.detectors.base import DetectorSettings, StreamDetector, reference_array
+from clinops.drift.thresholds import FalseAlarmBudget, cusum_threshold
 
 __all__ = ["BernoulliCUSUM", "kl_bernoulli"]
 
@@ -86,6 +87,24 @@ class BernoulliCUSUM(StreamDetector):
         cut = 0.5 if binary else float(np.quantile(ref, settings.quantile))
         return cls(p0=float(np.mean(ref >= cut)), cut=cut, odds_ratio=settings.odds_ratio,
                    threshold=settings.threshold, mode=settings.mode)
+
+    @classmethod
+    def within_budget(cls, settings: CUSUMSettings, budget: FalseAlarmBudget, n_detectors: int) -> CUSUMSettings:
+        """``settings`` with ``threshold`` (nats) from this detector's share of ``budget``
+        (:func:`~clinops.drift.thresholds.cusum_threshold`; with ``mode='both'`` each of the two
+        sums keeps half the share).
+
+        Examples
+        --------
+        >>> budget = FalseAlarmBudget(false_alarms_per_30_days=1, admissions_per_hour=10)
+        >>> round(BernoulliCUSUM.within_budget(BernoulliCUSUM.Settings(), budget, n_detectors=17).threshold, 1)
+        11.7
+        >>> both = BernoulliCUSUM.Settings(mode="both")                 # ln(7200 * 2 sides * 4 detectors)
+        >>> round(BernoulliCUSUM.within_budget(both, budget, n_detectors=4).threshold, 2)
+        10.96
+        """
+        sides = 2 if settings.mode == "both" else 1
+        return settings.model_copy(update={"threshold": cusum_threshold(budget.arl0(n_detectors, sides=sides))})
 
     def update(self, x: float) -> "BernoulliCUSUM":
         if self.drift_detected:

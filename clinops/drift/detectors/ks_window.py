@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import Field
 
 from clinops.drift.detectors.base import DetectorSettings, StreamDetector, reference_array
+from clinops.drift.thresholds import FalseAlarmBudget, ks_window_alpha
 
 __all__ = ["KSWindow", "dkw_threshold"]
 
@@ -90,6 +91,19 @@ class KSWindow(StreamDetector):
     @classmethod
     def from_settings(cls, settings: KSWindowSettings, *, reference_scores: Any) -> "KSWindow":
         return cls(reference=reference_scores, alpha=settings.alpha, window=settings.window, clock=settings.clock)
+
+    @classmethod
+    def within_budget(cls, settings: KSWindowSettings, budget: FalseAlarmBudget, n_detectors: int) -> KSWindowSettings:
+        """``settings`` with ``alpha`` the per-test rate of this detector's share of ``budget``
+        (:func:`~clinops.drift.thresholds.ks_window_alpha`, one test every ``clock`` values).
+
+        Examples
+        --------
+        >>> budget = FalseAlarmBudget(false_alarms_per_30_days=1, admissions_per_hour=10)
+        >>> KSWindow.within_budget(KSWindow.Settings(clock=5), budget, n_detectors=5).alpha   # 5 / (7200 * 5)
+        0.0001388888888888889
+        """
+        return settings.model_copy(update={"alpha": ks_window_alpha(budget.arl0(n_detectors), clock=settings.clock)})
 
     def update(self, x: float) -> "KSWindow":
         if self.drift_detected:

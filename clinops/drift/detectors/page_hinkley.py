@@ -7,6 +7,7 @@ import numpy as np
 from pydantic import Field
 
 from clinops.drift.detectors.base import DetectorSettings, StreamDetector, reference_array
+from clinops.drift.thresholds import FalseAlarmBudget, page_hinkley_threshold_sd
 
 __all__ = ["PageHinkley", "TRANSFORMS", "transform_scores"]
 
@@ -82,6 +83,24 @@ class PageHinkley(StreamDetector):
         return cls(score_sd=sd, min_instances=settings.min_instances, delta_sd=settings.delta_sd,
                    threshold_sd=settings.threshold_sd, alpha=settings.alpha, mode=settings.mode,
                    transform=settings.transform)
+
+    @classmethod
+    def within_budget(cls, settings: PageHinkleySettings, budget: FalseAlarmBudget,
+                      n_detectors: int) -> PageHinkleySettings:
+        """``settings`` with ``threshold_sd`` from this detector's share of ``budget``
+        (:func:`~clinops.drift.thresholds.page_hinkley_threshold_sd` at its ``delta_sd``; with
+        ``mode='both'`` each side keeps half the share).
+
+        Examples
+        --------
+        >>> budget = FalseAlarmBudget(false_alarms_per_30_days=1, admissions_per_hour=10)
+        >>> s = PageHinkley.within_budget(PageHinkley.Settings(mode="both"), budget, n_detectors=2)
+        >>> round(s.threshold_sd, 2)                      # one-sided ARL0 7200 * 2 sides * 2 detectors
+        26.08
+        """
+        sides = 2 if settings.mode == "both" else 1
+        h = page_hinkley_threshold_sd(budget.arl0(n_detectors, sides=sides), delta_sd=float(settings.delta_sd))
+        return settings.model_copy(update={"threshold_sd": h})
 
     def update(self, x: float) -> "PageHinkley":
         self._ph.update(float(transform_scores(x, self.transform)))
