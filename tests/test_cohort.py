@@ -161,6 +161,11 @@ def test_append_flow_step_and_plot(db):
     with pytest.raises(ValueError, match="must equal the 5 stays remaining"):
         append_flow_step(flow, {"step": 9, "criterion": "x", "n_remaining": 4,
                                 "n_excluded": 2})
+    # a step without a number (the split's, the features') is numbered after the last step
+    unnumbered = append_flow_step(flow, {"criterion": "features", "n_remaining": 4, "n_excluded": 1})
+    assert unnumbered.equals(full)
+    with pytest.raises(ValueError, match="step 8 must come after step 8"):
+        append_flow_step(flow, {"step": 8, "criterion": "x", "n_remaining": 5, "n_excluded": 0})
     fig = plot_flow(full)
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert any("n = 12" in t for t in texts) and any("excluded\nn = 1" in t for t in texts)

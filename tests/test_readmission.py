@@ -229,6 +229,8 @@ def cohort_and_flow(mimic):
 def test_flow_counts_follow_each_criterion(cohort_and_flow):
     _, flow = cohort_and_flow
     assert list(flow.columns) == ["step", "criterion", "n_remaining", "n_excluded"]
+    # the split step is numbered by the shared append_flow_step, after the 8 criteria of the SQL
+    assert flow["step"].tolist() == list(range(1, 10))
     # the last step, the real-year split: A1301 (2017 - 2019, anchor_year + 1) is test, none ambiguous
     assert flow["n_remaining"].tolist() == [26, 25, 24, 21, 20, 17, 16, 7, 7]
     assert flow["n_excluded"].tolist() == [0, 1, 1, 3, 1, 3, 1, 9, 0]

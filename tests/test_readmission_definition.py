@@ -136,6 +136,26 @@ def test_observation_stays(mimic):
     assert every.loc[51, "readmission_hadm_id"] == 52 and every.loc[61, "label"] == 1
 
 
+def test_uncounted_returns_are_counted_over_the_outcome_window(mimic):
+    # 13: AMBULATORY OBSERVATION stays at day 3 and at exactly day 30 (the window is closed on the
+    #     right), and one a minute later (outside): two returns, no readmission
+    _insert(mimic, "mimiciv_hosp.patients", [_patient(13)])
+    _index(mimic, 13, 131, "2150-01-01 08:00", "2150-01-05 12:00")
+    for hadm_id, admit, disch in ((132, "2150-01-08 12:00", "2150-01-08 20:00"),
+                                  (133, "2150-02-04 12:00", "2150-02-04 20:00"),
+                                  (134, "2150-02-04 12:01", "2150-02-04 20:00")):
+        _return(mimic, 13, hadm_id, admit, disch, "AMBULATORY OBSERVATION")
+    c = _cohort(mimic)
+    assert c.loc[131, "n_uncounted_returns"] == 2 and pd.isna(c.loc[131, "readmission_hadm_id"])
+    assert c.loc[131, "label"] == 0
+    # the same window bounds both counts: one more day takes in the third return
+    assert _cohort(mimic, horizon_days=31).loc[131, "n_uncounted_returns"] == 3
+    # counted as readmissions, the first is the outcome and none is an uncounted return
+    every = _cohort(mimic, uncounted_admission_types=())
+    assert every.loc[131, "n_uncounted_returns"] == 0 and every.loc[131, "readmission_hadm_id"] == 132
+    assert every.loc[131, "label"] == 1
+
+
 def test_competing_deaths_under_each_option(mimic):
     c = _cohort(mimic)
     assert c["died_within_horizon"][lambda s: s == 1].index.tolist() == [71, 81]

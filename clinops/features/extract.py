@@ -128,8 +128,9 @@ def extract_features(db: MimicDatabase, cohort: pd.DataFrame, *, manifest: Featu
         numeric and binary (NaN = missing), ``pandas.Categorical`` (manifest categories) for
         categorical.
     flow_step : dict
-        ``{'step': 8, 'criterion', 'n_remaining', 'n_excluded'}`` for
-        :func:`clinops.tasks.mortality.cohort.append_flow_step`.
+        ``{'criterion', 'n_remaining', 'n_excluded'}`` over the given cohort, without a step
+        number: :func:`clinops.tasks.mortality.cohort.append_flow_step` numbers it in the
+        caller's flow.
     """
     if not isinstance(manifest, FeatureManifest):
         raise TypeError(f"manifest: expected a FeatureManifest, got {type(manifest).__name__}")
@@ -267,7 +268,6 @@ def extract_features(db: MimicDatabase, cohort: pd.DataFrame, *, manifest: Featu
     keep = n_missing <= max_missing
     kept = features.loc[keep]
     flow_step = {
-        "step": 8,
         "criterion": (f"at most {max_missing_fraction:.0%} of the {n_features} features missing "
                       f"in the first {window_hours:g} h (at most {max_missing} missing)"),
         "n_remaining": int(keep.sum()),

@@ -59,8 +59,7 @@ def run_features(P: Params) -> SimpleNamespace:
     # counts the exclusion among the stays the temporal split kept in the analysis.
     analysis = set(cohort.loc[cohort["in_analysis"], "stay_id"])
     kept_in_analysis = int(X.index.isin(list(analysis)).sum())
-    flow = cohort_sql.append_flow_step(flow, {**step, "step": int(flow["step"].iloc[-1]) + 1,
-                                              "n_remaining": kept_in_analysis,
+    flow = cohort_sql.append_flow_step(flow, {**step, "n_remaining": kept_in_analysis,
                                               "n_excluded": len(analysis) - kept_in_analysis})
     kept = cohort.set_index("stay_id").loc[X.index]
     table = X.copy()

@@ -40,7 +40,12 @@ WITH adm AS (
         p.anchor_year,
         p.dod,
         -- mimic-code age: calendar-year difference from the anchor year
-        p.anchor_age + (extract(YEAR FROM a.admittime) - p.anchor_year) AS age
+        p.anchor_age + (extract(YEAR FROM a.admittime) - p.anchor_year) AS age,
+        -- follow-up may run past the end of the data: the discharge's real-year interval
+        -- [group start + k, group end + k] (k = shifted year - anchor_year) reaches
+        -- $last_data_year; NULL when unknown (no patient row, no dischtime): read as false
+        CAST(right(p.anchor_year_group, 4) AS INTEGER)
+            + (extract(YEAR FROM a.dischtime) - p.anchor_year) >= $last_data_year AS reaches_data_end
     FROM mimiciv_hosp.admissions AS a
     LEFT JOIN mimiciv_hosp.patients AS p ON p.subject_id = a.subject_id
 ),
@@ -93,16 +98,34 @@ principal_class AS (
     WHERE d.seq_num = 1
     GROUP BY d.hadm_id
 ),
-readmission AS (
-    -- admissions of the same patient starting in (dischtime, dischtime + horizon];
-    -- rows with dischtime <= admittime (organ-donor and other invalid accounts) are not
-    -- admissions a patient returned for, so they never count; nor do $uncounted_types
+later_admission AS (
+    -- admissions of the same patient starting in (dischtime, dischtime + horizon]: the one join
+    -- over the outcome window, which readmission and uncounted_return both read
     SELECT
         i.hadm_id AS index_hadm_id,
         r.hadm_id,
         r.admittime,
+        r.dischtime,
         r.admission_type,
-        list_contains($planned_types, r.admission_type) AS planned_by_type,
+        -- NULL for a NULL admission_type: such a row is neither a readmission nor a return
+        list_contains($uncounted_types, r.admission_type) AS uncounted
+    FROM adm AS i
+    JOIN mimiciv_hosp.admissions AS r
+        ON r.subject_id = i.subject_id
+        AND r.hadm_id <> i.hadm_id
+        AND r.admittime > i.dischtime
+        AND r.admittime <= i.dischtime + to_days(CAST($horizon_days AS INTEGER))
+),
+readmission AS (
+    -- later admissions that count: rows with dischtime <= admittime (organ-donor and other
+    -- invalid accounts) are not admissions a patient returned for, so they never count; nor do
+    -- $uncounted_types
+    SELECT
+        w.index_hadm_id,
+        w.hadm_id,
+        w.admittime,
+        w.admission_type,
+        list_contains($planned_types, w.admission_type) AS planned_by_type,
         -- CMS: PR1 procedure, else PR2 principal diagnosis, else PR3 procedure without an
         -- acute (PR4) principal diagnosis; NULL = unplanned
         CASE
@@ -111,28 +134,19 @@ readmission AS (
             WHEN coalesce(pc.pr3, 0) = 1 AND coalesce(dc.pr4, 0) = 0 THEN 'PR3'
         END AS cms_planned_category,
         CAST(coalesce(pc.pr3, 0) = 1 AND coalesce(dc.pr4, 0) = 1 AS INTEGER) AS pr3_with_acute_dx
-    FROM adm AS i
-    JOIN mimiciv_hosp.admissions AS r
-        ON r.subject_id = i.subject_id
-        AND r.hadm_id <> i.hadm_id
-        AND r.admittime > i.dischtime
-        AND r.admittime <= i.dischtime + to_days(CAST($horizon_days AS INTEGER))
-    LEFT JOIN procedure_class AS pc ON pc.hadm_id = r.hadm_id
-    LEFT JOIN principal_class AS dc ON dc.hadm_id = r.hadm_id
-    WHERE (r.dischtime IS NULL OR r.dischtime > r.admittime)
-        AND NOT list_contains($uncounted_types, r.admission_type)
+    FROM later_admission AS w
+    LEFT JOIN procedure_class AS pc ON pc.hadm_id = w.hadm_id
+    LEFT JOIN principal_class AS dc ON dc.hadm_id = w.hadm_id
+    WHERE (w.dischtime IS NULL OR w.dischtime > w.admittime)
+        AND NOT w.uncounted
 ),
 uncounted_return AS (
-    -- returns of an uncounted type within the horizon (reported, never the outcome)
-    SELECT i.hadm_id AS index_hadm_id, count(*) AS n_uncounted_returns
-    FROM adm AS i
-    JOIN mimiciv_hosp.admissions AS r
-        ON r.subject_id = i.subject_id
-        AND r.hadm_id <> i.hadm_id
-        AND r.admittime > i.dischtime
-        AND r.admittime <= i.dischtime + to_days(CAST($horizon_days AS INTEGER))
-    WHERE list_contains($uncounted_types, r.admission_type)
-    GROUP BY i.hadm_id
+    -- returns of an uncounted type within the horizon (reported, never the outcome); every
+    -- such row of the window counts, an invalid account (dischtime <= admittime) included
+    SELECT index_hadm_id, count(*) AS n_uncounted_returns
+    FROM later_admission
+    WHERE uncounted
+    GROUP BY index_hadm_id
 ),
 first_readmission AS (
     -- CMS counts only the first readmission after an index
@@ -179,16 +193,11 @@ SELECT
         adm.dod >= CAST(adm.dischtime AS DATE)
         AND adm.dod <= CAST(adm.dischtime AS DATE) + CAST($horizon_days AS INTEGER),
         FALSE) AS INTEGER) AS died_within_horizon,
-    -- follow-up may run past the end of the data: the stay's real-year interval
-    -- [group start + k, group end + k] (k = shifted year - anchor_year) reaches $last_data_year
-    -- (at_risk), and (censored) the horizon crosses the end of the discharge's shifted year
+    -- follow-up: at risk when the discharge's real-year interval reaches $last_data_year (adm),
+    -- censored when, in addition, the horizon crosses the end of the discharge's shifted year
+    CAST(coalesce(adm.reaches_data_end, FALSE) AS INTEGER) AS followup_at_risk,
     CAST(coalesce(
-        CAST(right(adm.anchor_year_group, 4) AS INTEGER)
-            + (extract(YEAR FROM adm.dischtime) - adm.anchor_year) >= $last_data_year,
-        FALSE) AS INTEGER) AS followup_at_risk,
-    CAST(coalesce(
-        CAST(right(adm.anchor_year_group, 4) AS INTEGER)
-            + (extract(YEAR FROM adm.dischtime) - adm.anchor_year) >= $last_data_year
+        adm.reaches_data_end
         AND extract(YEAR FROM adm.dischtime + to_days(CAST($horizon_days AS INTEGER)))
             > extract(YEAR FROM adm.dischtime),
         FALSE) AS INTEGER) AS followup_censored,

@@ -211,7 +211,7 @@ def _rule_text(rule: str, ambiguous: str, last_train: int, first_test: int, unit
             f"ambiguous {where}")
 
 
-def split_flow_step(frame: pd.DataFrame, *, step: int, rule: str, ambiguous: str,
+def split_flow_step(frame: pd.DataFrame, *, rule: str, ambiguous: str,
                     train_groups: Sequence[str], test_groups: Sequence[str], unit: str = "stay") -> dict:
     """The flow-table row of the temporal split: rows left in the train or test split.
 
@@ -219,8 +219,6 @@ def split_flow_step(frame: pd.DataFrame, *, step: int, rule: str, ambiguous: str
     ----------
     frame : pandas.DataFrame
         Rows remaining before the split (from :func:`assign_split`, with ``split``).
-    step : int
-        The step's number.
     rule, ambiguous, train_groups, test_groups
         As given to :func:`assign_split` (for the criterion's wording).
     unit : str
@@ -229,12 +227,13 @@ def split_flow_step(frame: pd.DataFrame, *, step: int, rule: str, ambiguous: str
     Returns
     -------
     dict
-        ``{'step', 'criterion', 'n_remaining', 'n_excluded'}``.
+        ``{'criterion', 'n_remaining', 'n_excluded'}``, without a step number:
+        :func:`clinops.tasks.mortality.cohort.append_flow_step` numbers it in the task's flow.
     """
     last_train = max(end for _, end in _bounds(train_groups, "train_groups"))
     first_test = min(start for start, _ in _bounds(test_groups, "test_groups"))
     kept = int(frame["split"].isin(["train", "test"]).sum())
-    return {"step": step, "criterion": _rule_text(rule, ambiguous, last_train, first_test, unit),
+    return {"criterion": _rule_text(rule, ambiguous, last_train, first_test, unit),
             "n_remaining": kept, "n_excluded": len(frame) - kept}
 
 

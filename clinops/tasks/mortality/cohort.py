@@ -153,7 +153,7 @@ def build_icu_cohort(db: MimicDatabase, *, min_age: float = 18, min_icu_los_hour
     })
     cohort = assign_split(stays.loc[stays["last_step"] == 7], train_groups=train, test_groups=test,
                           rule=split_rule, ambiguous=ambiguous_split)
-    flow = append_flow_step(flow, split_flow_step(cohort, step=8, rule=split_rule, ambiguous=ambiguous_split,
+    flow = append_flow_step(flow, split_flow_step(cohort, rule=split_rule, ambiguous=ambiguous_split,
                                                   train_groups=train, test_groups=test))
     cohort = cohort[COHORT_COLUMNS].reset_index(drop=True)
     cohort = cohort.astype({"label": "int64", "hospital_expire_flag": "int64", "age": "int64"})
@@ -161,35 +161,47 @@ def build_icu_cohort(db: MimicDatabase, *, min_age: float = 18, min_icu_los_hour
 
 
 def append_flow_step(flow: pd.DataFrame, flow_step: dict) -> pd.DataFrame:
-    """Append a later exclusion step (e.g. from :func:`clinops.features.extract_features`).
+    """Append a later exclusion step, numbered after the flow's last step.
+
+    The one place flow steps after a cohort's own criteria get their number: the producers of a
+    step (:func:`clinops.tasks.temporal_split.split_flow_step`,
+    :func:`clinops.features.extract_features`) do not know where it lands in a task's flow.
 
     Parameters
     ----------
     flow : pandas.DataFrame
-        Flow table from :func:`build_icu_cohort` (columns ``step, criterion, n_remaining,
-        n_excluded``).
+        Flow table, e.g. from :func:`build_icu_cohort` (columns ``step, criterion,
+        n_remaining, n_excluded``).
     flow_step : dict
-        ``{'step', 'criterion', 'n_remaining', 'n_excluded'}``; ``n_remaining + n_excluded``
-        must equal the last step's ``n_remaining``.
+        ``{'criterion', 'n_remaining', 'n_excluded'}``; ``n_remaining + n_excluded`` must
+        equal the last step's ``n_remaining``. Without ``'step'`` the row is numbered last
+        step + 1; a given ``'step'`` must come after the last step.
 
     Returns
     -------
     pandas.DataFrame
         A new flow table with one more row.
+
+    Examples
+    --------
+    >>> flow = pd.DataFrame({"step": [1], "criterion": ["all"], "n_remaining": [5], "n_excluded": [0]})
+    >>> append_flow_step(flow, {"criterion": "split", "n_remaining": 4, "n_excluded": 1})["step"].tolist()
+    [1, 2]
     """
-    missing = [c for c in FLOW_COLUMNS if c not in flow_step]
+    missing = [c for c in FLOW_COLUMNS if c != "step" and c not in flow_step]
     if missing:
         raise ValueError(f"flow_step: missing key(s) {missing}")
     last = int(flow["n_remaining"].iloc[-1])
+    last_step = int(flow["step"].iloc[-1])
     if flow_step["n_remaining"] + flow_step["n_excluded"] != last:
         raise ValueError(
             f"flow_step: n_remaining + n_excluded = "
             f"{flow_step['n_remaining'] + flow_step['n_excluded']} must equal the "
-            f"{last} stays remaining after step {int(flow['step'].iloc[-1])}")
-    if flow_step["step"] <= int(flow["step"].iloc[-1]):
-        raise ValueError(f"flow_step: step {flow_step['step']} must come after step "
-                         f"{int(flow['step'].iloc[-1])}")
-    row = pd.DataFrame([{c: flow_step[c] for c in FLOW_COLUMNS}])
+            f"{last} stays remaining after step {last_step}")
+    step = flow_step.get("step", last_step + 1)
+    if step <= last_step:
+        raise ValueError(f"flow_step: step {step} must come after step {last_step}")
+    row = pd.DataFrame([{**flow_step, "step": step}], columns=FLOW_COLUMNS)
     return pd.concat([flow, row], ignore_index=True)
 
 

@@ -41,6 +41,7 @@ from typing import Any
 import pandas as pd
 
 from clinops.data.cms_planned import CODE_LIST, code_list_parameters
+from clinops.tasks.mortality.cohort import append_flow_step
 from clinops.tasks.readmission.sql import bind, connection, read_sql
 from clinops.tasks.temporal_split import assign_split, split_flow_step
 
@@ -259,9 +260,8 @@ def build_readmission_cohort(
     # in_analysis: split in train/test AND no excluded_reason (assign_split reads that column)
     cohort = assign_split(cohort, train_groups=train, test_groups=test, rule=split_rule,
                           ambiguous=ambiguous_split)[list(COHORT_COLUMNS)]
-    step = split_flow_step(cohort, step=len(flow) + 1, rule=split_rule, ambiguous=ambiguous_split,
-                           train_groups=train, test_groups=test, unit="admission")
-    flow = pd.concat([flow, pd.DataFrame([step])], ignore_index=True)
+    flow = append_flow_step(flow, split_flow_step(cohort, rule=split_rule, ambiguous=ambiguous_split,
+                                                  train_groups=train, test_groups=test, unit="admission"))
     log.info("readmission cohort: %d index admissions, %d readmitted, %d excluded by the definition",
              len(cohort), int(cohort["label"].sum()), int(cohort["excluded_reason"].notna().sum()))
     return cohort, flow
