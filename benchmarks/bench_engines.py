@@ -411,9 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spark-driver-memory", default="2g")
     ap.add_argument("--skip-no-index", action="store_true", help="PostgreSQL: skip the run without indexes")
     ap.add_argument("--work", default=None, help="parent folder of the temporary work folder (default: $TMPDIR)")
-    ap.add_argument("--write", action="store_true", help="write reports/engines/benchmark.{json,md}")
-    ap.add_argument("--out", metavar="DIR", help="write DIR/benchmark.{json,md} instead (implies --write), "
-                    "e.g. reports/engines/scale3")
+    written = ap.add_mutually_exclusive_group()
+    written.add_argument("--write", action="store_true", help="write reports/engines/benchmark.{json,md}")
+    written.add_argument("--out", metavar="DIR", help="write DIR/benchmark.{json,md} instead, e.g. reports/engines/scale3")
     ap.add_argument("--child", choices=["duckdb", "postgres", "spark"], help=argparse.SUPPRESS)
     ap.add_argument("--source", help=argparse.SUPPRESS)
     ap.add_argument("--child-out", help=argparse.SUPPRESS)
@@ -422,7 +422,10 @@ def main(argv: list[str] | None = None) -> int:
         child(args.child, args.source, Path(args.child_out), master=args.master, driver_memory=args.spark_driver_memory)
         return 0
     result = run(args)
-    print(markdown({f"{result['scale']:g}": result}))
+    # the printout names the command that made it, and says when nothing was written
+    shown = " ".join(["benchmarks/bench_engines.py", *(sys.argv[1:] if argv is None else argv)])
+    print(markdown({f"{result['scale']:g}": result},
+                   shown if args.write or args.out else f"{shown} (printed only, not written)"))
     if args.write or args.out:
         write(result, Path(args.out) if args.out else REPORT_DIR)
     return 0

@@ -58,6 +58,16 @@ def test_current_data_are_reused(bench, made):
     assert _mtimes(csv_dir) == before and _mtimes(parquet_dir) == before_q
 
 
+@pytest.fixture
+def restored(made):
+    """The directories' records as they were before the test (each test may make them stale)."""
+    csv_dir, parquet_dir = made
+    saved = {p: p.read_bytes() for p in (csv_dir / "SYNTHETIC.json", parquet_dir / "clinops_convert.json")}
+    yield made
+    for path, data in saved.items():
+        path.write_bytes(data)
+
+
 def _stale_manifest(csv_dir: Path) -> None:
     path = csv_dir / "SYNTHETIC.json"
     manifest = json.loads(path.read_text())
@@ -65,15 +75,15 @@ def _stale_manifest(csv_dir: Path) -> None:
     path.write_text(json.dumps(manifest))
 
 
-def test_a_stale_data_dir_given_is_refused_naming_the_field(bench, made):
-    csv_dir, _ = made
+def test_a_stale_data_dir_given_is_refused_naming_the_field(bench, restored):
+    csv_dir, _ = restored
     _stale_manifest(csv_dir)
     with pytest.raises(SystemExit, match=r"--data-dir .*SYNTHETIC\.json: generator_code_sha256 000000000000"):
         bench.ensure_data(_args(data_dir=str(csv_dir)))
 
 
-def test_a_stale_default_directory_is_regenerated(bench, made):
-    csv_dir, _ = made
+def test_a_stale_default_directory_is_regenerated(bench, restored):
+    csv_dir, _ = restored
     _stale_manifest(csv_dir)
     _, _, data = bench.ensure_data(_args())
     assert "generate_s" in data
@@ -81,8 +91,8 @@ def test_a_stale_default_directory_is_regenerated(bench, made):
         synthetic.generator_code_sha256()
 
 
-def test_data_of_another_seed_given_is_refused_naming_the_field(bench, made):
-    csv_dir, _ = made
+def test_data_of_another_seed_given_is_refused_naming_the_field(bench, restored):
+    csv_dir, _ = restored
     with pytest.raises(SystemExit, match=r"SYNTHETIC\.json: seed 7, not --seed 8"):
         bench.ensure_data(_args(seed=8, data_dir=str(csv_dir)))
 
@@ -94,8 +104,8 @@ def _stale_copy(parquet_dir: Path) -> None:
     path.write_text(json.dumps(record))
 
 
-def test_a_stale_parquet_dir_given_is_refused_and_a_default_one_reconverted(bench, made):
-    csv_dir, parquet_dir = made
+def test_a_stale_parquet_dir_given_is_refused_and_a_default_one_reconverted(bench, restored):
+    csv_dir, parquet_dir = restored
     _stale_copy(parquet_dir)
     with pytest.raises(SystemExit, match=r"--parquet-dir .*clinops_convert\.json: source_sha256 differs"):
         bench.ensure_data(_args(parquet_dir=str(parquet_dir)))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from clinops.tasks.flow import append_flow_step
 from clinops.tasks.mortality.cohort import (
-    append_flow_step,
     build_icu_cohort,
     label_prevalence_by_horizon,
     plot_flow,
@@ -155,17 +155,13 @@ def test_missing_column_is_reported_before_work(tmp_path):
 
 def test_append_flow_step_and_plot(db):
     _, flow = build_icu_cohort(db)
-    full = append_flow_step(flow, {"step": 9, "criterion": "features", "n_remaining": 4,
-                                   "n_excluded": 1})
-    assert full["n_remaining"].tolist()[-2:] == [5, 4] and len(full) == 9
-    with pytest.raises(ValueError, match="must equal the 5 stays remaining"):
-        append_flow_step(flow, {"step": 9, "criterion": "x", "n_remaining": 4,
-                                "n_excluded": 2})
-    # a step without a number (the split's, the features') is numbered after the last step
-    unnumbered = append_flow_step(flow, {"criterion": "features", "n_remaining": 4, "n_excluded": 1})
-    assert unnumbered.equals(full)
-    with pytest.raises(ValueError, match="step 8 must come after step 8"):
-        append_flow_step(flow, {"step": 8, "criterion": "x", "n_remaining": 5, "n_excluded": 0})
+    # a step from a producer (the split's, the features') is numbered after the last step
+    full = append_flow_step(flow, {"criterion": "features", "n_remaining": 4, "n_excluded": 1})
+    assert full["step"].tolist()[-2:] == [8, 9] and full["n_remaining"].tolist()[-2:] == [5, 4]
+    with pytest.raises(ValueError, match="must equal the 5 remaining after step 8"):
+        append_flow_step(flow, {"criterion": "x", "n_remaining": 4, "n_excluded": 2})
+    with pytest.raises(ValueError, match="flow_step.step: not given by the producer"):
+        append_flow_step(flow, {"step": 9, "criterion": "x", "n_remaining": 5, "n_excluded": 0})
     fig = plot_flow(full)
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert any("n = 12" in t for t in texts) and any("excluded\nn = 1" in t for t in texts)

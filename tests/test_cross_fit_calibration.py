@@ -295,6 +295,21 @@ def test_calibration_ranking_fits_one_booster_per_scheme(base_settings, monkeypa
     assert len(calls) == 1 + 4, calls
 
 
+def test_fit_final_maps_gives_each_map_its_own_bundle_and_refuses_a_map_twice():
+    X, y = tiny_data(600, seed=4)
+    X_fit, X_cal, y_fit, y_cal = modeling.split_for_calibration(X, y, fraction=0.3, seed=0)
+    kw = dict(params=SMALL_CONFIG, manifest=MANIFEST, seed=0)
+    both = modeling.fit_final_maps(X_fit, y_fit, X_cal, y_cal, calibrators=("isotonic", "isotonic_interpolated"), **kw)
+    assert both["isotonic"].booster is not both["isotonic_interpolated"].booster  # a predictor sets params on it
+    alone = modeling.fit_final(X_fit, y_fit, X_cal, y_cal, calibrator="isotonic_interpolated", **kw)
+    probe = X.iloc[:50].reset_index(drop=True)
+    np.testing.assert_array_equal(
+        uncertainty.RiskPredictor(both["isotonic_interpolated"]).predict_frame(probe, encoded=True)["probability"],
+        uncertainty.RiskPredictor(alone).predict_frame(probe, encoded=True)["probability"])
+    with pytest.raises(ValueError, match=r"calibrators: one or more maps, each once; got \['isotonic', 'isotonic'\]"):
+        modeling.fit_final_maps(X_fit, y_fit, X_cal, y_cal, calibrators=("isotonic", "isotonic"), **kw)
+
+
 def test_resolved_settings_carry_the_calibration_keys(tmp_path):
     P = load_params(_project(tmp_path, {"modeling": {"calibration": "cross_fit"},
                                         "uncertainty": {"calibrator": "isotonic_interpolated"}}))

@@ -30,7 +30,7 @@ from clinops.drift.detectors import DETECTORS, DetectorSettings, StreamDetector,
 from clinops.drift.policy import DriftPolicy
 from clinops.drift.thresholds import FalseAlarmBudget
 
-__all__ = ["SCORE", "FeatureStream", "PlannedDetector", "budgeted", "build_planned", "feature_streams_from",
+__all__ = ["SCORE", "FeatureStream", "PlannedDetector", "build_planned", "feature_streams_from",
            "plan_detectors", "stream_label"]
 
 #: the stream name of the predicted score

@@ -129,7 +129,7 @@ def extract_features(db: MimicDatabase, cohort: pd.DataFrame, *, manifest: Featu
         categorical.
     flow_step : dict
         ``{'criterion', 'n_remaining', 'n_excluded'}`` over the given cohort, without a step
-        number: :func:`clinops.tasks.mortality.cohort.append_flow_step` numbers it in the
+        number: :func:`clinops.tasks.flow.append_flow_step` numbers it in the
         caller's flow.
     """
     if not isinstance(manifest, FeatureManifest):

@@ -36,7 +36,7 @@ from clinops.bundle import BUNDLE_FORMAT_VERSION, CalibratedBooster, ModelBundle
 from clinops.modeling.candidates import candidate_models, cross_validate_candidates
 from clinops.modeling.cv import discrete_mask, fold_imputer
 from clinops.modeling.evaluation import evaluate
-from clinops.modeling.final_fit import fit_final, split_for_calibration
+from clinops.modeling.final_fit import calibration_split_positions, fit_final, fit_final_maps, split_for_calibration
 from clinops.modeling.cross_fit import calibration_folds, out_of_fold_scores
 from clinops.modeling.calibration_comparison import AUROC_TOLERANCE, calibration_ranking, fit_calibrated
 from clinops.modeling.search import random_search_xgb, sample_configurations
@@ -55,5 +55,5 @@ __all__ = [
     "random_search_xgb", "sample_configurations", "compare_with_paper", "split_for_calibration",
     "fit_final", "scale_pos_weight", "evaluate",
     "fold_imputer", "discrete_mask", "calibration_folds", "out_of_fold_scores", "AUROC_TOLERANCE",
-    "calibration_ranking", "fit_calibrated",
+    "calibration_ranking", "fit_calibrated", "fit_final_maps", "calibration_split_positions",
 ]

@@ -68,10 +68,8 @@ def _fit_scheme(X_train: pd.DataFrame, y_train: np.ndarray, *, calibration: str,
                               **options)
     if calibration != "split":
         raise ValueError(f"modeling.calibration: must be one of {list(CALIBRATION_SCHEMES)}, got {calibration!r}")
+    kept, held = calibration_split_positions(X_train, y_train, fraction=fraction, seed=options["seed"], groups=groups)
     ya = binary_labels(y_train, "y_train")
-    if len(X_train) != len(ya):
-        raise ValueError("X_train and y_train: must have the same number of rows")
-    kept, held = calibration_split_positions(ya, fraction=fraction, seed=options["seed"], groups=groups)
     # subject ids of the fitting rows, then of the slice (fit_final's order), by position
     g = None if groups is None else np.asarray(groups, dtype=object)[np.concatenate([kept, held])]
     return fit_final_maps(X_train.iloc[kept], ya[kept], X_train.iloc[held], ya[held], calibration=calibration,

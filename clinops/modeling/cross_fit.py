@@ -69,7 +69,7 @@ def calibration_folds(y: np.ndarray, *, n_splits: int, seed: int,
         raise ValueError(f"n_splits: must be an integer of at least 2, got {n_splits!r}")
     if groups is None and n_splits > len(labels):
         raise ValueError(f"n_splits: {n_splits} folds need at least as many rows, got {len(labels)}")
-    g = check_groups(groups, len(labels))
+    g = check_groups(None if groups is None else np.asarray(groups, dtype=object), len(labels))
     # subject codes in order of first appearance: StratifiedGroupKFold's folds depend on how the
     # groups are labelled, and these are the folds the cross-fitted models have always had
     return stratified_folds(labels, n_splits, seed, groups=None if g is None else pd.factorize(g)[0])

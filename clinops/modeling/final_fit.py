@@ -54,23 +54,26 @@ def _holdout(y: np.ndarray, fraction: float, seed: int,
     return (held, kept) if fraction > 0.5 else (kept, held)
 
 
-def calibration_split_positions(y_train: pd.Series | np.ndarray, *, fraction: float, seed: int,
-                                groups: np.ndarray | pd.Series | None = None) -> tuple[np.ndarray, np.ndarray]:
+def calibration_split_positions(X_train: pd.DataFrame, y_train: pd.Series | np.ndarray, *, fraction: float,
+                                seed: int, groups: np.ndarray | pd.Series | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Row positions ``(fitting rows, held-out slice)`` of :func:`split_for_calibration`.
 
     For a caller that must split other per-row arrays (e.g. subject ids) the same way;
-    positions, unlike index labels, are right whatever the frame's index.
+    positions, unlike index labels, are right whatever the frame's index. Parameters as for
+    :func:`split_for_calibration`.
 
     Examples
     --------
     >>> y = np.array([0, 1] * 10)
-    >>> kept, held = calibration_split_positions(y, fraction=0.2, seed=0)
+    >>> kept, held = calibration_split_positions(np.zeros((20, 1)), y, fraction=0.2, seed=0)
     >>> len(kept), len(held), sorted(set(kept) | set(held)) == list(range(20))
     (16, 4, True)
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction: must be strictly between 0 and 1, got {fraction}")
     ya = binary_labels(y_train, "y_train")
+    if len(X_train) != len(ya):
+        raise ValueError("X_train and y_train: must have the same number of rows")
     return _holdout(ya, fraction, seed, None if groups is None else np.asarray(groups, dtype=object))
 
 
@@ -108,12 +111,10 @@ def split_for_calibration(
     X_fit, X_cal : DataFrame
     y_fit, y_cal : ndarray of int
     """
-    ya = binary_labels(y_train, "y_train")
-    if len(X_train) != len(ya):
-        raise ValueError("X_train and y_train: must have the same number of rows")
     # without groups the paper's split, unchanged: train_test_split of the positions picks the
     # same rows, in the same order, as train_test_split of the frame did
-    kept, held = calibration_split_positions(ya, fraction=fraction, seed=seed, groups=groups)
+    kept, held = calibration_split_positions(X_train, y_train, fraction=fraction, seed=seed, groups=groups)
+    ya = binary_labels(y_train, "y_train")
     return X_train.iloc[kept], X_train.iloc[held], ya[kept], ya[held]
 
 
@@ -242,8 +243,8 @@ def fit_final_maps(
         n_folds = int(settings.modeling.get("cv_folds", n_folds))
     if calibration not in CALIBRATION_SCHEMES:
         raise ValueError(f"modeling.calibration: must be one of {list(CALIBRATION_SCHEMES)}, got {calibration!r}")
-    if not calibrators:
-        raise ValueError("calibrators: at least one map")
+    if not calibrators or len(set(calibrators)) != len(calibrators):
+        raise ValueError(f"calibrators: one or more maps, each once; got {list(calibrators)}")
     for calibrator in calibrators:
         if calibrator not in CALIBRATORS:
             raise ValueError(f"uncertainty.calibrator: must be one of {list(CALIBRATORS)}, got {calibrator!r}")
@@ -279,8 +280,7 @@ def fit_final_maps(
         cal_scores = booster.inplace_predict(Xc_imp[cal_idx])
         sizes = {"n_fit": int(len(y_fit_a)), "n_isotonic": int(len(cal_idx)), "n_conformal": int(len(conf_idx))}
     else:
-        if g is not None and len(g) != len(y_fit_a):
-            raise ValueError(f"groups: must have one subject id per row of X_fit ({len(y_fit_a)}), got {len(g)}")
+        # calibration_folds checks groups (cv.check_groups: one subject id per row of X_fit)
         folds = calibration_folds(y_fit_a, n_splits=n_folds, seed=seed, groups=g)
         oof = out_of_fold_scores(X_fit, y_fit_a, folds, params=params, manifest=manifest, seed=seed, max_bin=max_bin)
         booster, medians, spw = fit_booster(X_fit, y_fit_a, params=params, manifest=manifest, seed=seed,
@@ -290,10 +290,12 @@ def fit_final_maps(
     reference = reference_statistics(X_fit, n_bins=psi_bins)
 
     bundles = {}
-    for calibrator in calibrators:
+    for i, calibrator in enumerate(calibrators):
+        # each bundle its own booster (a predictor sets parameters on it); the same trees
+        model = booster if i == 0 else booster.copy()
         if calibration == "split":
             fitted_map = fit_calibrator(cal_scores, y_cal_a[cal_idx], calibrator)
-            calibrated = CalibratedBooster(booster, fitted_map)
+            calibrated = CalibratedBooster(model, fitted_map)
             conformal = fit_conformal(calibrated, Xc_imp[conf_idx], y_cal_a[conf_idx],
                                       confidence_level=confidence_level)
             q = conformal_threshold(conformal, confidence_level=confidence_level)
@@ -322,7 +324,7 @@ def fit_final_maps(
         lineage_out["manifest_sha256"] = manifest.sha256
         lineage_out.update(dict(lineage or {}))
         bundles[calibrator] = ModelBundle(
-            booster=booster,
+            booster=model,
             feature_names=names,
             manifest=manifest.to_dict(),
             frozen_medians={k: float(medians[k]) for k in names},
@@ -331,7 +333,7 @@ def fit_final_maps(
             conformal_class_thresholds=[float(v) for v in class_q],
             confidence_level=float(confidence_level),
             threshold=float(threshold),
-            reference=copy.deepcopy(reference),  # each bundle its own
+            reference=copy.deepcopy(reference),  # each bundle its own, as its booster
             lineage=lineage_out,
             settings=settings.to_dict() if settings is not None else None,
         )

@@ -13,7 +13,7 @@ import clinops.pipeline.paper_mapping as paper_mapping
 from clinops.pipeline.context import dataset_sha256, open_database, progress, task_config
 from clinops.report import record_values, write_table
 from clinops.task_table import write_task_table
-from clinops.tasks.mortality import cohort as cohort_sql
+from clinops.tasks.flow import append_flow_step
 from clinops.tasks.mortality.proxies import admission_proxies
 from clinops.tasks.temporal_split import SPLIT_COLUMNS, analysis_masks
 
@@ -59,7 +59,7 @@ def run_features(P: Params) -> SimpleNamespace:
     # counts the exclusion among the stays the temporal split kept in the analysis.
     analysis = set(cohort.loc[cohort["in_analysis"], "stay_id"])
     kept_in_analysis = int(X.index.isin(list(analysis)).sum())
-    flow = cohort_sql.append_flow_step(flow, {**step, "n_remaining": kept_in_analysis,
+    flow = append_flow_step(flow, {**step, "n_remaining": kept_in_analysis,
                                               "n_excluded": len(analysis) - kept_in_analysis})
     kept = cohort.set_index("stay_id").loc[X.index]
     table = X.copy()

@@ -228,7 +228,7 @@ def split_flow_step(frame: pd.DataFrame, *, rule: str, ambiguous: str,
     -------
     dict
         ``{'criterion', 'n_remaining', 'n_excluded'}``, without a step number:
-        :func:`clinops.tasks.mortality.cohort.append_flow_step` numbers it in the task's flow.
+        :func:`clinops.tasks.flow.append_flow_step` numbers it in the task's flow.
     """
     last_train = max(end for _, end in _bounds(train_groups, "train_groups"))
     first_test = min(start for start, _ in _bounds(test_groups, "test_groups"))

@@ -1,23 +1,16 @@
 """The live drift monitor's figures as gauges: the two callbacks :class:`clinops.monitoring.LiveDriftMonitor`
 is built with (``on_psi``: PSI of the served window, ``on_estimate``: its CBPE estimate, performance
-before outcomes), and :meth:`Drift.evaluate_drift`."""
+before outcomes)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-
-import pandas as pd
 
 __all__ = ["Drift"]
 
 
 class Drift:
     """The drift part of :class:`serving.runtime.ServingRuntime` (``drift_monitor`` and ``metrics`` set up there)."""
-
-    def evaluate_drift(self, window: pd.DataFrame) -> dict[str, float]:
-        """PSI of every feature over ``window`` (encoded features, one row per prediction); see
-        :meth:`clinops.monitoring.LiveDriftMonitor.evaluate_psi`."""
-        return self.drift_monitor.evaluate_psi(window)
 
     def _export_psi(self, psi: Mapping[str, float], window: int) -> None:
         """PSI per feature of the drift window and its size as gauges."""

@@ -15,6 +15,7 @@ from typing import Sequence
 import pandas as pd
 
 from clinops.data.mimic import MimicDatabase, install_macros, sql_text
+from clinops.tasks.flow import FLOW_COLUMNS, append_flow_step
 from clinops.tasks.temporal_split import assign_split, split_flow_step
 
 __all__ = [
@@ -22,7 +23,6 @@ __all__ = [
     "TRAIN_GROUPS",
     "TEST_GROUPS",
     "build_icu_cohort",
-    "append_flow_step",
     "label_prevalence_by_horizon",
     "plot_flow",
 ]
@@ -42,7 +42,6 @@ TEST_GROUPS: tuple[str, ...] = ("2017 - 2019",)
 COHORT_COLUMNS = ["subject_id", "hadm_id", "stay_id", "intime", "outtime", "anchor_year_group",
                   "anchor_year", "real_year_min", "real_year_max", "split_anchor_group", "split_real_year",
                   "split", "in_analysis", "age", "gender", "label", "death_time", "hospital_expire_flag"]
-FLOW_COLUMNS = ["step", "criterion", "n_remaining", "n_excluded"]
 
 
 def _positive(name: str, value, *, allow_zero: bool = False) -> float:
@@ -158,51 +157,6 @@ def build_icu_cohort(db: MimicDatabase, *, min_age: float = 18, min_icu_los_hour
     cohort = cohort[COHORT_COLUMNS].reset_index(drop=True)
     cohort = cohort.astype({"label": "int64", "hospital_expire_flag": "int64", "age": "int64"})
     return cohort, flow
-
-
-def append_flow_step(flow: pd.DataFrame, flow_step: dict) -> pd.DataFrame:
-    """Append a later exclusion step, numbered after the flow's last step.
-
-    The one place flow steps after a cohort's own criteria get their number: the producers of a
-    step (:func:`clinops.tasks.temporal_split.split_flow_step`,
-    :func:`clinops.features.extract_features`) do not know where it lands in a task's flow.
-
-    Parameters
-    ----------
-    flow : pandas.DataFrame
-        Flow table, e.g. from :func:`build_icu_cohort` (columns ``step, criterion,
-        n_remaining, n_excluded``).
-    flow_step : dict
-        ``{'criterion', 'n_remaining', 'n_excluded'}``; ``n_remaining + n_excluded`` must
-        equal the last step's ``n_remaining``. Without ``'step'`` the row is numbered last
-        step + 1; a given ``'step'`` must come after the last step.
-
-    Returns
-    -------
-    pandas.DataFrame
-        A new flow table with one more row.
-
-    Examples
-    --------
-    >>> flow = pd.DataFrame({"step": [1], "criterion": ["all"], "n_remaining": [5], "n_excluded": [0]})
-    >>> append_flow_step(flow, {"criterion": "split", "n_remaining": 4, "n_excluded": 1})["step"].tolist()
-    [1, 2]
-    """
-    missing = [c for c in FLOW_COLUMNS if c != "step" and c not in flow_step]
-    if missing:
-        raise ValueError(f"flow_step: missing key(s) {missing}")
-    last = int(flow["n_remaining"].iloc[-1])
-    last_step = int(flow["step"].iloc[-1])
-    if flow_step["n_remaining"] + flow_step["n_excluded"] != last:
-        raise ValueError(
-            f"flow_step: n_remaining + n_excluded = "
-            f"{flow_step['n_remaining'] + flow_step['n_excluded']} must equal the "
-            f"{last} stays remaining after step {last_step}")
-    step = flow_step.get("step", last_step + 1)
-    if step <= last_step:
-        raise ValueError(f"flow_step: step {step} must come after step {last_step}")
-    row = pd.DataFrame([{**flow_step, "step": step}], columns=FLOW_COLUMNS)
-    return pd.concat([flow, row], ignore_index=True)
 
 
 def label_prevalence_by_horizon(db: MimicDatabase, cohort: pd.DataFrame,

@@ -41,7 +41,7 @@ from typing import Any
 import pandas as pd
 
 from clinops.data.cms_planned import CODE_LIST, code_list_parameters
-from clinops.tasks.mortality.cohort import append_flow_step
+from clinops.tasks.flow import append_flow_step
 from clinops.tasks.readmission.sql import bind, connection, read_sql
 from clinops.tasks.temporal_split import assign_split, split_flow_step
 

@@ -126,9 +126,10 @@ def labevents(spec: ChunkSpec, rng: np.random.Generator) -> dict:
     t_draw = np.concatenate([d[2] for d in draws]).astype(np.int64)
     panels = np.concatenate([d[3] for d in draws]).astype(np.int64)
     stat = np.concatenate([d[4] for d in draws]).astype(np.int64)
-    # Sparse-documentation stays (cohort step 8 exclusions) are patients whose labs before the
-    # ICU were drawn elsewhere (transfers from a referring hospital): no pre-ICU draw here, so the
-    # lab pre-window cannot fill them and step 8 excludes them under either window.
+    # Sparse-documentation stays (the cohort's more-than-half-missing exclusion) are patients
+    # whose labs before the ICU were drawn elsewhere (transfers from a referring hospital): no
+    # pre-ICU draw here, so the lab pre-window cannot fill them and that step excludes them under
+    # either window.
     sparse_adm = np.zeros(A, bool)
     sparse_adm[adm_of_stay[first & (s["category"] == CAT_SPARSE)]] = True
     drawn_here = ~(sparse_adm[adm_i] & (stay_i == -1) & (t_draw < a["icu_in1"][adm_i]))

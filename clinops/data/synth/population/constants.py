@@ -15,7 +15,7 @@ YEAR = 365.2425 * DAY
 MISSABLE = ("lactate", "albumin", "bilirubin", "gcs", "heart_rate", "resp_rate", "map", "spo2",
             "mech_vent", "vasopressor", "temperature", "creatinine", "platelets", "inr")
 MISS_BIT = {f: 1 << i for i, f in enumerate(MISSABLE)}
-# Sparse stays (cohort step 8 exclusions) lack these 10 of the 17 features.
+# Sparse stays (the cohort's more-than-half-missing exclusion) lack these 10 of the 17 features.
 SPARSE_MISSING = ("lactate", "albumin", "bilirubin", "gcs", "spo2", "temperature", "creatinine",
                   "platelets", "inr", "resp_rate")
 # Implausible charted values (bit i of `artifacts`), always next to valid values of the item.
