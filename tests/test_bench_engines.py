@@ -68,11 +68,16 @@ def restored(made):
         path.write_bytes(data)
 
 
+def _rewrite(path: Path, change) -> None:
+    """Apply ``change`` to the JSON record at ``path`` (making the directory stale)."""
+    record = json.loads(path.read_text())
+    change(record)
+    path.write_text(json.dumps(record))
+
+
 def _stale_manifest(csv_dir: Path) -> None:
-    path = csv_dir / "SYNTHETIC.json"
-    manifest = json.loads(path.read_text())
-    manifest["generator_code_sha256"] = "0" * 64          # as written by an older generator
-    path.write_text(json.dumps(manifest))
+    # as written by an older generator
+    _rewrite(csv_dir / "SYNTHETIC.json", lambda m: m.update(generator_code_sha256="0" * 64))
 
 
 def test_a_stale_data_dir_given_is_refused_naming_the_field(bench, restored):
@@ -98,10 +103,9 @@ def test_data_of_another_seed_given_is_refused_naming_the_field(bench, restored)
 
 
 def _stale_copy(parquet_dir: Path) -> None:
-    path = parquet_dir / "clinops_convert.json"
-    record = json.loads(path.read_text())
-    record["source_sha256"][sorted(record["source_sha256"])[0]] = "f" * 64   # a copy of other files
-    path.write_text(json.dumps(record))
+    # a copy of other files: one source hash differs
+    _rewrite(parquet_dir / "clinops_convert.json",
+             lambda r: r["source_sha256"].update({sorted(r["source_sha256"])[0]: "f" * 64}))
 
 
 def test_a_stale_parquet_dir_given_is_refused_and_a_default_one_reconverted(bench, restored):
